@@ -1,0 +1,1 @@
+"""The ``trellis-box`` command: a thin layer over the library. Only this package prints."""

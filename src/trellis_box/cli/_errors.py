@@ -1,0 +1,42 @@
+"""Exceptions to text and exit codes.
+
+Exit codes: 0 done, 1 a known error, 2 usage, 3 a batch finished with failed inputs (report
+written), 130 interrupted. Tracebacks only with ``TRELLIS_BOX_DEBUG=1``; unknown exceptions keep
+their own text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+
+from ..errors import TrellisBoxError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
+
+
+def report(exc: BaseException, *, as_json: bool) -> int:
+    """Print ``exc`` for the user and return the process exit code."""
+    if os.environ.get("TRELLIS_BOX_DEBUG") == "1":
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, TrellisBoxError):
+        if as_json:
+            sys.stdout.write(json.dumps(exc.to_dict(), indent=2) + "\n")
+        from ._output import err
+
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        sys.stderr.write("interrupted\n")
+        return EXIT_INTERRUPTED
+    if as_json:
+        sys.stdout.write(json.dumps({"error": "unexpected", "message": repr(exc)}) + "\n")
+    sys.stderr.write(f"error: unexpected {type(exc).__name__}: {exc}\n"
+                     "  note: run again with TRELLIS_BOX_DEBUG=1 for the traceback\n")
+    return EXIT_ERROR

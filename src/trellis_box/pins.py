@@ -1,0 +1,78 @@
+"""The upstream pins (``data/pins.toml``): the one source every consumer reads."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Repo:
+    repo: str
+    commit: str
+    dir: str = ""
+    licence: str = ""
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class Pins:
+    comfyui: Repo
+    node_packs: dict[str, Repo]
+    base_image: str
+    python: str
+    packages: dict[str, str]
+    wheel_dir: str
+    wheels: tuple[str, ...]
+    cuda_archs: tuple[str, ...]
+
+    def build_args(self) -> dict[str, str]:
+        """Dockerfile build-arg name -> value; the Dockerfile's ARG defaults must equal these."""
+        return {
+            "BASE_IMAGE": self.base_image,
+            "PYTHON_VERSION": self.python,
+            "COMFYUI_REPO": self.comfyui.repo,
+            "COMFYUI_COMMIT": self.comfyui.commit,
+            "TRELLIS2_NODES_REPO": self.node_packs["trellis2"].repo,
+            "TRELLIS2_NODES_COMMIT": self.node_packs["trellis2"].commit,
+            "RMBG_NODES_REPO": self.node_packs["rmbg"].repo,
+            "RMBG_NODES_COMMIT": self.node_packs["rmbg"].commit,
+            "TORCH_VERSION": self.packages["torch"],
+            "TORCHVISION_VERSION": self.packages["torchvision"],
+            "TORCH_INDEX_URL": self.packages["torch_index"],
+            "XFORMERS_VERSION": self.packages["xformers"],
+            "TRANSFORMERS_VERSION": self.packages["transformers"],
+            "TRELLIS2_WHEEL_DIR": self.wheel_dir,
+            "TRELLIS2_WHEELS": " ".join(self.wheels),
+            "CUDA_ARCHS": " ".join(self.cuda_archs),
+        }
+
+
+def _repo(table: dict[str, Any]) -> Repo:
+    return Repo(**{k: str(v) for k, v in table.items()})
+
+
+def parse(text: str) -> Pins:
+    raw = tomllib.loads(text)
+    return Pins(
+        comfyui=_repo(raw["comfyui"]),
+        node_packs={name: _repo(t) for name, t in raw["node_packs"].items()},
+        base_image=raw["base"]["image"],
+        python=raw["base"]["python"],
+        packages={k: str(v) for k, v in raw["python"].items()},
+        wheel_dir=raw["wheels"]["dir"],
+        wheels=tuple(raw["wheels"]["files"]),
+        cuda_archs=tuple(raw["gpu"]["cuda_archs"]),
+    )
+
+
+def pins_text() -> str:
+    return resources.files("trellis_box").joinpath("data/pins.toml").read_text(encoding="utf-8")
+
+
+@cache
+def load() -> Pins:
+    return parse(pins_text())

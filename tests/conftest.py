@@ -1,0 +1,29 @@
+"""Shared test setup: an isolated environment for every test, and the service fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Fixture modules, one per real component: add yours here.
+pytest_plugins = ["tests.docker_support"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("TRELLIS_BOX_SHARED", REPO_ROOT.parent / "shared"))
+
+_ISOLATED_PREFIXES = ("HF_", "HUGGING_FACE_", "TRELLIS_BOX_", "AWS_")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No token, no user config and no user cache leaks into a test; output is plain and wide."""
+    for name in list(os.environ):
+        if name.startswith(_ISOLATED_PREFIXES) and name != "TRELLIS_BOX_SHARED":
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("TERM", "dumb")

@@ -72,3 +72,12 @@ class ConfigError(TrellisBoxError):
 
     reference = "config"
     exit_code = 2
+
+
+# --- models: catalog, hub, fetch, lock, verify ---
+
+# --- comfyui: workflow, images, client, batch ---
+
+# --- serve: preflight, supervision, readiness ---
+
+# --- swap and publish ---

@@ -78,6 +78,38 @@ class ConfigError(TrellisBoxError):
 
 # --- comfyui: workflow, images, client, batch ---
 
+class WorkflowInvalidError(UsageError):
+    """The graph breaks the recorded node schemas; nothing was sent to ComfyUI.
+
+    Example::
+
+        error: workflow does not match the node schemas: 1 problem; nothing was sent to ComfyUI
+          prompt.6.inputs.seed: -1 is below the minimum 0 (rule: min)
+            fix: use a seed between 0 and 2147483647 (--seed)
+          fix: correct each input named above
+    """
+
+    reference = "workflow-invalid"
+
+
+class ResolutionUnsupportedError(UsageError):
+    """The GPU cannot hold the requested resolution (or the resolution is unknown)."""
+
+    reference = "resolution-unsupported"
+
+
+class ImageInputError(TrellisBoxError):
+    """One input image cannot be used; names the file, what is wrong and the fix."""
+
+    reference = "image-invalid"
+
+
+class GlbInvalidError(TrellisBoxError):
+    """A file that should be a GLB is not one, or is truncated."""
+
+    reference = "glb-invalid"
+
+
 # --- serve: preflight, supervision, readiness ---
 
 # --- swap and publish ---

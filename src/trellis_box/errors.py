@@ -75,6 +75,87 @@ class ConfigError(TrellisBoxError):
 
 
 # --- models: catalog, hub, fetch, lock, verify ---
+class NotAComfyRoot(UsageError):
+    """``--comfy-root`` does not point at a ComfyUI checkout."""
+
+    reference = "not-a-comfy-root"
+
+
+class SourceConfigError(ConfigError):
+    """The per-model source override file is unreadable or names something unknown."""
+
+    reference = "source-config"
+
+
+class HubTokenMissing(TrellisBoxError):
+    """A gated model needs a token and none was given."""
+
+    reference = "hf-token-missing"
+
+
+class GatedAccessDenied(TrellisBoxError):
+    """The token was refused for a gated repository (403 ``GatedRepo``)."""
+
+    reference = "gated-access-denied"
+
+
+class HubRepoNotFound(TrellisBoxError):
+    reference = "hf-repo-not-found"
+
+
+class HubRevisionNotFound(TrellisBoxError):
+    reference = "hf-revision-not-found"
+
+
+class HubFilesMissing(TrellisBoxError):
+    """Files the nodes need are not in the repository at the resolved commit."""
+
+    reference = "hf-files-missing"
+
+
+class HubUnavailable(TrellisBoxError):
+    """The Hub (or the mirror in ``HF_ENDPOINT``) could not be reached or answered an error."""
+
+    reference = "hf-unavailable"
+
+
+class LocalSourceMissing(TrellisBoxError):
+    """``--from DIR`` lacks files the catalog needs."""
+
+    reference = "local-source-missing"
+
+
+class NotEnoughDisk(TrellisBoxError):
+    reference = "not-enough-disk"
+
+
+class DownloadIncomplete(TrellisBoxError):
+    """A download ended with fewer (or more) bytes than the Hub announced."""
+
+    reference = "download-incomplete"
+
+
+class ChecksumMismatch(TrellisBoxError):
+    """A file's size or sha256 differs from the lock."""
+
+    reference = "checksum-mismatch"
+
+
+class LockInvalid(TrellisBoxError):
+    reference = "lock-invalid"
+
+
+class LockMissing(TrellisBoxError):
+    """``verify --full`` needs checksums and no lock was found."""
+
+    reference = "lock-missing"
+
+
+class WeightsNotVerified(TrellisBoxError):
+    """Weights under a ComfyUI root are missing, damaged or mixed with partial downloads."""
+
+    reference = "weights-not-verified"
+
 
 # --- comfyui: workflow, images, client, batch ---
 

@@ -191,6 +191,70 @@ class GlbInvalidError(TrellisBoxError):
     reference = "glb-invalid"
 
 
+# client and batch: facts from ComfyUI's answers, never its raw JSON
+
+
+class ComfyUnreachableError(TrellisBoxError, ConnectionError):
+    """No usable answer from the ComfyUI server (refused, reset, timed out)."""
+
+    reference = "comfyui-unreachable"
+
+
+class ComfyResponseError(TrellisBoxError):
+    """ComfyUI answered with a status or body this client cannot use."""
+
+    reference = "comfyui-response"
+
+
+class PromptRejectedError(TrellisBoxError):
+    """ComfyUI refused the whole prompt (400 ``invalid_prompt``); nothing ran."""
+
+    reference = "prompt-rejected"
+
+
+class PromptNodeError(PromptRejectedError):
+    """ComfyUI found a bad node input: 400 ``prompt_outputs_failed_validation``, or 200 with a
+    non-empty ``node_errors`` (it then runs the rest of the graph; the GLB never comes)."""
+
+    reference = "prompt-node-error"
+
+
+class ExecutionFailedError(TrellisBoxError):
+    """A node raised while the prompt ran (``execution_error``)."""
+
+    reference = "execution-failed"
+
+
+class OutOfMemoryError(ExecutionFailedError):
+    """The GPU ran out of memory; the text names the resolution to try instead."""
+
+    reference = "out-of-memory"
+
+
+class JobInterruptedError(TrellisBoxError):
+    """The prompt was interrupted on the server (``execution_interrupted``)."""
+
+    reference = "job-interrupted"
+
+
+class JobTimeoutError(TrellisBoxError, TimeoutError):
+    """A prompt ran longer than its timeout; the client interrupted it."""
+
+    reference = "job-timeout"
+
+
+class PromptLostError(TrellisBoxError):
+    """A queued prompt is neither in the queue nor in the history: the server restarted."""
+
+    reference = "prompt-lost"
+
+
+class OutputMissingError(TrellisBoxError):
+    """The prompt finished but ``/history`` names no file for an expected output."""
+
+    reference = "output-missing"
+
+
 # --- serve: preflight, supervision, readiness ---
 
 # --- swap and publish ---

@@ -1,0 +1,510 @@
+"""Async client for ComfyUI's HTTP API and websocket: the only module that speaks to ComfyUI.
+
+One ``aiohttp.ClientSession`` per client. Completion is never taken from one signal alone: the
+websocket says when a prompt ends (``executing`` with ``node: null``), ``/history/<id>`` is the
+truth about its outputs, and while the websocket is down (or silent for ``Timeouts.poll``) the
+client reconciles each of its prompts through ``/history`` and ``/queue``, so a prompt that ended
+while it was disconnected is not lost, and one the server forgot (restart) is reported as lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from . import protocol
+from .errors import (
+    ComfyResponseError,
+    ComfyUnreachableError,
+    JobTimeoutError,
+    PromptLostError,
+    PromptNodeError,
+    PromptRejectedError,
+)
+from .explain import execution_failure, interrupted
+
+MessageCallback = Callable[[protocol.PromptMessage], None]
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Every wait of the client, in seconds; ``job=None`` lets a prompt run forever."""
+
+    connect: float = 10.0
+    request: float = 60.0
+    #: Longest silence while streaming a file from ``/view``.
+    download_read: float = 120.0
+    heartbeat: float = 20.0
+    #: How long the server may stay unreachable before its prompts are given up.
+    reconnect: float = 300.0
+    #: A prompt silent this long is checked through ``/history`` and ``/queue``.
+    poll: float = 15.0
+    #: How long an interrupted prompt gets to report that it stopped.
+    interrupt_grace: float = 30.0
+    job: float | None = 3600.0
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if value is not None and value <= 0:
+                raise ValueError(f"Timeouts.{name} must be > 0 (got {value}); use None for no limit")
+
+
+@dataclass(frozen=True)
+class OutputRef:
+    """One file a node reported in its UI output; ``/view`` serves it."""
+
+    filename: str
+    subfolder: str = ""
+    type: str = "output"
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {"filename": self.filename, "subfolder": self.subfolder, "type": self.type}
+
+
+@dataclass(frozen=True)
+class QueueState:
+    running: tuple[str, ...]
+    pending: tuple[str, ...]
+
+    def __contains__(self, prompt_id: object) -> bool:
+        return prompt_id in self.running or prompt_id in self.pending
+
+
+@dataclass
+class JobResult:
+    prompt_id: str
+    #: node id -> that node's UI output, from ``/history``.
+    outputs: dict[str, dict[str, Any]]
+    #: node id -> seconds it ran, measured from the websocket (empty if it was down throughout).
+    node_seconds: dict[str, float] = field(default_factory=dict)
+    cached_nodes: tuple[str, ...] = ()
+    #: server-side ``execution_start`` / ``execution_success`` times (ms since the epoch).
+    started_ms: int | None = None
+    finished_ms: int | None = None
+
+    def files(self, node: str, kind: str) -> list[OutputRef]:
+        entries = (self.outputs.get(node) or {}).get(kind) or []
+        return [OutputRef(e["filename"], e.get("subfolder", ""), e.get("type", "output"))
+                for e in entries]
+
+
+class _Tracker:
+    """What the websocket told us about one prompt."""
+
+    def __init__(self, prompt_id: str, graph: dict[str, Any], on_message: MessageCallback | None):
+        self.prompt_id, self.graph, self.on_message = prompt_id, graph, on_message
+        self.done = asyncio.Event()
+        self.lost: PromptLostError | None = None
+        self.started_at: float | None = None
+        self.last_seen = asyncio.get_running_loop().time()
+        self.node_seconds: dict[str, float] = {}
+        self.cached: tuple[str, ...] = ()
+        self._node: tuple[str, float] | None = None
+
+    def feed(self, msg: protocol.PromptMessage) -> None:
+        now = asyncio.get_running_loop().time()
+        self.last_seen = now
+        if isinstance(msg, protocol.ExecutionStart):
+            self.started_at = now
+        elif isinstance(msg, protocol.ExecutionCached):
+            self.cached = msg.nodes
+        elif isinstance(msg, (protocol.Executing, protocol.ExecutionError,
+                              protocol.ExecutionInterrupted)):
+            if self._node is not None:
+                node, since = self._node
+                self.node_seconds[node] = self.node_seconds.get(node, 0.0) + now - since
+            self._node = (msg.node, now) if isinstance(msg, protocol.Executing) and msg.node else None
+            if isinstance(msg, protocol.Executing) and msg.node is None:
+                self.done.set()
+        if self.on_message is not None:
+            self.on_message(msg)
+
+    def mark_started(self) -> None:
+        if self.started_at is None:
+            self.started_at = asyncio.get_running_loop().time()
+
+
+def _finished(entry: dict[str, Any] | None) -> bool:
+    status = (entry or {}).get("status") or {}
+    return bool(status.get("completed")) or status.get("status_str") in ("success", "error")
+
+
+class ComfyClient:
+    """``async with ComfyClient("http://127.0.0.1:8188") as comfy: await comfy.run(graph)``."""
+
+    def __init__(self, base_url: str, *, timeouts: Timeouts = Timeouts(),
+                 client_id: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeouts = timeouts
+        self.client_id = client_id or uuid.uuid4().hex
+        self._session: aiohttp.ClientSession | None = None
+        self._trackers: dict[str, _Tracker] = {}
+        # Messages can arrive before POST /prompt has returned the id: kept while a submit runs.
+        self._early: dict[str, list[protocol.PromptMessage]] = defaultdict(list)
+        self._submitting = 0
+        self._follower: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._ws_generation = 0
+
+    async def __aenter__(self) -> ComfyClient:
+        t = self.timeouts
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=t.request, connect=t.connect))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+        if self._session is not None:
+            await self._session.close()
+
+    # ---- HTTP ------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _http(self, method: str, path: str, **kwargs: Any
+                    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        assert self._session is not None, "use ComfyClient as an async context manager"
+        url = f"{self.base_url}{path}"
+        try:
+            async with self._session.request(method, url, **kwargs) as resp:
+                yield resp
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
+            raise ComfyUnreachableError(
+                f"ComfyUI at {self.base_url} did not answer {method} {path}",
+                detail=f"{type(exc).__name__}: {exc}".rstrip(": "),
+                fix=f"check that the server runs and is reachable: curl {self.base_url}/system_stats",
+                url=url,
+            ) from exc
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        async with self._http(method, path, **kwargs) as resp:
+            if resp.status != 200:
+                raise await self._unexpected(resp, method, path)
+            try:
+                return await resp.json(content_type=None)
+            except ValueError as exc:
+                raise ComfyResponseError(
+                    f"ComfyUI answered {method} {path} with a body that is not JSON",
+                    detail=f"status {resp.status}, content type {resp.content_type}",
+                    fix=f"check that {self.base_url} is a ComfyUI server (GET /system_stats)",
+                ) from exc
+
+    async def _unexpected(self, resp: aiohttp.ClientResponse, method: str, path: str
+                          ) -> ComfyResponseError:
+        body = (await resp.text())[:300]
+        return ComfyResponseError(
+            f"ComfyUI answered {method} {path} with status {resp.status}",
+            detail=body or None,
+            fix=f"check the server log of {self.base_url}; this client expects ComfyUI 0.3.64",
+            status=resp.status, path=path,
+        )
+
+    async def system_stats(self) -> dict[str, Any]:
+        return await self._json("GET", "/system_stats")  # type: ignore[no-any-return]
+
+    async def object_info(self) -> dict[str, Any]:
+        return await self._json("GET", "/object_info")  # type: ignore[no-any-return]
+
+    async def trellis_info(self) -> dict[str, Any] | None:
+        """``/trellis-box/info`` from our node pack, or ``None`` on a plain ComfyUI."""
+        async with self._http("GET", "/trellis-box/info") as resp:
+            if resp.status == 404:
+                return None
+        return await self._json("GET", "/trellis-box/info")  # type: ignore[no-any-return]
+
+    async def history(self, prompt_id: str) -> dict[str, Any] | None:
+        """The history entry of one prompt, or ``None`` while it has none."""
+        data = await self._json("GET", f"/history/{prompt_id}")
+        return data.get(prompt_id) if isinstance(data, dict) else None
+
+    async def queue(self) -> QueueState:
+        data = await self._json("GET", "/queue")
+        return QueueState(tuple(str(item[1]) for item in data.get("queue_running", [])),
+                          tuple(str(item[1]) for item in data.get("queue_pending", [])))
+
+    async def interrupt(self, prompt_id: str | None = None) -> None:
+        """Stop the running prompt; with ``prompt_id``, only if that one is running."""
+        body = {"prompt_id": prompt_id} if prompt_id else {}
+        async with self._http("POST", "/interrupt", json=body) as resp:
+            if resp.status != 200:
+                raise await self._unexpected(resp, "POST", "/interrupt")
+
+    async def delete_pending(self, prompt_ids: list[str]) -> None:
+        """Remove these prompts from the pending queue (others' prompts stay)."""
+        await self._post_queue({"delete": prompt_ids})
+
+    async def clear_queue(self) -> None:
+        """Remove every pending prompt, whoever queued it."""
+        await self._post_queue({"clear": True})
+
+    async def _post_queue(self, body: dict[str, Any]) -> None:
+        async with self._http("POST", "/queue", json=body) as resp:
+            if resp.status != 200:
+                raise await self._unexpected(resp, "POST", "/queue")
+
+    async def upload_image(self, path: Path) -> str:
+        """Upload ``path`` under a name made of its content hash; an existing copy is reused."""
+        data = path.read_bytes()
+        name = f"trellis-box-{hashlib.sha256(data).hexdigest()[:32]}{path.suffix.lower()}"
+        async with self._http("HEAD", "/view", params={"filename": name, "type": "input"}) as resp:
+            if resp.status == 200:
+                return name
+        form = aiohttp.FormData()
+        form.add_field("image", data, filename=name, content_type="application/octet-stream")
+        form.add_field("type", "input")
+        form.add_field("overwrite", "true")
+        answer = await self._json("POST", "/upload/image", data=form)
+        sub = answer.get("subfolder") or ""
+        return f"{sub}/{answer['name']}" if sub else str(answer["name"])
+
+    async def download(self, ref: OutputRef, dest: Path) -> Path:
+        """Stream ``ref`` from ``/view`` into a temporary file beside ``dest``, then rename it."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect,
+                                        sock_read=self.timeouts.download_read)
+        try:
+            async with self._http("GET", "/view", params=ref.params, timeout=timeout) as resp:
+                if resp.status != 200:
+                    raise await self._unexpected(resp, "GET", f"/view?filename={ref.filename}")
+                with tmp.open("wb") as fh:
+                    async for chunk in resp.content.iter_chunked(1 << 20):
+                        fh.write(chunk)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dest
+
+    # ---- prompts ---------------------------------------------------------------------------
+
+    async def queue_prompt(self, graph: dict[str, Any], *,
+                           on_message: MessageCallback | None = None) -> str:
+        """Queue ``graph`` under this client's id and start following it; returns the prompt id.
+
+        Raises :class:`PromptNodeError` for any ``node_errors`` (even on a 200: ComfyUI then runs
+        the rest of the graph, so the prompt is removed from the queue again).
+        """
+        await self._ensure_following()
+        self._submitting += 1
+        try:
+            async with self._http("POST", "/prompt",
+                                  json={"prompt": graph, "client_id": self.client_id}) as resp:
+                body = await resp.json(content_type=None) if resp.content_type.endswith(
+                    "json") else {}
+                if resp.status == 400:
+                    raise _rejected(body.get("error") or {}, body.get("node_errors") or {}, graph)
+                if resp.status != 200 or "prompt_id" not in body:
+                    raise await self._unexpected(resp, "POST", "/prompt")
+            prompt_id = str(body["prompt_id"])
+            if body.get("node_errors"):
+                with contextlib.suppress(ComfyUnreachableError, ComfyResponseError):
+                    await self.delete_pending([prompt_id])
+                raise _rejected({}, body["node_errors"], graph, prompt_id=prompt_id)
+            tracker = _Tracker(prompt_id, graph, on_message)
+            self._trackers[prompt_id] = tracker
+            for msg in self._early.pop(prompt_id, []):
+                tracker.feed(msg)
+            return prompt_id
+        finally:
+            self._submitting -= 1
+            if not self._submitting:
+                self._early.clear()
+
+    async def wait(self, prompt_id: str, *, timeout: float | None = None) -> JobResult:
+        """Follow a queued prompt to its end and return its outputs from ``/history``.
+
+        ``timeout`` (default ``Timeouts.job``) counts from the moment the prompt starts running;
+        when it passes, the prompt is interrupted and :class:`JobTimeoutError` raised.
+        """
+        tracker = self._trackers[prompt_id]
+        limit = self.timeouts.job if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        try:
+            while not tracker.done.is_set():
+                if tracker.lost is not None:
+                    raise tracker.lost
+                wait_for = self.timeouts.poll
+                if limit is not None and tracker.started_at is not None:
+                    left = tracker.started_at + limit - loop.time()
+                    if left <= 0:
+                        await self._stop(tracker)
+                        raise JobTimeoutError(
+                            f"prompt {prompt_id} ran longer than {limit:g} s and was interrupted",
+                            fix="raise the limit (--timeout) or lower --resolution / --steps",
+                            prompt_id=prompt_id, timeout=limit)
+                    wait_for = min(wait_for, left)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(tracker.done.wait(), wait_for)
+                if not tracker.done.is_set() and loop.time() - tracker.last_seen >= self.timeouts.poll:
+                    with contextlib.suppress(ComfyUnreachableError):
+                        await self._reconcile(tracker)
+            return await self._result(tracker)
+        finally:
+            self._trackers.pop(prompt_id, None)
+
+    async def run(self, graph: dict[str, Any], *, timeout: float | None = None,
+                  on_message: MessageCallback | None = None) -> JobResult:
+        return await self.wait(await self.queue_prompt(graph, on_message=on_message),
+                               timeout=timeout)
+
+    async def _result(self, tracker: _Tracker) -> JobResult:
+        entry = await self.history(tracker.prompt_id)
+        if entry is None:
+            raise _lost(tracker.prompt_id, self.base_url)
+        started = finished = None
+        for kind, data in (entry.get("status") or {}).get("messages") or []:
+            msg = protocol.parse({"type": kind, "data": data})
+            if isinstance(msg, protocol.ExecutionStart):
+                started = msg.timestamp_ms
+            elif isinstance(msg, protocol.ExecutionSuccess):
+                finished = msg.timestamp_ms
+            elif isinstance(msg, protocol.ExecutionError):
+                raise execution_failure(msg, tracker.graph)
+            elif isinstance(msg, protocol.ExecutionInterrupted):
+                raise interrupted(msg)
+        return JobResult(tracker.prompt_id, entry.get("outputs") or {}, tracker.node_seconds,
+                         tracker.cached, started, finished)
+
+    async def _reconcile(self, tracker: _Tracker) -> None:
+        """Ask the server where a prompt is, when the websocket cannot tell us."""
+        tracker.last_seen = asyncio.get_running_loop().time()
+        if _finished(await self.history(tracker.prompt_id)):
+            tracker.done.set()
+            return
+        state = await self.queue()
+        if tracker.prompt_id in state.running:
+            tracker.mark_started()
+        elif tracker.prompt_id not in state.pending:
+            # It may have ended between the two reads.
+            if _finished(await self.history(tracker.prompt_id)):
+                tracker.done.set()
+            else:
+                tracker.lost = _lost(tracker.prompt_id, self.base_url)
+                tracker.done.set()
+
+    async def _stop(self, tracker: _Tracker) -> None:
+        with contextlib.suppress(ComfyUnreachableError, ComfyResponseError):
+            state = await self.queue()
+            if tracker.prompt_id in state.running:
+                await self.interrupt(tracker.prompt_id)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(tracker.done.wait(), self.timeouts.interrupt_grace)
+            elif tracker.prompt_id in state.pending:
+                await self.delete_pending([tracker.prompt_id])
+
+    # ---- websocket -------------------------------------------------------------------------
+
+    async def _ensure_following(self) -> None:
+        if self._follower is None or self._follower.done():
+            self._follower = asyncio.create_task(self._follow(), name="comfyui-websocket")
+        if not self._connected.is_set():
+            try:
+                await asyncio.wait_for(self._connected.wait(), self.timeouts.reconnect)
+            except asyncio.TimeoutError:
+                raise ComfyUnreachableError(
+                    f"no websocket to ComfyUI at {self.base_url} after {self.timeouts.reconnect:g} s",
+                    fix=f"check that the server runs: curl {self.base_url}/system_stats",
+                ) from None
+
+    async def _follow(self) -> None:
+        """Read the websocket forever: reconnect after a drop and reconcile what was missed."""
+        assert self._session is not None
+        ws_url = self.base_url.replace("http", "ws", 1) + f"/ws?clientId={self.client_id}"
+        loop = asyncio.get_running_loop()
+        down_since, backoff = loop.time(), 0.1
+        while True:
+            try:
+                async with self._session.ws_connect(ws_url, heartbeat=self.timeouts.heartbeat,
+                                                    timeout=aiohttp.ClientWSTimeout(
+                                                        ws_close=self.timeouts.connect)) as ws:
+                    self._ws_generation += 1
+                    self._connected.set()
+                    backoff = 0.1
+                    if self._ws_generation > 1:
+                        await self._reconcile_all()
+                    async for frame in ws:
+                        if frame.type == aiohttp.WSMsgType.TEXT:
+                            self._dispatch(protocol.parse(frame.data))
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ComfyUnreachableError):
+                pass
+            if self._connected.is_set():
+                self._connected.clear()
+                down_since = loop.time()
+            if loop.time() - down_since > self.timeouts.reconnect:
+                self._give_up()
+                down_since = loop.time()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    def _dispatch(self, msg: protocol.Message) -> None:
+        prompt_id = protocol.prompt_of(msg)
+        if prompt_id is None:
+            return
+        tracker = self._trackers.get(prompt_id)
+        if tracker is not None:
+            tracker.feed(msg)  # type: ignore[arg-type]
+        elif self._submitting:
+            self._early[prompt_id].append(msg)  # type: ignore[arg-type]
+
+    async def _reconcile_all(self) -> None:
+        for tracker in list(self._trackers.values()):
+            if not tracker.done.is_set():
+                await self._reconcile(tracker)
+
+    def _give_up(self) -> None:
+        for tracker in self._trackers.values():
+            if not tracker.done.is_set():
+                tracker.lost = PromptLostError(
+                    f"ComfyUI at {self.base_url} stayed unreachable for "
+                    f"{self.timeouts.reconnect:g} s; prompt {tracker.prompt_id} is given up",
+                    fix="restart the server, then run the same command again: finished "
+                        "outputs are kept and skipped",
+                    prompt_id=tracker.prompt_id)
+                tracker.done.set()
+
+
+def _lost(prompt_id: str, base_url: str) -> PromptLostError:
+    return PromptLostError(
+        f"prompt {prompt_id} is gone from ComfyUI at {base_url}",
+        detail="it is neither queued nor running nor in /history: the server restarted "
+               "or its history was cleared",
+        fix="queue it again (trellis-box generate does this once by itself)",
+        prompt_id=prompt_id)
+
+
+def _rejected(error: dict[str, Any], node_errors: dict[str, Any], graph: dict[str, Any], *,
+              prompt_id: str | None = None) -> PromptRejectedError:
+    """Turn ComfyUI's ``error`` / ``node_errors`` into one typed error naming node and input."""
+    for node_id, entry in sorted(node_errors.items()):
+        for err in entry.get("errors") or [{}]:
+            input_name = (err.get("extra_info") or {}).get("input_name")
+            class_type = entry.get("class_type") or graph.get(node_id, {}).get("class_type")
+            where = f"prompt.{node_id}.inputs.{input_name}" if input_name else f"prompt.{node_id}"
+            return PromptNodeError(
+                f"ComfyUI rejected {where} ({class_type}): {err.get('message', 'invalid')}",
+                detail=err.get("details") or None,
+                fix="correct that input; if the graph came from trellis-box, the server's nodes "
+                    "differ from the pinned ones (compare GET /object_info with the pins)",
+                note="ComfyUI answered 200 and would have run the rest of the graph without "
+                     "a GLB" if prompt_id else None,
+                node=node_id, class_type=class_type, input=input_name, prompt_id=prompt_id)
+    return PromptRejectedError(
+        f"ComfyUI rejected the prompt: {error.get('message') or error.get('type') or 'invalid'}",
+        detail=error.get("details") or None,
+        fix="a node class is missing on the server: check its custom nodes loaded "
+            "(the server log lists IMPORT FAILED)" if error.get("type") == "invalid_prompt"
+        else "check the graph against GET /object_info",
+        error_type=error.get("type"))

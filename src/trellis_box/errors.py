@@ -258,3 +258,110 @@ class OutputMissingError(TrellisBoxError):
 # --- serve: preflight, supervision, readiness ---
 
 # --- swap and publish ---
+
+class GpuConfigError(ConfigError):
+    """The GPU containers file (``swap``/``status``) is missing, unreadable or has a bad field."""
+
+    reference = "gpu-config"
+
+
+class UnknownContainerError(UsageError):
+    """``swap NAME`` names no container of the GPU containers file."""
+
+    reference = "gpu-container-unknown"
+
+
+class DockerEngineError(TrellisBoxError):
+    """The Docker engine is unreachable or refused a request."""
+
+    reference = "docker-engine"
+
+
+class SwapLockedError(TrellisBoxError):
+    """Another swap holds the swap lock and did not release it in time."""
+
+    reference = "swap-locked"
+
+
+class SwapRefusedError(TrellisBoxError):
+    """The swap cannot start safely; nothing was stopped."""
+
+    reference = "swap-refused"
+
+
+class DrainTimeoutError(SwapRefusedError, TimeoutError):
+    """The running container's ComfyUI queue did not empty in time; nothing was stopped."""
+
+    reference = "swap-drain-timeout"
+
+
+class SwapFailedError(TrellisBoxError):
+    """The target did not become ready; the text says why, its last log lines and the rollback."""
+
+    reference = "swap-failed"
+
+
+# publish
+
+
+class PublishImageError(UsageError):
+    """The local image to publish is missing or lacks a label a tag is made from."""
+
+    reference = "publish-image"
+
+
+class AwsCredentialsMissingError(TrellisBoxError):
+    """boto3 found no AWS credentials (or no region) for ECR."""
+
+    reference = "aws-credentials-missing"
+
+
+class EcrRepositoryMissingError(TrellisBoxError):
+    """The ECR repository does not exist and ``--create-repository`` was not given."""
+
+    reference = "ecr-repository-missing"
+
+
+class EcrRequestError(TrellisBoxError):
+    """ECR refused a request (access denied, throttled, ...)."""
+
+    reference = "ecr-request"
+
+
+class RegistryLoginRefusedError(TrellisBoxError):
+    """The registry refused the ECR token at login."""
+
+    reference = "registry-login-refused"
+
+
+class PushFailedError(TrellisBoxError):
+    """The registry or the engine stopped the push."""
+
+    reference = "push-failed"
+
+
+# --- image: build-time checks ---
+
+class ExtensionNotFoundError(TrellisBoxError):
+    """A CUDA extension package the GPU architecture check must read is not installed."""
+
+    reference = "extension-not-found"
+
+
+class UnreadableExtensionError(TrellisBoxError):
+    """A wheel or ``.so`` whose ELF or fatbin structure cannot be read."""
+
+    reference = "extension-unreadable"
+
+
+class MissingGpuCodeError(TrellisBoxError):
+    """A compiled extension carries neither cubin nor PTX that runs on a target GPU architecture.
+
+    Example::
+
+        error: 1 compiled extension(s) lack GPU code for sm_80: wheel flex_gemm 0.0.1
+          wheel flex_gemm 0.0.1: flex_gemm/_C.so
+            has sm_86 cubin, compute_86 PTX; cannot run on sm_80
+    """
+
+    reference = "gpu-arch-missing"

@@ -1,0 +1,260 @@
+"""Which GPUs can run a compiled CUDA extension: read the fatbins inside its ``.so`` files.
+
+A ``.so`` built by nvcc embeds its device code in an ELF section (``.nv_fatbin``, or
+``__nv_relfatbin`` for relocatable device code) holding one or more fatbin containers. Each
+container is a 16-byte header (magic ``0xBA55ED50``, version, header size, payload size) followed by
+entries; each entry header starts with its kind (1 = PTX, 2 = cubin), its own header size and
+payload size, and carries the compute capability at byte 28 and flags at byte 40. The layout follows
+NVIDIA's ``fatbinary_section.h`` and public reverse engineering of cuobjdump; the tests check it
+against nvcc's own output. No CUDA tool is needed, so the image build can run this on any machine.
+
+Compatibility rules (CUDA C Programming Guide, "Binary Compatibility" and "Application
+Compatibility"): a cubin for X.y runs on X.z for z >= y; PTX for compute capability c is JIT-compiled
+by the driver for any GPU of capability >= c; arch-specific targets (``sm_90a``) run only on their
+exact capability.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import re
+import struct
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .errors import (
+    ConfigError,
+    ExtensionNotFoundError,
+    MissingGpuCodeError,
+    UnreadableExtensionError,
+)
+
+# The extensions TRELLIS.2 needs at run time, as import names (pins.toml lists their wheels).
+EXTENSION_PACKAGES = ("cumesh", "flex_gemm", "nvdiffrast", "o_voxel")
+
+_FATBIN_SECTIONS = (b".nv_fatbin", b"__nv_relfatbin")
+_FATBIN_MAGIC = 0xBA55ED50
+_KIND_PTX = 1
+_KIND_CUBIN = 2
+# Observed on nvcc 12 and 13 output: set on entries built for ``sm_XXa`` / ``compute_XXa``.
+_FLAG_ARCH_SPECIFIC = 0x100000
+_ARCH = re.compile(r"^sm_(\d{2,3})a?$")
+
+
+@dataclass(frozen=True, order=True)
+class GpuCode:
+    """One entry of a fatbin: machine code (cubin) or PTX for one compute capability."""
+
+    capability: int  # major * 10 + minor, as in ``sm_86``
+    kind: Literal["cubin", "ptx"]
+    arch_specific: bool = False
+
+    def runs_on(self, target: int) -> bool:
+        if self.arch_specific:
+            return target == self.capability
+        if self.kind == "ptx":
+            return target >= self.capability
+        return target // 10 == self.capability // 10 and target >= self.capability
+
+    def __str__(self) -> str:
+        suffix = "a" if self.arch_specific else ""
+        if self.kind == "ptx":
+            return f"compute_{self.capability}{suffix} PTX"
+        return f"sm_{self.capability}{suffix} cubin"
+
+
+@dataclass(frozen=True)
+class ExtensionReport:
+    """The GPU code found in one ``.so`` and the target architectures it cannot run on."""
+
+    source: str  # the wheel file or installed distribution the .so comes from
+    member: str  # the .so, relative to the wheel or the package directory
+    codes: tuple[GpuCode, ...]
+    missing: tuple[str, ...]
+
+    @property
+    def has_gpu_code(self) -> bool:
+        return bool(self.codes)
+
+
+def parse_archs(spec: str | Iterable[str]) -> tuple[int, ...]:
+    """``"sm_80 sm_86"`` (or a list) -> ``(80, 86)``; rejects anything that is not ``sm_NN``."""
+    names = spec.replace(",", " ").split() if isinstance(spec, str) else list(spec)
+    bad = [n for n in names if not _ARCH.match(n)]
+    if bad or not names:
+        raise ConfigError(
+            f"invalid CUDA architecture list: {' '.join(names) or '(empty)'!r}",
+            detail=f"not of the form sm_NN: {', '.join(bad)}" if bad else "no architecture given",
+            fix='give real architectures, e.g. CUDA_ARCHS="sm_80 sm_86 sm_89 sm_90"',
+        )
+    return tuple(int(_ARCH.match(n).group(1)) for n in names)  # type: ignore[union-attr]
+
+
+def fatbin_codes(elf: bytes, *, name: str = "<bytes>") -> tuple[GpuCode, ...]:
+    """Every GPU code entry in the fatbin sections of a 64-bit little-endian ELF file."""
+    codes: set[GpuCode] = set()
+    for section in _fatbin_sections(elf, name):
+        codes.update(_container_codes(section, name))
+    return tuple(sorted(codes))
+
+
+def missing_archs(codes: Iterable[GpuCode], targets: Iterable[int]) -> tuple[str, ...]:
+    codes = tuple(codes)
+    return tuple(f"sm_{t}" for t in targets if not any(c.runs_on(t) for c in codes))
+
+
+def scan(paths: Iterable[Path], targets: Iterable[int]) -> list[ExtensionReport]:
+    """Report every ``.so`` in ``paths``: wheels (``.whl``), ``.so`` files, or directories."""
+    targets = tuple(targets)
+    reports = []
+    for source, member, data in _shared_objects(paths):
+        codes = fatbin_codes(data, name=f"{source}: {member}")
+        # A .so without device code is a host-only helper (cumesh ships _xatlas): nothing to run on a GPU.
+        missing = missing_archs(codes, targets) if codes else ()
+        reports.append(ExtensionReport(source, member, codes, missing))
+    return reports
+
+
+def installed_packages(names: Iterable[str] = EXTENSION_PACKAGES) -> list[Path]:
+    """The directories of installed import packages, found without importing them (o_voxel imports torch)."""
+    found = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            raise ExtensionNotFoundError(
+                f"CUDA extension package {name!r} is not installed",
+                detail="the build-time GPU architecture check looked for it in this Python environment",
+                fix="install the pinned wheel from ComfyUI-Trellis2 (pins.toml [wheels]) with pip --no-deps",
+                package=name,
+            )
+        found.extend(Path(p) for p in spec.submodule_search_locations)
+    return found
+
+
+def check(paths: Iterable[Path], targets: Iterable[int]) -> list[ExtensionReport]:
+    """:func:`scan`, raising :class:`MissingGpuCodeError` naming every extension that lacks a target."""
+    targets = tuple(targets)
+    reports = scan(paths, targets)
+    failing = [r for r in reports if r.missing]
+    if failing:
+        missing = sorted({a for r in failing for a in r.missing})
+        lines = [
+            f"{r.source}: {r.member}\n  has {', '.join(map(str, r.codes))}; "
+            f"cannot run on {' '.join(r.missing)}"
+            for r in failing
+        ]
+        raise MissingGpuCodeError(
+            f"{len(failing)} compiled extension(s) lack GPU code for {' '.join(missing)}: "
+            + ", ".join(sorted({r.source for r in failing})),
+            detail="\n".join(lines)
+            + "\non those GPUs the first request would fail with 'no kernel image is available'",
+            fix="use wheels built for every target (TORCH_CUDA_ARCH_LIST=\"8.0 8.6 8.9 9.0+PTX\"), or "
+            "narrow the targets:\n--build-arg CUDA_ARCHS=\""
+            + " ".join(f"sm_{t}" for t in targets if f"sm_{t}" not in missing)
+            + '" (those GPUs only)',
+            missing=missing,
+            extensions=[f"{r.source}: {r.member}" for r in failing],
+        )
+    return reports
+
+
+def _shared_objects(paths: Iterable[Path]) -> Iterator[tuple[str, str, bytes]]:
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise UnreadableExtensionError(
+                f"no such wheel, .so or directory: {path}",
+                detail="the GPU architecture check was asked to read it",
+                fix="pass existing paths, or none to check the installed extension packages",
+                path=path,
+            )
+        if path.is_dir():
+            source = _distribution_of(path)
+            for so in sorted(path.rglob("*.so")):
+                yield source, str(so.relative_to(path.parent)), so.read_bytes()
+        elif path.suffix == ".whl":
+            try:
+                with zipfile.ZipFile(path) as wheel:
+                    for member in sorted(wheel.namelist()):
+                        if member.endswith(".so") or ".so." in Path(member).name:
+                            yield path.name, member, wheel.read(member)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise UnreadableExtensionError(
+                    f"cannot read wheel {path}",
+                    detail=str(exc),
+                    fix="download the wheel again from the pinned ComfyUI-Trellis2 commit",
+                    path=path,
+                ) from exc
+        else:
+            yield path.name, path.name, path.read_bytes()
+
+
+def _distribution_of(package_dir: Path) -> str:
+    """``'wheel cumesh 0.0.1'`` for an installed package directory, else the directory itself."""
+    for dist_name in importlib.metadata.packages_distributions().get(package_dir.name, []):
+        try:
+            dist = importlib.metadata.distribution(dist_name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        return f"wheel {dist.metadata['Name']} {dist.version}"
+    return str(package_dir)
+
+
+def _fatbin_sections(elf: bytes, name: str) -> Iterator[bytes]:
+    if elf[:4] != b"\x7fELF" or elf[4] != 2 or elf[5] != 1:
+        raise _unreadable(name, "not a 64-bit little-endian ELF file")
+    try:
+        shoff, = struct.unpack_from("<Q", elf, 0x28)
+        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", elf, 0x3A)
+        if shoff == 0:
+            return
+        if shnum == 0:  # more than 0xff00 sections: the count lives in section 0
+            shnum = struct.unpack_from("<Q", elf, shoff + 0x20)[0]
+        headers = [struct.unpack_from("<IIQQQQ", elf, shoff + i * shentsize) for i in range(shnum)]
+        _, _, _, _, str_off, str_size = headers[shstrndx]
+        names = elf[str_off:str_off + str_size]
+        for sh_name, sh_type, _, _, offset, size in headers:
+            section = names[sh_name:names.find(b"\0", sh_name)]
+            if section in _FATBIN_SECTIONS and sh_type != 8:  # 8 = SHT_NOBITS: no bytes in the file
+                if offset + size > len(elf):
+                    raise _unreadable(name, f"section {section.decode()} runs past the end of the file")
+                yield elf[offset:offset + size]
+    except (struct.error, IndexError) as exc:
+        raise _unreadable(name, f"truncated ELF section table ({exc})") from exc
+
+
+def _container_codes(section: bytes, name: str) -> Iterator[GpuCode]:
+    pos = 0
+    while pos + 16 <= len(section):
+        magic, _, header_size, payload_size = struct.unpack_from("<IHHQ", section, pos)
+        if magic != _FATBIN_MAGIC:
+            if any(section[pos:]):
+                raise _unreadable(name, f"no fatbin magic at offset {pos} of its fatbin section")
+            return  # zero padding after the last container
+        entry, end = pos + header_size, pos + header_size + payload_size
+        if end > len(section):
+            raise _unreadable(name, f"fatbin container at offset {pos} is truncated")
+        while entry + 48 <= end:
+            kind, _, entry_header, entry_payload = struct.unpack_from("<HHIQ", section, entry)
+            capability, = struct.unpack_from("<I", section, entry + 28)
+            flags, = struct.unpack_from("<Q", section, entry + 40)
+            if entry_header == 0:
+                raise _unreadable(name, f"fatbin entry at offset {entry} has a zero-length header")
+            if kind in (_KIND_PTX, _KIND_CUBIN):
+                yield GpuCode(capability, "ptx" if kind == _KIND_PTX else "cubin",
+                              bool(flags & _FLAG_ARCH_SPECIFIC))
+            entry += entry_header + entry_payload
+        pos = (end + 7) & ~7  # containers start 8-byte aligned
+
+
+def _unreadable(name: str, fact: str) -> UnreadableExtensionError:
+    return UnreadableExtensionError(
+        f"cannot read the GPU code in {name}",
+        detail=fact,
+        fix="reinstall the wheel; if it is intact, report the file to trellis-box with `readelf -S` output",
+        path=name,
+    )

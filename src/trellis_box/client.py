@@ -257,8 +257,15 @@ class ComfyClient:
 
     async def upload_image(self, path: Path) -> str:
         """Upload ``path`` under a name made of its content hash; an existing copy is reused."""
-        data = path.read_bytes()
-        name = f"trellis-box-{hashlib.sha256(data).hexdigest()[:32]}{path.suffix.lower()}"
+        return await self.upload_bytes(path.read_bytes(), path.suffix)
+
+    async def upload_bytes(self, data: bytes, suffix: str) -> str:
+        """Upload image bytes as ``trellis-box-<sha256>.<suffix>``; returns the name to load.
+
+        The name is the content, so a re-run finds the file already there (checked with
+        ``HEAD /view``) and ComfyUI's cache sees the same ``LoadImage`` input.
+        """
+        name = f"trellis-box-{hashlib.sha256(data).hexdigest()[:32]}{suffix.lower()}"
         async with self._http("HEAD", "/view", params={"filename": name, "type": "input"}) as resp:
             if resp.status == 200:
                 return name
@@ -406,6 +413,11 @@ class ComfyClient:
                 await self.delete_pending([tracker.prompt_id])
 
     # ---- websocket -------------------------------------------------------------------------
+
+    async def wait_connected(self) -> None:
+        """Wait until the websocket is up (again); :class:`ComfyUnreachableError` after
+        ``Timeouts.reconnect``."""
+        await self._ensure_following()
 
     async def _ensure_following(self) -> None:
         if self._follower is None or self._follower.done():

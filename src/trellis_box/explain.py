@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import protocol, workflow
+from . import profiles, protocol, workflow
 from .errors import ExecutionFailedError, JobInterruptedError, OutOfMemoryError
 
 _OOM_MARKERS = ("out of memory", "outofmemoryerror", "cuda error: out of memory")
@@ -15,14 +15,6 @@ def resolution_of(graph: dict[str, Any]) -> str | None:
     node = graph.get(workflow.GENERATE_NODE) or {}
     pipeline_type = (node.get("inputs") or {}).get("pipeline_type")
     return next((r for r, p in workflow.PIPELINE_TYPES.items() if p == pipeline_type), None)
-
-
-def lower_resolution(resolution: str | None) -> str | None:
-    """The next resolution down the ladder, or ``None`` at the bottom (or when unknown)."""
-    ladder = workflow.RESOLUTIONS
-    if resolution not in ladder or ladder.index(resolution) == 0:
-        return None
-    return ladder[ladder.index(resolution) - 1]
 
 
 def is_out_of_memory(msg: protocol.ExecutionError) -> bool:
@@ -37,7 +29,7 @@ def execution_failure(msg: protocol.ExecutionError, graph: dict[str, Any]) -> Ex
              "exception_type": msg.exception_type}
     if is_out_of_memory(msg):
         current = resolution_of(graph)
-        lower = lower_resolution(current)
+        lower = profiles.next_lower(current) if current else None
         fix = (f"run again with --resolution {lower} (or --auto-resolution)" if lower else
                "free GPU memory (stop other GPU containers) or lower --texture-size; "
                "512 is the lowest resolution")

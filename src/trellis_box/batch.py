@@ -1,0 +1,397 @@
+"""The batch engine behind ``trellis-box generate``: many images, one GPU kept busy, nothing lost.
+
+Scheduling: up to ``1 + depth`` of our prompts sit on the server at once (one running, ``depth``
+queued), so when a prompt ends ComfyUI starts the next at once while we download the last one's
+files and upload the next image. A slot frees when a prompt *ends on the server*, not when its
+files are home.
+
+Every input gets one outcome and a ``<name>.json`` report; ``<name>.glb`` and
+``<name>.cutout.png`` beside it on success. Files are renamed into place whole, the report last:
+a report with ``status: ok`` and the key of the same image content and parameters means the
+input is done, and a re-run skips it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from . import __version__, glb, images, profiles, protocol, workflow
+from .client import ComfyClient, JobResult, Timeouts
+from .errors import (
+    ComfyUnreachableError,
+    OutOfMemoryError,
+    OutputMissingError,
+    PromptLostError,
+    TrellisBoxError,
+    UsageError,
+)
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+#: Attempts per input when the server forgets a prompt (restart) or runs out of memory with
+#: ``auto_resolution`` (each retry one rung lower).
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    out_dir: Path
+    workflow: workflow.WorkflowOptions = workflow.WorkflowOptions()
+    auto_resolution: bool = False
+    #: Per-prompt limit in seconds, counted from the moment it starts running.
+    job_timeout: float | None = 3600.0
+    #: Prompts kept queued behind the running one.
+    depth: int = 2
+    #: Downloads at once (each streams a GLB of tens of MB).
+    downloads: int = 4
+
+
+@dataclass(frozen=True)
+class Item:
+    source: Path
+    name: str
+
+
+@dataclass
+class Outcome:
+    item: Item
+    status: str  # ok | skipped | failed | interrupted
+    error: TrellisBoxError | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def glb(self) -> Path | None:
+        return self.report.get("files", {}).get("glb") and Path(self.report["files"]["glb"])
+
+
+@dataclass
+class BatchReport:
+    outcomes: list[Outcome]
+    resolution: str
+    server: dict[str, Any]
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status in ("failed", "interrupted")]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something a person may want to see; ``message`` is set for per-node progress."""
+
+    item: Item
+    kind: str  # queued | progress | done
+    message: protocol.PromptMessage | None = None
+    outcome: Outcome | None = None
+
+
+Observer = Callable[[Event], None]
+
+
+def plan(inputs: list[Path]) -> list[Item]:
+    """Expand directories (their image files, sorted) and give every input a unique name.
+
+    Two inputs with the same stem get the stem plus a short hash of their path, so names are
+    stable from one run to the next whatever else is in the batch.
+    """
+    sources: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            sources += sorted(p for p in path.iterdir()
+                              if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            sources.append(path)
+    unique = list(dict.fromkeys(p.resolve() if p.exists() else p for p in sources))
+    if not unique:
+        raise UsageError("no images to generate from",
+                         detail=f"looked in: {', '.join(str(p) for p in inputs)}",
+                         fix=f"name image files or directories holding "
+                             f"{', '.join(sorted(IMAGE_SUFFIXES))} files")
+    stems: dict[str, int] = {}
+    for p in unique:
+        stems[p.stem.lower()] = stems.get(p.stem.lower(), 0) + 1
+    return [Item(p, p.stem if stems[p.stem.lower()] == 1 else
+                 f"{p.stem}-{hashlib.sha256(str(p).encode()).hexdigest()[:8]}") for p in unique]
+
+
+def job_key(image_sha256: str, options: workflow.WorkflowOptions) -> str:
+    """What makes two runs the same: the image content and every parameter (seed included)."""
+    canonical = json.dumps({"image": image_sha256, "options": options.as_dict()}, sort_keys=True)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _paths(out_dir: Path, name: str) -> dict[str, Path]:
+    return {"glb": out_dir / f"{name}.glb", "cutout": out_dir / f"{name}.cutout.png",
+            "report": out_dir / f"{name}.json"}
+
+
+def finished_report(out_dir: Path, name: str, key: str) -> dict[str, Any] | None:
+    """The report of a finished run of the same job, or ``None`` if it must (re)run."""
+    paths = _paths(out_dir, name)
+    try:
+        report = json.loads(paths["report"].read_text())
+    except (OSError, ValueError):
+        return None
+    if report.get("status") != "ok" or report.get("key") != key:
+        return None
+    return report if paths["glb"].is_file() and paths["cutout"].is_file() else None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+async def server_facts(comfy: ComfyClient) -> tuple[dict[str, Any], profiles.Profile | None]:
+    """Server and version facts for the reports, and the GPU profile that bounds resolution.
+
+    ``/trellis-box/info`` (our container) is preferred; a plain ComfyUI is judged by the VRAM
+    ``/system_stats`` reports. A CPU-only server has no profile: nothing to refuse.
+    """
+    stats = await comfy.system_stats()
+    info = await comfy.trellis_info()
+    system = stats.get("system") or {}
+    device = (stats.get("devices") or [{}])[0]
+    facts = {
+        "url": comfy.base_url,
+        "comfyui_version": system.get("comfyui_version"),
+        "python_version": system.get("python_version"),
+        "pytorch_version": system.get("pytorch_version"),
+        "device": {k: device.get(k) for k in ("name", "type", "vram_total")},
+        "trellis_box": info,
+    }
+    if info and info.get("allowed_resolutions") is not None:
+        p = info.get("profile") or {}
+        allowed = tuple(str(r) for r in info["allowed_resolutions"])
+        return facts, profiles.Profile(
+            str(p.get("gpu_name") or device.get("name") or "gpu"), int(p.get("vram_bytes") or 0),
+            bool(p.get("low_vram", True)), p.get("max_resolution") or (allowed[-1] if allowed else None),
+            allowed)
+    if device.get("type") in (None, "cpu"):
+        return facts, None
+    return facts, profiles.profile_for(int(device.get("vram_total") or 0))
+
+
+async def run_batch(server: str, inputs: list[Path], options: BatchOptions, *,
+                    timeouts: Timeouts = Timeouts(), on_event: Observer | None = None) -> BatchReport:
+    """Generate a GLB for every input; returns one outcome each (cancelling returns early)."""
+    items = plan(inputs)
+    # Bad parameters fail here, before anything is uploaded (ComfyUI would run half the graph).
+    workflow.validate(workflow.build(options.workflow, "input.png"), workflow.recorded_object_info())
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    async with ComfyClient(server, timeouts=timeouts) as comfy:
+        facts, profile = await server_facts(comfy)
+        wanted = options.workflow.resolution
+        resolution = (wanted if profile is None else
+                      profiles.choose_resolution(wanted, profile, auto=options.auto_resolution))
+        engine = _Engine(comfy, options, facts, resolution, on_event or (lambda e: None))
+        return await engine.run(items)
+
+
+@dataclass
+class _Job:
+    item: Item
+    image: images.NormalisedImage
+    key: str
+    options: workflow.WorkflowOptions
+    graph: dict[str, Any] = field(default_factory=dict)
+    prompt_id: str | None = None
+    queued_at: float = 0.0
+
+
+class _Engine:
+    def __init__(self, comfy: ComfyClient, options: BatchOptions, facts: dict[str, Any],
+                 resolution: str, emit: Observer) -> None:
+        self.comfy, self.options, self.facts, self.emit = comfy, options, facts, emit
+        # The key keeps the *requested* options: a downgrade must not make a re-run miss.
+        self.requested = options.workflow
+        self.run_options = replace(options.workflow, resolution=resolution)
+        self.slots = asyncio.Semaphore(1 + max(options.depth, 1))
+        self.downloads = asyncio.Semaphore(options.downloads)
+        self.ours: set[str] = set()
+        self.outcomes: dict[Item, Outcome] = {}
+
+    async def run(self, items: list[Item]) -> BatchReport:
+        started = time.monotonic()
+        tasks: list[asyncio.Task[None]] = []
+        interrupted = False
+        try:
+            for item in items:
+                job = await self._prepare(item)
+                if job is None:
+                    continue
+                await self.slots.acquire()
+                tasks.append(asyncio.create_task(self._follow(job), name=f"job {item.name}"))
+            await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            interrupted = True
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # the cancel is handled here: clean up, then report
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._withdraw()
+        outcomes = [self.outcomes.get(i) or Outcome(i, "interrupted") for i in items]
+        return BatchReport(outcomes, self.run_options.resolution, self.facts, interrupted,
+                           time.monotonic() - started)
+
+    def _done(self, outcome: Outcome) -> None:
+        self.outcomes[outcome.item] = outcome
+        self.emit(Event(outcome.item, "done", outcome=outcome))
+
+    async def _prepare(self, item: Item) -> _Job | None:
+        """Check the image and decide whether it must run; records skips and bad files."""
+        try:
+            image = await asyncio.to_thread(images.normalise, item.source)
+        except TrellisBoxError as exc:
+            self._fail(item, exc, key=None, input_facts={"path": str(item.source)})
+            return None
+        key = job_key(image.sha256, self.requested)
+        report = finished_report(self.options.out_dir, item.name, key)
+        if report is not None:
+            self._done(Outcome(item, "skipped", report=report))
+            return None
+        return _Job(item, image, key, self.run_options)
+
+    async def _submit(self, job: _Job) -> None:
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                name = await self.comfy.upload_bytes(job.image.png, ".png")
+                job.graph = workflow.build(job.options, name)
+                job.prompt_id = await self.comfy.queue_prompt(
+                    job.graph, on_message=lambda m, i=job.item: self.emit(Event(i, "progress", m)))
+                job.queued_at = time.monotonic()
+                self.ours.add(job.prompt_id)
+                self.emit(Event(job.item, "queued"))
+                return
+            except ComfyUnreachableError:
+                if attempt == MAX_ATTEMPTS - 1:
+                    raise
+                await self.comfy.wait_connected()
+
+    async def _follow(self, job: _Job) -> None:
+        """Queue one job, wait for its end on the server, then bring its files home."""
+        slot_held = True
+        try:
+            result = None
+            for attempt in range(MAX_ATTEMPTS):
+                await self._submit(job)
+                try:
+                    result = await self.comfy.wait(job.prompt_id or "",
+                                                   timeout=self.options.job_timeout)
+                    break
+                except PromptLostError:
+                    if attempt == MAX_ATTEMPTS - 1:
+                        raise
+                except OutOfMemoryError as exc:
+                    lower = exc.facts.get("lower_resolution")
+                    if not (self.options.auto_resolution and lower and attempt < MAX_ATTEMPTS - 1):
+                        raise
+                    job.options = replace(job.options, resolution=lower)
+                finally:
+                    self.ours.discard(job.prompt_id or "")
+            self.slots.release()
+            slot_held = False
+            assert result is not None
+            async with self.downloads:
+                report = await self._collect(job, result)
+            self._done(Outcome(job.item, "ok", report=report,
+                               seconds=time.monotonic() - job.queued_at))
+        except TrellisBoxError as exc:
+            self._fail(job.item, exc, key=job.key, input_facts=self._input_facts(job),
+                       prompt_id=job.prompt_id)
+        finally:
+            if slot_held:
+                self.slots.release()
+
+    async def _collect(self, job: _Job, result: JobResult) -> dict[str, Any]:
+        paths = _paths(self.options.out_dir, job.item.name)
+        glbs = result.files(workflow.GLB_OUTPUT_NODE, "3d")
+        cutouts = result.files(workflow.CUTOUT_NODE, "images")
+        if not glbs or not cutouts:
+            missing = workflow.GLB_OUTPUT_CLASS if not glbs else "SaveImage (cutout)"
+            raise OutputMissingError(
+                f"prompt {result.prompt_id} finished but /history names no file of {missing}",
+                detail=f"outputs reported by nodes: {', '.join(sorted(result.outputs)) or 'none'}",
+                fix="install the trellis-box node pack in custom_nodes/ (the server log says "
+                    "whether it loaded); without it Trellis2ExportMesh's GLB stays invisible",
+                prompt_id=result.prompt_id)
+        await asyncio.gather(self.comfy.download(glbs[0], paths["glb"]),
+                             self.comfy.download(cutouts[0], paths["cutout"]))
+        stats = await asyncio.to_thread(glb.glb_stats, paths["glb"])
+        report = {
+            **self._base_report(job, "ok"),
+            "prompt_id": result.prompt_id,
+            "timings": {
+                "client_seconds": round(time.monotonic() - job.queued_at, 3),
+                "server_ms": (result.finished_ms - result.started_ms
+                              if result.finished_ms and result.started_ms else None),
+                "nodes": [{"node": n, "class_type": job.graph.get(n, {}).get("class_type"),
+                           "seconds": round(s, 3)} for n, s in result.node_seconds.items()],
+                "cached_nodes": list(result.cached_nodes),
+            },
+            "glb": stats.as_dict(),
+            "files": {k: str(p) for k, p in paths.items() if k != "report"},
+        }
+        _write_json(paths["report"], report)
+        return report
+
+    def _base_report(self, job: _Job, status: str) -> dict[str, Any]:
+        return {
+            "trellis_box_version": __version__,
+            "status": status,
+            "key": job.key,
+            "input": self._input_facts(job),
+            "parameters": self.requested.as_dict(),
+            "resolution": job.options.resolution,
+            "seed": job.options.seed,
+            "server": self.facts,
+        }
+
+    @staticmethod
+    def _input_facts(job: _Job) -> dict[str, Any]:
+        i = job.image
+        return {"path": str(job.item.source), "sha256": i.sha256, "width": i.width,
+                "height": i.height, "mode": i.mode, "changes": list(i.changes)}
+
+    def _fail(self, item: Item, exc: TrellisBoxError, *, key: str | None,
+              input_facts: dict[str, Any], prompt_id: str | None = None) -> None:
+        report = {
+            "trellis_box_version": __version__,
+            "status": "failed",
+            "key": key,
+            "input": input_facts,
+            "parameters": self.requested.as_dict(),
+            "server": self.facts,
+            "prompt_id": prompt_id,
+            "error": exc.to_dict(),
+        }
+        with contextlib.suppress(OSError):
+            _write_json(_paths(self.options.out_dir, item.name)["report"], report)
+        self._done(Outcome(item, "failed", error=exc, report=report))
+
+    async def _withdraw(self) -> None:
+        """After Ctrl-C: stop our running prompt and drop our queued ones; others' stay."""
+        if not self.ours:
+            return
+        with contextlib.suppress(TrellisBoxError):
+            state = await self.comfy.queue()
+            pending = [p for p in state.pending if p in self.ours]
+            if pending:
+                await self.comfy.delete_pending(pending)
+            for running in state.running:
+                if running in self.ours:
+                    await self.comfy.interrupt(running)

@@ -257,6 +257,67 @@ class OutputMissingError(TrellisBoxError):
 
 # --- serve: preflight, supervision, readiness ---
 
+class GpuUnavailableError(TrellisBoxError):
+    """No CUDA GPU is visible: no ``nvidia-smi``, no driver, or no device; ComfyUI was not started.
+
+    Example::
+
+        error: no CUDA GPU visible: nvidia-smi is not on PATH; ComfyUI was not started
+          The container was started without GPU access ...
+          fix: start it with `docker run --gpus all ...` ...
+    """
+
+    reference = "gpu-unavailable"
+
+
+class GpuUnsupportedError(TrellisBoxError):
+    """A GPU is visible but this image cannot use it: too little memory, or an architecture the
+    compiled extensions carry no code for."""
+
+    reference = "gpu-unsupported"
+
+
+class NodeImportError(TrellisBoxError):
+    """A custom node pack raised on import (ComfyUI would log ``IMPORT FAILED`` and carry on)."""
+
+    reference = "node-import-failed"
+
+
+class DirectoryNotWritableError(TrellisBoxError):
+    """A directory ComfyUI or its kernels write to is not writable by this process's user."""
+
+    reference = "directory-not-writable"
+
+
+class ComfyExitedError(TrellisBoxError):
+    """ComfyUI exited before it was ready; the exit code is ComfyUI's own."""
+
+    reference = "comfyui-exited"
+
+    def __init__(self, message: str, *, status: int, **kwargs: object) -> None:
+        super().__init__(message, status=status, **kwargs)  # type: ignore[arg-type]
+        # serve exits with ComfyUI's status; a clean 0 before "ready" is still a failure.
+        self.exit_code = status if status else 1
+
+
+class ComfyStartTimeoutError(TrellisBoxError, TimeoutError):
+    """ComfyUI did not answer on its port within the start timeout."""
+
+    reference = "comfyui-start-timeout"
+
+
+class NodeClassesMissingError(TrellisBoxError):
+    """ComfyUI runs but lacks node classes the workflow needs (a pack failed or is absent)."""
+
+    reference = "node-classes-missing"
+
+
+class WarmupFailedError(TrellisBoxError):
+    """The warm-up job failed, so the server never reports ready."""
+
+    reference = "warmup-failed"
+
+
 # --- swap and publish ---
 
 class GpuConfigError(ConfigError):

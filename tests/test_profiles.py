@@ -1,0 +1,87 @@
+"""VRAM profiles and the resolution ladder: pure logic, plain values."""
+
+from __future__ import annotations
+
+import pytest
+
+from trellis_box.errors import ResolutionUnsupportedError
+from trellis_box.profiles import GIB, choose_resolution, next_lower, profile_for
+
+# Total memory as the driver reports it (cudaMemGetInfo / ComfyUI's vram_total), not the label.
+A10G = 23_609_475_072
+L4 = 23_580_639_232
+A100_40 = 42_505_273_344
+L40S = 47_697_362_944
+H100_80 = 85_024_112_640
+RTX_4000_ADA_20 = 21_469_593_600
+
+
+@pytest.mark.parametrize("vram", [A10G, L4])
+def test_24gb_cards_top_out_at_1024_with_low_vram_on(vram: int) -> None:
+    profile = profile_for(vram)
+    assert profile.name == "24gb-class"
+    assert profile.max_resolution == "1024"
+    assert profile.allowed_resolutions == ("512", "1024")
+    assert profile.low_vram is True
+
+
+@pytest.mark.parametrize("vram", [A100_40, L40S, H100_80])
+def test_40gb_and_larger_cards_allow_1536_without_low_vram(vram: int) -> None:
+    profile = profile_for(vram)
+    assert profile.max_resolution == "1536"
+    assert profile.allowed_resolutions == ("512", "1024", "1536")
+    assert profile.low_vram is False
+
+
+def test_a_20gb_card_is_below_the_minimum() -> None:
+    profile = profile_for(RTX_4000_ADA_20)
+    assert profile.allowed_resolutions == ()
+    assert profile.max_resolution is None
+
+
+def test_a_32gb_card_stays_in_the_24gb_class() -> None:
+    """1536 needs about 40 GB: 32 GB is not enough, and low_vram stays on."""
+    profile = profile_for(32 * GIB)
+    assert profile.max_resolution == "1024"
+    assert profile.low_vram is True
+
+
+def test_fallback_ladder_steps_down_to_512_then_stops() -> None:
+    assert next_lower("1536") == "1024"
+    assert next_lower("1024") == "512"
+    assert next_lower("512") is None
+
+
+def test_allowed_resolution_is_returned_unchanged() -> None:
+    assert choose_resolution("1536", profile_for(L40S)) == "1536"
+    assert choose_resolution("512", profile_for(A10G)) == "512"
+
+
+def test_auto_downgrades_1536_to_1024_on_a_24gb_card() -> None:
+    assert choose_resolution("1536", profile_for(A10G), auto=True) == "1024"
+
+
+def test_1536_on_a_24gb_card_is_refused_with_the_way_out() -> None:
+    with pytest.raises(ResolutionUnsupportedError) as caught:
+        choose_resolution("1536", profile_for(A10G))
+    text = str(caught.value)
+    assert text.startswith("resolution 1536 does not fit on this GPU")
+    assert "needs about 40 GB of VRAM; the GPU reports 22.0 GiB of VRAM (24gb-class: highest resolution 1024)" in text
+    assert "fix: use --resolution 1024, or --auto-resolution to step down to what fits" in text
+    assert caught.value.exit_code == 2
+
+
+def test_too_small_a_gpu_is_refused_even_with_auto() -> None:
+    with pytest.raises(ResolutionUnsupportedError) as caught:
+        choose_resolution("512", profile_for(RTX_4000_ADA_20), auto=True)
+    assert str(caught.value).startswith("this GPU is too small for TRELLIS.2")
+    assert "TRELLIS.2 needs about 24 GB at any resolution" in str(caught.value)
+
+
+def test_unknown_resolution_names_the_valid_ones() -> None:
+    with pytest.raises(ResolutionUnsupportedError) as caught:
+        choose_resolution("2048", profile_for(H100_80), auto=True)
+    assert "unknown resolution '2048'" in str(caught.value)
+    assert "fix: use one of 512, 1024, 1536" in str(caught.value)
+    with pytest.raises(ResolutionUnsupportedError):
+        next_lower("1024_cascade")

@@ -222,6 +222,8 @@ class _Engine:
         self.downloads = asyncio.Semaphore(options.downloads)
         self.ours: set[str] = set()
         self.outcomes: dict[Item, Outcome] = {}
+        #: Set once the server stays unreachable: the rest of the batch fails fast with it.
+        self.broken: ComfyUnreachableError | None = None
 
     async def run(self, items: list[Item]) -> BatchReport:
         started = time.monotonic()
@@ -229,6 +231,9 @@ class _Engine:
         interrupted = False
         try:
             for item in items:
+                if self.broken is not None:
+                    self._fail(item, self.broken, key=None, input_facts={"path": str(item.source)})
+                    continue
                 job = await self._prepare(item)
                 if job is None:
                     continue
@@ -292,17 +297,14 @@ class _Engine:
                 try:
                     result = await self.comfy.wait(job.prompt_id or "",
                                                    timeout=self.options.job_timeout)
-                    break
-                except PromptLostError:
-                    if attempt == MAX_ATTEMPTS - 1:
-                        raise
-                except OutOfMemoryError as exc:
-                    lower = exc.facts.get("lower_resolution")
-                    if not (self.options.auto_resolution and lower and attempt < MAX_ATTEMPTS - 1):
-                        raise
-                    job.options = replace(job.options, resolution=lower)
-                finally:
+                except TrellisBoxError as exc:
+                    # Not on cancellation: Ctrl-C must still find the prompt ours to withdraw.
                     self.ours.discard(job.prompt_id or "")
+                    if not self._retry(job, exc, attempt):
+                        raise
+                    continue
+                self.ours.discard(job.prompt_id or "")
+                break
             self.slots.release()
             slot_held = False
             assert result is not None
@@ -311,11 +313,26 @@ class _Engine:
             self._done(Outcome(job.item, "ok", report=report,
                                seconds=time.monotonic() - job.queued_at))
         except TrellisBoxError as exc:
+            if isinstance(exc, ComfyUnreachableError):
+                self.broken = exc
             self._fail(job.item, exc, key=job.key, input_facts=self._input_facts(job),
                        prompt_id=job.prompt_id)
         finally:
             if slot_held:
                 self.slots.release()
+
+    def _retry(self, job: _Job, exc: TrellisBoxError, attempt: int) -> bool:
+        """Whether to queue the job again: the server forgot it, or (with auto resolution) it
+        ran out of memory and a lower resolution exists."""
+        if attempt >= MAX_ATTEMPTS - 1:
+            return False
+        if isinstance(exc, PromptLostError):
+            return True
+        lower = exc.facts.get("lower_resolution") if isinstance(exc, OutOfMemoryError) else None
+        if self.options.auto_resolution and lower:
+            job.options = replace(job.options, resolution=lower)
+            return True
+        return False
 
     async def _collect(self, job: _Job, result: JobResult) -> dict[str, Any]:
         paths = _paths(self.options.out_dir, job.item.name)

@@ -30,6 +30,7 @@ from .errors import (
     PromptLostError,
     PromptNodeError,
     PromptRejectedError,
+    TrellisBoxError,
 )
 from .explain import execution_failure, interrupted
 
@@ -181,7 +182,9 @@ class ComfyClient:
         try:
             async with self._session.request(method, url, **kwargs) as resp:
                 yield resp
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
+        except TrellisBoxError:
+            raise
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise ComfyUnreachableError(
                 f"ComfyUI at {self.base_url} did not answer {method} {path}",
                 detail=f"{type(exc).__name__}: {exc}".rstrip(": "),
@@ -189,8 +192,11 @@ class ComfyClient:
                 url=url,
             ) from exc
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _json(self, method: str, path: str, *, absent_on_404: bool = False,
+                    **kwargs: Any) -> Any:
         async with self._http(method, path, **kwargs) as resp:
+            if absent_on_404 and resp.status == 404:
+                return None
             if resp.status != 200:
                 raise await self._unexpected(resp, method, path)
             try:
@@ -220,10 +226,7 @@ class ComfyClient:
 
     async def trellis_info(self) -> dict[str, Any] | None:
         """``/trellis-box/info`` from our node pack, or ``None`` on a plain ComfyUI."""
-        async with self._http("GET", "/trellis-box/info") as resp:
-            if resp.status == 404:
-                return None
-        return await self._json("GET", "/trellis-box/info")  # type: ignore[no-any-return]
+        return await self._json("GET", "/trellis-box/info", absent_on_404=True)  # type: ignore[no-any-return]
 
     async def history(self, prompt_id: str) -> dict[str, Any] | None:
         """The history entry of one prompt, or ``None`` while it has none."""
@@ -450,8 +453,8 @@ class ComfyClient:
                     async for frame in ws:
                         if frame.type == aiohttp.WSMsgType.TEXT:
                             self._dispatch(protocol.parse(frame.data))
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ComfyUnreachableError):
-                pass
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, TrellisBoxError):
+                pass  # reconnect below; prompts are reconciled once the socket is back
             if self._connected.is_set():
                 self._connected.clear()
                 down_since = loop.time()

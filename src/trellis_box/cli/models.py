@@ -1,9 +1,202 @@
-"""`trellis-box models` commands (owned by the issue that builds them)."""
+"""`trellis-box models list|fetch|lock|verify`: the weights catalog, bake, lock and check."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from ._errors import EXIT_ERROR
+from ._output import JsonOption, emit, err
+
+if TYPE_CHECKING:
+    from ..catalog import Model
+
+models_app = typer.Typer(name="models", help="The weights: list, fetch, lock and verify them.",
+                         no_args_is_help=True)
+
+ConfigOption = typer.Option(None, "--config", help="TOML with per-model source overrides ([dinov3] repo = ...).",
+                            dir_okay=False)
+LockOption = typer.Option(None, "--lock", help="Lock file to use/write (default: the package's weights.lock.json).",
+                          dir_okay=False)
+TokenFileOption = typer.Option(None, "--token-file", help="File holding a Hugging Face token.", dir_okay=False)
+RootOption = typer.Option(..., "--comfy-root", help="The ComfyUI root (the directory with main.py).")
+
+
+def _models(config: Path | None) -> tuple[Model, ...]:
+    from ..catalog import apply_sources, load_catalog
+
+    return apply_sources(load_catalog(), config)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+@models_app.command("list")
+def list_(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
+    """The catalog: each model's source, licence, gated flag and target path."""
+    models = _models(config)
+    data = [{"name": m.name, "title": m.title, "repo": m.source.repo, "revision": m.source.revision,
+             "catalog_repo": m.repo, "gated": m.gated, "licence": m.licence, "licence_url": m.licence_url,
+             "size": m.size, "target": m.target, "placement": m.placement, "files": list(m.files)}
+            for m in models]
+
+    def render(out: Console) -> None:
+        table = Table(title="weights catalog")
+        for col in ("name", "repo", "gated", "licence", "size", "target"):
+            table.add_column(col, overflow="fold")
+        for m in models:
+            table.add_row(m.name, f"{m.source.repo}@{m.source.revision}", "yes" if m.gated else "no",
+                          m.licence, f"~{_size(m.size)}", f"{m.target}/ ({len(m.files)} files)")
+        out.print(table)
+        out.print("Licences: " + "; ".join(f"{m.title}: {m.licence_url}" for m in models), soft_wrap=True)
+
+    emit(data, as_json=as_json, render=render)
+
+
+class _RichProgress:
+    """Draws fetch progress: one overall bar, one bar per file in flight."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._overall: TaskID | None = None
+        self._tasks: dict[str, TaskID] = {}
+
+    def planned(self, total: int, done: int) -> None:
+        self._overall = self._progress.add_task("all weights", total=total, completed=done)
+
+    def started(self, key: str, size: int, done: int) -> None:
+        self._tasks[key] = self._progress.add_task(key.rsplit("/", 1)[-1], total=size, completed=done)
+
+    def advanced(self, key: str, n: int) -> None:
+        self._progress.advance(self._tasks[key], n)
+        if self._overall is not None:
+            self._progress.advance(self._overall, n)
+
+    def finished(self, key: str) -> None:
+        self._progress.remove_task(self._tasks.pop(key))
+
+
+@models_app.command()
+def fetch(
+    comfy_root: Path = RootOption,
+    source_dir: Path | None = typer.Option(None, "--from", help="Air-gapped source: DIR/<repo_id>/<files>.",
+                                           file_okay=False),
+    token_file: Path | None = TokenFileOption,
+    config: Path | None = ConfigOption,
+    lock: Path | None = LockOption,
+    workers: int = typer.Option(4, "--workers", min=1, max=32, help="Parallel downloads."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Put every weight at its exact path under the ComfyUI root: checked, resumable, atomic."""
+    from ..fetch import LocalTree, fetch as run
+    from ..hub import Hub, find_token
+    from ..lock import package_lock_path
+
+    models = _models(config)
+    source = LocalTree(source_dir) if source_dir else Hub(find_token(token_file))
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=err, disable=as_json, transient=True) as progress:
+        report = run(models, comfy_root, source, lock_path=lock or package_lock_path(),
+                     progress=_RichProgress(progress), workers=workers)
+
+    def render(out: Console) -> None:
+        table = Table(title=f"weights under {report.root}")
+        for col in ("model", "source", "commit", "downloaded", "already there", "target"):
+            table.add_column(col, overflow="fold")
+        for m in report.models:
+            table.add_row(m.name, m.repo, (m.commit or "local")[:12], str(m.downloaded), str(m.reused),
+                          str(m.target))
+        out.print(table)
+        out.print(f"lock baked into the tree: {report.baked_lock}", soft_wrap=True)
+        if report.lock_written:
+            out.print(f"resolved lock written: {report.lock_written} (commit it to pin these weights)",
+                      soft_wrap=True)
+        for note in report.notes:
+            out.print(f"note: {note}", soft_wrap=True)
+
+    emit(report.to_dict(), as_json=as_json, render=render)
+
+
+@models_app.command("lock")
+def lock_(
+    token_file: Path | None = TokenFileOption,
+    config: Path | None = ConfigOption,
+    lock: Path | None = LockOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Resolve each model's revision to a commit and record every file's size and sha256."""
+    from ..fetch import lock_models
+    from ..hub import Hub, find_token
+    from ..lock import lock_digest, package_lock_path
+    from ..lock import write as write_lock
+
+    path = lock or package_lock_path()
+    with err.status("resolving") as status:
+        resolved = lock_models(_models(config), Hub(find_token(token_file)),
+                               on_file=lambda key: status.update(f"resolving {key}"))
+    write_lock(path, resolved)
+    data = {"lock": str(path), "digest": lock_digest(path),
+            "models": {name: {"repo": m.repo, "commit": m.commit, "files": len(m.files)}
+                       for name, m in resolved.models.items()}}
+
+    def render(out: Console) -> None:
+        for name, m in resolved.models.items():
+            out.print(f"{name}: {m.repo}@{m.commit} ({len(m.files)} files)", soft_wrap=True)
+        out.print(f"wrote {path} ({data['digest']})", soft_wrap=True)
+
+    emit(data, as_json=as_json, render=render)
+
+
+@models_app.command()
+def verify(
+    comfy_root: Path = RootOption,
+    full: bool = typer.Option(False, "--full", help="Also check every sha256 against the lock."),
+    lock: Path | None = LockOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Offline: is every weight present (and intact, with --full)? Non-zero exit if not."""
+    from ..verify import verify as run
+
+    report = run(comfy_root, full=full, lock_path=lock)
+
+    def render(out: Console) -> None:
+        mode = "sizes and sha256" if full else "presence and sizes"
+        lock_text = str(report.lock) if report.lock else "none (sizes unchecked)"
+        out.print(f"checked {report.files} files ({_size(report.bytes)}), {mode}; lock: {lock_text}",
+                  soft_wrap=True)
+        if report.ok:
+            out.print("ok: every weight is in place")
+            return
+        table = Table(title=f"{len(report.problems)} problem(s)")
+        for col in ("problem", "path", "detail"):
+            table.add_column(col, overflow="fold")
+        for p in report.problems:
+            table.add_row(p.kind, str(p.path), p.detail)
+        out.print(table)
+
+    emit(report.to_dict(), as_json=as_json, render=render)
+    if not report.ok:
+        err.print(f"error: weights under {report.root} failed verification\n"
+                  f"  fix: run `trellis-box models fetch --comfy-root {report.root}` (it resumes and replaces "
+                  "damaged files), then verify again", soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(EXIT_ERROR)
 
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
+    app.add_typer(models_app, name="models")

@@ -1,0 +1,459 @@
+"""Put every catalog file at its exact path under a ComfyUI root, complete and checked.
+
+Order of work: resolve every model and check access to every one (gated first to fail) and the free
+disk space, all before the first large byte; then download in parallel into a staging area on the
+same filesystem (``models/.trellis-box/staging``), resuming partial files left by a killed run;
+check size and sha256; then rename into place. A model placed as a directory appears whole in one
+rename (the TRELLIS node treats "the directory exists" as "the model is installed"); a model placed
+as files (RMBG-1.4, inside a node pack's directory) appears file by file, each whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from .catalog import Model, baked_lock_path, comfy_root, staging_dir
+from .errors import (
+    ChecksumMismatch,
+    DownloadIncomplete,
+    LocalSourceMissing,
+    NotEnoughDisk,
+)
+from .hub import Body, Hub, RemoteFile, Resolved
+from .lock import Lock, LockedFile, LockedModel
+from .lock import read as read_lock
+from .lock import write as write_lock
+from .verify import hash_files, sha256_file
+
+DISK_LIMIT_ENV = "TRELLIS_BOX_DISK_FREE_BYTES"  # caps the free space fetch believes it has
+DEFAULT_WORKERS = 4
+
+
+class Source(Protocol):
+    def resolve(self, model: Model, revision: str) -> Resolved: ...
+    def check_access(self, model: Model, resolved: Resolved) -> None: ...
+    def open(self, model: Model, resolved: Resolved, path: str, *, offset: int = 0,
+             validator: str | None = None) -> AbstractContextManager[Body]: ...
+
+
+class LocalTree:
+    """``--from DIR``: an air-gapped copy laid out like the repositories, ``DIR/<repo_id>/<file>``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser().resolve()
+
+    def resolve(self, model: Model, revision: str) -> Resolved:
+        base = self.root / model.source.repo
+        missing = [f for f in model.files if not (base / f).is_file()]
+        if missing:
+            raise LocalSourceMissing(
+                f"--from {self.root} lacks files of {model.source.repo}",
+                detail="missing: " + ", ".join(str(base / f) for f in missing),
+                fix=f"copy the repository's files to {base}/ (same relative paths as on the Hub)",
+                missing=[str(base / f) for f in missing],
+            )
+        files = {f: RemoteFile(f, (base / f).stat().st_size, None) for f in model.files}
+        return Resolved(repo=model.source.repo, revision=revision, commit=None, files=files)
+
+    def check_access(self, model: Model, resolved: Resolved) -> None:
+        return None
+
+    @contextmanager
+    def open(self, model: Model, resolved: Resolved, path: str, *, offset: int = 0,
+             validator: str | None = None) -> Iterator[Body]:
+        file = self.root / resolved.repo / path
+        stat = file.stat()
+        current = f"{stat.st_size}-{stat.st_mtime_ns}"
+        start = offset if validator == current else 0
+        with file.open("rb") as f:
+            f.seek(start)
+            yield Body(start=start, total=stat.st_size, validator=current,
+                       chunks=iter(lambda: f.read(1 << 20), b""))
+
+
+class FetchProgress(Protocol):
+    """What fetch reports while it works (the CLI draws it; the library prints nothing)."""
+
+    def planned(self, total: int, done: int) -> None: ...
+    def started(self, key: str, size: int, done: int) -> None: ...
+    def advanced(self, key: str, n: int) -> None: ...
+    def finished(self, key: str) -> None: ...
+
+
+class _Quiet:
+    def planned(self, total: int, done: int) -> None: ...
+    def started(self, key: str, size: int, done: int) -> None: ...
+    def advanced(self, key: str, n: int) -> None: ...
+    def finished(self, key: str) -> None: ...
+
+
+@dataclass
+class _Job:
+    model: Model
+    path: str
+    size: int
+    expected: str | None  # sha256 the bytes must have (lock, or the Hub's LFS oid)
+    target: Path
+    staged: Path
+    partial: Path
+    state: str = "todo"  # placed | staged | todo
+    sha256: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.model.source.repo}/{self.path}"
+
+    @property
+    def meta(self) -> Path:
+        return self.partial.with_name(self.partial.name + ".json")
+
+
+@dataclass
+class _Plan:
+    model: Model
+    resolved: Resolved
+    jobs: list[_Job]
+    area: Path  # staging/<name>: tree/ (complete files), partial/ (downloads in progress)
+
+
+@dataclass(frozen=True)
+class FetchedModel:
+    name: str
+    repo: str
+    commit: str | None
+    target: Path
+    downloaded: int
+    reused: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "repo": self.repo, "commit": self.commit, "target": str(self.target),
+                "downloaded": self.downloaded, "reused": self.reused}
+
+
+@dataclass(frozen=True)
+class FetchReport:
+    root: Path
+    models: list[FetchedModel]
+    baked_lock: Path
+    lock_written: Path | None
+    bytes_downloaded: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"root": str(self.root), "models": [m.to_dict() for m in self.models],
+                "baked_lock": str(self.baked_lock),
+                "lock_written": str(self.lock_written) if self.lock_written else None,
+                "bytes_downloaded": self.bytes_downloaded, "notes": self.notes}
+
+
+class _Stopped(Exception):
+    """Another download failed: this one stops at its next chunk and keeps its partial file."""
+
+
+def fetch(models: tuple[Model, ...], root: Path, source: Source, *, lock_path: Path,
+          progress: FetchProgress | None = None, workers: int = DEFAULT_WORKERS) -> FetchReport:
+    progress = progress or _Quiet()
+    root = comfy_root(root)
+    lock = read_lock(lock_path)
+    plans = [_plan(model, root, source, lock) for model in models]
+    # Every model resolved; now every access, before any large download.
+    for plan in plans:
+        source.check_access(plan.model, plan.resolved)
+    for plan in plans:
+        _prepare_area(plan)
+    _check_placed(plans, workers)
+    todo = [job for plan in plans for job in plan.jobs if job.state == "todo"]
+    _check_disk(root, todo)
+    total = sum(job.size for plan in plans for job in plan.jobs)
+    progress.planned(total, total - sum(job.size - _partial_size(job) for job in todo))
+    downloaded = _download_all(plans, todo, source, progress, workers)
+    for plan in plans:
+        _place(plan, root)
+    resolved_lock = _lock_of(plans)
+    write_lock(baked_lock_path(root), resolved_lock)
+    written = None
+    if lock is None or _incomplete(lock, resolved_lock):
+        merged = Lock({**resolved_lock.models, **(lock.models if lock else {})})
+        write_lock(lock_path, merged)
+        written = lock_path
+    notes = [f"{p.model.name}: fetched from {p.resolved.repo} instead of {p.model.repo}; "
+             f"the {p.model.licence} still applies ({p.model.licence_url})"
+             for p in plans if p.model.overridden]
+    return FetchReport(
+        root=root,
+        models=[FetchedModel(p.model.name, p.resolved.repo, p.resolved.commit, p.model.target_dir(root),
+                             sum(j.state == "todo" for j in p.jobs), sum(j.state != "todo" for j in p.jobs))
+                for p in plans],
+        baked_lock=baked_lock_path(root), lock_written=written, bytes_downloaded=downloaded, notes=notes,
+    )
+
+
+def _plan(model: Model, root: Path, source: Source, lock: Lock | None) -> _Plan:
+    locked = lock.models.get(model.name) if lock else None
+    pinned = locked if locked and locked.repo == model.source.repo and locked.commit else None
+    resolved = source.resolve(model, pinned.commit if pinned and pinned.commit else model.source.revision)
+    area = staging_dir(root) / model.name
+    jobs = []
+    for path in model.files:
+        remote = resolved.files[path]
+        expected = remote.sha256
+        if locked and path in locked.files:
+            want = locked.files[path]
+            if want.size != remote.size:
+                raise ChecksumMismatch(
+                    f"{resolved.repo}/{path} differs from the weights lock",
+                    detail=f"the lock says {want.size} bytes, the source has {remote.size} bytes",
+                    fix=("if the change upstream is intended, run `trellis-box models lock` and commit the "
+                         "new lock; otherwise pin the locked commit or fix the source (--from / --config)"),
+                    path=path, repo=resolved.repo,
+                )
+            expected = want.sha256
+        jobs.append(_Job(model=model, path=path, size=remote.size, expected=expected,
+                         target=model.file_target(root, path), staged=area / "tree" / path,
+                         partial=area / "partial" / (path + ".part")))
+    return _Plan(model=model, resolved=resolved, jobs=jobs, area=area)
+
+
+def _stamp(plan: _Plan) -> str:
+    return plan.resolved.commit or "local"
+
+
+def _prepare_area(plan: _Plan) -> None:
+    # A staging area left by a run against another commit holds bytes of the wrong version.
+    marker = plan.area / "commit"
+    if plan.area.exists() and (not marker.is_file() or marker.read_text() != _stamp(plan)):
+        shutil.rmtree(plan.area)
+
+
+def _check_placed(plans: list[_Plan], workers: int) -> None:
+    """Mark files already whole at their target (hashed) or in staging (checked when staged)."""
+    candidates = [j for p in plans for j in p.jobs
+                  if j.target.is_file() and j.target.stat().st_size == j.size]
+    hashes = hash_files([j.target for j in candidates], workers=workers)
+    for job in candidates:
+        digest = hashes[job.target]
+        if job.expected is None or digest == job.expected:
+            job.state, job.sha256 = "placed", digest
+    for plan in plans:
+        for job in plan.jobs:
+            if job.state == "todo" and job.staged.is_file() and job.staged.stat().st_size == job.size:
+                digest = sha256_file(job.staged)
+                if job.expected is None or digest == job.expected:
+                    job.state, job.sha256 = "staged", digest
+
+
+def _partial_size(job: _Job) -> int:
+    try:
+        return min(job.partial.stat().st_size, job.size)
+    except FileNotFoundError:
+        return 0
+
+
+def _free_bytes(path: Path) -> int:
+    while not path.exists():
+        path = path.parent
+    free = shutil.disk_usage(path).free
+    limit = os.environ.get(DISK_LIMIT_ENV)
+    return min(free, int(limit)) if limit else free
+
+
+def _check_disk(root: Path, todo: list[_Job]) -> None:
+    needed = sum(job.size - _partial_size(job) for job in todo)
+    free = _free_bytes(staging_dir(root))
+    if needed > free:
+        raise NotEnoughDisk(
+            f"not enough disk space under {root} for the weights",
+            detail=(f"{_human(needed)} still to download ({len(todo)} files), {_human(free)} free "
+                    f"on the filesystem of {staging_dir(root)}. Nothing was downloaded."),
+            fix=(f"free at least {_human(needed - free)} there, or use a larger disk; for docker build, "
+                 "give the builder about twice the image size (~60 GB)"),
+            needed=needed, free=free,
+        )
+
+
+def _human(n: int) -> str:
+    if n < 1000:
+        return f"{n} B"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _download_all(plans: list[_Plan], todo: list[_Job], source: Source, progress: FetchProgress,
+                  workers: int) -> int:
+    if not todo:
+        return 0
+    by_job = {id(j): p for p in plans for j in p.jobs}
+    stop = threading.Event()
+    # Largest first: the long downloads start at once and the small ones fill the gaps.
+    ordered = sorted(todo, key=lambda j: -j.size)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
+        futures: list[Future[int]] = [
+            pool.submit(_download, source, by_job[id(j)], j, progress, stop) for j in ordered
+        ]
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        except BaseException:
+            stop.set()
+            raise
+        failed = [f for f in futures if f.done() and not f.cancelled() and f.exception()]
+        if failed:
+            stop.set()
+            for f in futures:
+                f.cancel()
+            first = next((f.exception() for f in failed if not isinstance(f.exception(), _Stopped)),
+                         failed[0].exception())
+            assert first is not None
+            raise first
+    return sum(f.result() for f in futures)
+
+
+def _download(source: Source, plan: _Plan, job: _Job, progress: FetchProgress,
+              stop: threading.Event) -> int:
+    offset, validator = 0, None
+    if job.partial.is_file() and job.meta.is_file():
+        meta = json.loads(job.meta.read_text())
+        if meta.get("size") == job.size and job.partial.stat().st_size <= job.size:
+            offset, validator = job.partial.stat().st_size, meta.get("validator")
+    job.partial.parent.mkdir(parents=True, exist_ok=True)
+    (plan.area / "commit").write_text(_stamp(plan))
+    received = 0
+    with source.open(plan.model, plan.resolved, job.path, offset=offset, validator=validator) as body:
+        if body.total is not None and body.total != job.size:
+            raise DownloadIncomplete(
+                f"{job.key}: the source changed while fetching",
+                detail=f"expected {job.size} bytes, the download announces {body.total}",
+                fix="run the fetch again", path=job.key,
+            )
+        job.meta.write_text(json.dumps({"size": job.size, "validator": body.validator}))
+        progress.started(job.key, job.size, body.start)
+        with job.partial.open("r+b" if body.start else "wb") as out:
+            out.seek(body.start)
+            out.truncate()
+            for chunk in body.chunks:
+                if stop.is_set():
+                    raise _Stopped(job.key)
+                out.write(chunk)
+                received += len(chunk)
+                progress.advanced(job.key, len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
+    got = job.partial.stat().st_size
+    if got != job.size:
+        if got > job.size:
+            job.partial.unlink()
+        raise DownloadIncomplete(
+            f"download of {job.key} ended early" if got < job.size else f"download of {job.key} is too long",
+            detail=f"{got} of {job.size} bytes arrived; the connection was cut or the source misbehaved",
+            fix="run the same fetch again: it resumes from the bytes already received",
+            path=job.key, received=got, size=job.size,
+        )
+    digest = sha256_file(job.partial)
+    if job.expected is not None and digest != job.expected:
+        job.partial.unlink()
+        job.meta.unlink()
+        raise ChecksumMismatch(
+            f"checksum mismatch for {job.key}; refused",
+            detail=f"sha256 {digest}, expected {job.expected}. Nothing was placed at {job.target}.",
+            fix=("if the source changed on purpose, run `trellis-box models lock` and commit the new lock; "
+                 "otherwise fetch from a trustworthy source"),
+            path=job.key, expected=job.expected, actual=digest,
+        )
+    job.staged.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(job.partial, job.staged)
+    job.meta.unlink()
+    job.sha256 = digest
+    progress.finished(job.key)
+    return received
+
+
+def _place(plan: _Plan, root: Path) -> None:
+    model = plan.model
+    if all(job.state == "placed" for job in plan.jobs):
+        shutil.rmtree(plan.area, ignore_errors=True)
+        return
+    if model.placement == "files":
+        for job in plan.jobs:
+            if job.state != "placed":
+                job.target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(job.staged, job.target)
+    else:
+        tree, target = plan.area / "tree", model.target_dir(root)
+        for job in plan.jobs:
+            if job.state == "placed":  # keep good files of an incomplete directory
+                job.staged.parent.mkdir(parents=True, exist_ok=True)
+                if not job.staged.exists():
+                    os.link(job.target, job.staged)
+        _swap_in(tree, target, plan.area / "old")
+    shutil.rmtree(plan.area, ignore_errors=True)
+
+
+def _swap_in(tree: Path, target: Path, old: Path) -> None:
+    """Make ``tree`` appear at ``target`` in one rename; an existing ``target`` is moved aside first."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(target, old)
+    os.rename(tree, target)
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _lock_of(plans: list[_Plan]) -> Lock:
+    return Lock({
+        p.model.name: LockedModel(
+            repo=p.resolved.repo, revision=p.model.source.revision, commit=p.resolved.commit,
+            files={j.path: LockedFile(size=j.size, sha256=j.sha256 or "") for j in p.jobs},
+        )
+        for p in plans
+    })
+
+
+def _incomplete(lock: Lock, resolved: Lock) -> bool:
+    return any(name not in lock.models or set(m.files) - set(lock.models[name].files)
+               for name, m in resolved.models.items())
+
+
+def lock_models(models: tuple[Model, ...], hub: Hub, *,
+                on_file: Callable[[str], None] | None = None) -> Lock:
+    """Resolve every model to a commit and record each file's size and sha256, downloading only
+    files whose sha256 the Hub does not list (small, non-LFS files)."""
+    out = {}
+    for model in models:
+        resolved = hub.resolve(model, model.source.revision)
+        hub.check_access(model, resolved)
+        files = {}
+        for path, remote in resolved.files.items():
+            if on_file:
+                on_file(f"{resolved.repo}/{path}")
+            digest = remote.sha256 or _hash_remote(hub, model, resolved, path)
+            files[path] = LockedFile(size=remote.size, sha256=digest)
+        out[model.name] = LockedModel(repo=resolved.repo, revision=model.source.revision,
+                                      commit=resolved.commit, files=files)
+    return Lock(out)
+
+
+def _hash_remote(hub: Hub, model: Model, resolved: Resolved, path: str) -> str:
+    h = hashlib.sha256()
+    with hub.open(model, resolved, path) as body:
+        for chunk in body.chunks:
+            h.update(chunk)
+    return h.hexdigest()

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from .. import __version__
-from . import generate, models, publish, serve, swap
+from . import generate, models, publish, serve, swap, workflow
 from ._errors import EXIT_USAGE, report
 
 app = typer.Typer(
@@ -28,7 +28,7 @@ def _root(
         raise typer.Exit()
 
 
-for _module in (models, generate, serve, swap, publish):
+for _module in (models, generate, serve, swap, publish, workflow):
     _module.register(app)
 
 

@@ -18,7 +18,10 @@ catalog's real repo ids, file names and layout with small generated contents, co
 - ``hub_mirror.requests``: every request the proxy saw (method, path, range, status).
 
 ``make_catalog_repos(root, sizes=...)`` builds the same repositories anywhere (``root/models/<repo_id>``,
-olah's layout); ``write_local_tree(dir, mirror)`` lays them out for ``--from DIR``.
+olah's layout); ``write_local_tree(dir, mirror)`` lays them out for ``--from DIR``;
+``make_comfy_root(dir)`` makes the smallest directory fetch and verify accept as a ComfyUI root.
+Fixture ``run_cli`` runs ``trellis-box`` in-process: ``run_cli("models", "list") -> CliResult``
+(``code``, ``out``, ``err``).
 
 Why the proxy: olah serves local repositories but knows nothing of gating, ignores ``Range`` on
 them and sends no ``ETag`` with the body. huggingface.co answers a gated repository without
@@ -36,7 +39,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -302,6 +305,39 @@ def write_local_tree(dest: Path, mirror: HubMirror) -> Path:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(mirror.content(model.repo, path))
     return dest
+
+
+def make_comfy_root(root: Path) -> Path:
+    """A ComfyUI root as the image has it before the weights: main.py and the RMBG node pack."""
+    (root / "custom_nodes" / "ComfyUI-BRIA_AI-RMBG" / "RMBG-1.4").mkdir(parents=True)
+    (root / "custom_nodes" / "ComfyUI-BRIA_AI-RMBG" / "RMBG-1.4" / "put").write_text("")
+    (root / "models").mkdir()
+    (root / "main.py").write_text("# ComfyUI stand-in\n")
+    return root
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    from trellis_box.cli.app import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -181,6 +181,13 @@ def test_each_value_rule_names_the_input_the_fact_and_the_fix(
         f"prompt.{node}.inputs.{name}", rule, fact, fix)
 
 
+def test_upload_input_accepts_a_file_the_server_did_not_list_yet(info: dict[str, Any], graph: dict[str, Any]) -> None:
+    """A live /object_info lists the input folder as it was; the image is uploaded after that."""
+    live = copy.deepcopy(info)
+    live["LoadImage"]["input"]["required"]["image"][0] = ["older.png"]
+    assert check(graph, live) == []
+
+
 def test_missing_required_input(info: dict[str, Any], graph: dict[str, Any]) -> None:
     del graph["8"]["inputs"]["file_format"]
     (problem,) = check(graph, info)

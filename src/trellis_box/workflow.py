@@ -45,33 +45,6 @@ PIPELINE_TYPES: dict[str, str] = {"512": "512", "1024": "1024_cascade", "1536": 
 RESOLUTIONS: tuple[str, ...] = tuple(PIPELINE_TYPES)
 ATTENTION_BACKENDS: tuple[str, ...] = ("xformers", "flash_attn")
 
-# Inputs we never vary. Values are the recorded run's (traces 01/07); two differ from the node
-# defaults on purpose: ``dual_contouring_resolution`` "Auto" derives the grid from the mesh, so it
-# suits every pipeline type (a fixed "512" would undersample 1536 meshes).
-_LOAD_MODEL_FIXED = {"modelname": "TRELLIS.2-4B", "device": "cuda", "keep_models_loaded": True}
-_GENERATE_FIXED = {
-    "max_num_tokens": 49152,
-    "max_views": 4,
-    "sparse_structure_resolution": 32,
-    "generate_texture_slat": True,
-    "use_tiled_decoder": True,
-}
-_POSTPROCESS_FIXED = {
-    "mesh_cluster_threshold_cone_half_angle_rad": 90.0,
-    "mesh_cluster_refine_iterations": 0,
-    "mesh_cluster_global_iterations": 1,
-    "mesh_cluster_smooth_strength": 1,
-    "remesh_band": 1.0,
-    "remesh_project": 0.0,
-    "simplify_method": "Cumesh",
-    "fill_holes": True,
-    "fill_holes_max_perimeter": 0.03,
-    "texture_alpha_mode": "OPAQUE",
-    "dual_contouring_resolution": "Auto",
-    "double_side_material": True,
-    "remove_floaters": True,
-}
-
 #: (node class, input name) -> the ``WorkflowOptions`` field that sets it; error messages name it.
 OPTION_INPUTS: dict[tuple[str, str], str] = {
     ("LoadImage", "image"): "image_name",
@@ -133,78 +106,60 @@ class WorkflowOptions:
         return asdict(self)
 
 
-def _link(node: str, slot: int = 0) -> list[Any]:
-    return [node, slot]
-
-
 def build(options: WorkflowOptions, image_name: str) -> dict[str, Any]:
-    """The API-format graph for ``image_name`` (a file in ComfyUI's input folder)."""
+    """The API-format graph for ``image_name`` (a file in ComfyUI's input folder).
+
+    Inputs not in ``options`` are the recorded run's (traces 01/07), in each node's input order.
+    One differs from its node default on purpose: ``dual_contouring_resolution`` "Auto" derives the
+    grid from the mesh and so suits every pipeline type (the default "512" undersamples 1536).
+    """
     o = options
     return {
         LOAD_IMAGE_NODE: {"class_type": "LoadImage", "inputs": {"image": image_name}},
         RMBG_LOADER_NODE: {"class_type": "BRIA_RMBG_ModelLoader_Zho", "inputs": {}},
         RMBG_NODE: {
             "class_type": "BRIA_RMBG_Zho",
-            "inputs": {"rmbgmodel": _link(RMBG_LOADER_NODE), "image": _link(LOAD_IMAGE_NODE)},
+            "inputs": {"rmbgmodel": [RMBG_LOADER_NODE, 0], "image": [LOAD_IMAGE_NODE, 0]},
         },
-        PREPROCESS_NODE: {"class_type": "Trellis2PreProcessImage", "inputs": {"image": _link(RMBG_NODE)}},
+        PREPROCESS_NODE: {"class_type": "Trellis2PreProcessImage", "inputs": {"image": [RMBG_NODE, 0]}},
         LOAD_MODEL_NODE: {
             "class_type": "Trellis2LoadModel",
-            "inputs": {
-                "modelname": _LOAD_MODEL_FIXED["modelname"],
-                "backend": o.attention,
-                "device": _LOAD_MODEL_FIXED["device"],
-                "low_vram": o.low_vram,
-                "keep_models_loaded": _LOAD_MODEL_FIXED["keep_models_loaded"],
-            },
+            "inputs": {"modelname": "TRELLIS.2-4B", "backend": o.attention, "device": "cuda",
+                       "low_vram": o.low_vram, "keep_models_loaded": True},
         },
         GENERATE_NODE: {
             "class_type": "Trellis2MeshWithVoxelGenerator",
             "inputs": {
-                "pipeline": _link(LOAD_MODEL_NODE),
-                "image": _link(PREPROCESS_NODE),
-                "seed": o.seed,
-                "pipeline_type": o.pipeline_type,
-                "sparse_structure_steps": o.sparse_structure_steps,
-                "shape_steps": o.shape_steps,
-                "texture_steps": o.texture_steps,
-                **_GENERATE_FIXED,
+                "pipeline": [LOAD_MODEL_NODE, 0], "image": [PREPROCESS_NODE, 0], "seed": o.seed,
+                "pipeline_type": o.pipeline_type, "sparse_structure_steps": o.sparse_structure_steps,
+                "shape_steps": o.shape_steps, "texture_steps": o.texture_steps, "max_num_tokens": 49152,
+                "max_views": 4, "sparse_structure_resolution": 32, "generate_texture_slat": True,
+                "use_tiled_decoder": True,
             },
         },
         POSTPROCESS_NODE: {
             "class_type": "Trellis2PostProcessAndUnWrapAndRasterizer",
-            "inputs": _postprocess_inputs(o),
+            "inputs": {
+                "mesh": [GENERATE_NODE, 0], "mesh_cluster_threshold_cone_half_angle_rad": 90.0,
+                "mesh_cluster_refine_iterations": 0, "mesh_cluster_global_iterations": 1,
+                "mesh_cluster_smooth_strength": 1, "texture_size": o.texture_size, "remesh": o.remesh,
+                "remesh_band": 1.0, "remesh_project": 0.0, "target_face_num": o.target_face_num,
+                "simplify_method": "Cumesh", "fill_holes": True, "fill_holes_max_perimeter": 0.03,
+                "texture_alpha_mode": "OPAQUE", "dual_contouring_resolution": "Auto",
+                "double_side_material": True, "remove_floaters": True,
+            },
         },
         EXPORT_NODE: {
             "class_type": "Trellis2ExportMesh",
-            "inputs": {
-                "trimesh": _link(POSTPROCESS_NODE),
-                "filename_prefix": o.glb_prefix,
-                "file_format": "glb",
-                "save_file": True,
-            },
+            "inputs": {"trimesh": [POSTPROCESS_NODE, 0], "filename_prefix": o.glb_prefix,
+                       "file_format": "glb", "save_file": True},
         },
         CUTOUT_NODE: {
             "class_type": "SaveImage",
-            "inputs": {"images": _link(PREPROCESS_NODE), "filename_prefix": o.cutout_prefix},
+            "inputs": {"images": [PREPROCESS_NODE, 0], "filename_prefix": o.cutout_prefix},
         },
-        GLB_OUTPUT_NODE: {"class_type": GLB_OUTPUT_CLASS, "inputs": {"glb_path": _link(EXPORT_NODE)}},
+        GLB_OUTPUT_NODE: {"class_type": GLB_OUTPUT_CLASS, "inputs": {"glb_path": [EXPORT_NODE, 0]}},
     }
-
-
-def _postprocess_inputs(o: WorkflowOptions) -> dict[str, Any]:
-    # Schema order (the editor format depends on it only through the schema, but a readable
-    # file follows the node's own order).
-    varied = {"texture_size": o.texture_size, "remesh": o.remesh, "target_face_num": o.target_face_num}
-    order = [
-        "mesh_cluster_threshold_cone_half_angle_rad", "mesh_cluster_refine_iterations",
-        "mesh_cluster_global_iterations", "mesh_cluster_smooth_strength", "texture_size", "remesh",
-        "remesh_band", "remesh_project", "target_face_num", "simplify_method", "fill_holes",
-        "fill_holes_max_perimeter", "texture_alpha_mode", "dual_contouring_resolution",
-        "double_side_material", "remove_floaters",
-    ]
-    merged = {**_POSTPROCESS_FIXED, **varied}
-    return {"mesh": _link(GENERATE_NODE), **{name: merged[name] for name in order}}
 
 
 # --- schemas -----------------------------------------------------------------------------------

@@ -295,13 +295,16 @@ def test_editor_widget_values_follow_schema_order_with_frontend_extras() -> None
     assert nodes[8]["widgets_values"] == ["3D/Trellis2", "glb", True]  # optional save_file last
 
 
-def test_muted_and_bypassed_editor_nodes_are_left_out(info: dict[str, Any]) -> None:
+def test_muted_bypassed_and_note_nodes_are_left_out(info: dict[str, Any]) -> None:
     editor = workflow_editor.to_editor(build(WorkflowOptions(), "a.png"), info)
     for node in editor["nodes"]:
         if node["id"] == 9:
             node["mode"] = 4
+    editor["nodes"].append({"id": 11, "type": "Note", "pos": [0, 0], "size": [200, 80], "flags": {},
+                            "order": 10, "mode": 0, "properties": {}, "widgets_values": ["why"]})
     graph = workflow_editor.from_editor(copy.deepcopy(editor), info)
     assert workflow.CUTOUT_NODE not in graph and workflow.GLB_OUTPUT_NODE in graph
+    assert "11" not in graph
 
 
 def test_editor_conversion_refuses_what_is_not_an_editor_file(info: dict[str, Any]) -> None:

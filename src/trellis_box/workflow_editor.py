@@ -40,6 +40,8 @@ _DEFAULT_BOX = (40, 40, 320, 120)
 _SEED_CONTROL = "fixed"
 _UPLOAD_WIDGET_VALUE = "image"
 _MUTED_MODES = (2, 4)  # LiteGraph NEVER and BYPASS: the frontend leaves these out of a prompt
+#: Frontend-only nodes (comments on the canvas): never part of a prompt.
+_NOTE_TYPES = ("Note", "MarkdownNote")
 
 
 def _options(spec: list[Any]) -> dict[str, Any]:
@@ -174,7 +176,7 @@ def from_editor(editor: dict[str, Any], object_info: dict[str, Any]) -> dict[str
         ) from exc
     graph: dict[str, Any] = {}
     for node in nodes:
-        if node.get("mode", 0) in _MUTED_MODES:
+        if node.get("mode", 0) in _MUTED_MODES or node.get("type") in _NOTE_TYPES:
             continue
         node_id, class_type = str(node["id"]), node["type"]
         schema = object_info.get(class_type)

@@ -179,6 +179,10 @@ def fetch(models: tuple[Model, ...], root: Path, source: Source, *, lock_path: P
     downloaded = _download_all(plans, todo, source, progress, workers)
     for plan in plans:
         _place(plan, root)
+    try:
+        staging_dir(root).rmdir()
+    except OSError:  # not empty: another model's area is still in use; verify names it
+        pass
     resolved_lock = _lock_of(plans)
     write_lock(baked_lock_path(root), resolved_lock)
     written = None

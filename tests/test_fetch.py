@@ -1,0 +1,285 @@
+"""`trellis-box models fetch` against a real olah Hub mirror through the real huggingface_hub client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.hub_mirror import BIG_FILE, TOKEN, CliResult, HubMirror, make_comfy_root, write_local_tree
+from trellis_box.catalog import load_catalog
+
+DINO = "facebook/dinov3-vitl16-pretrain-lvd1689m"
+TRELLIS = "microsoft/TRELLIS.2-4B"
+RunCli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return make_comfy_root(tmp_path / "comfyui")
+
+
+@pytest.fixture
+def hub(hub_mirror: HubMirror, monkeypatch: pytest.MonkeyPatch) -> HubMirror:
+    """The mirror as HF_ENDPOINT, no token; downloads unthrottled."""
+    monkeypatch.setenv("HF_ENDPOINT", hub_mirror.endpoint)
+    hub_mirror.throttle(None)
+    return hub_mirror
+
+
+def fetch_args(root: Path, lock: Path, *extra: str) -> list[str]:
+    return ["models", "fetch", "--comfy-root", str(root), "--lock", str(lock), *extra]
+
+
+def placed_files(root: Path) -> list[Path]:
+    """Every file under any catalog target (the node pack's placeholder aside)."""
+    out = []
+    for model in load_catalog():
+        target = model.target_dir(root)
+        if target.exists():
+            out += [p for p in target.rglob("*") if p.is_file() and p.name != "put"]
+    return out
+
+
+def assert_fetched(root: Path, mirror: HubMirror, revision: str = "main") -> None:
+    for model in load_catalog():
+        for path in model.files:
+            assert model.file_target(root, path).read_bytes() == mirror.content(model.repo, path, revision), path
+
+
+def resolve_gets(mirror: HubMirror, since: int) -> list[str]:
+    return [r.path for r in mirror.requests[since:] if r.method == "GET" and "/resolve/" in r.path]
+
+
+def test_fetch_places_every_file_at_its_node_path_and_records_the_lock(
+        hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    lock = tmp_path / "weights.lock.json"
+    result = run_cli(*fetch_args(root, lock, "--json"))
+    assert result.code == 0, result.text
+    assert_fetched(root, hub)
+    assert (root / "custom_nodes/ComfyUI-BRIA_AI-RMBG/RMBG-1.4/model.pth").is_file()
+    report = json.loads(result.out)
+    assert report["lock_written"] == str(lock)
+    written = json.loads(lock.read_text())
+    baked = json.loads((root / "models/.trellis-box/weights.lock.json").read_text())
+    assert written == baked
+    main = subprocess.run(["git", "-C", str(hub.repos[DINO]), "rev-parse", "main"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert written["models"]["dinov3"]["commit"] == main
+    assert not (root / "models/.trellis-box/staging").exists()
+    assert TOKEN not in result.text
+
+    again = run_cli(*fetch_args(root, lock, "--json"))
+    assert again.code == 0, again.text
+    assert {m["name"]: m["downloaded"] for m in json.loads(again.out)["models"]} == {
+        "trellis2": 0, "ss-decoder": 0, "dinov3": 0, "rmbg": 0}
+    assert json.loads(again.out)["lock_written"] is None
+
+
+def test_gated_model_without_token_says_how_to_pass_one_and_downloads_nothing(
+        hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli) -> None:
+    since = len(hub.requests)
+    result = run_cli(*fetch_args(root, tmp_path / "lock.json"))
+    assert result.code == 1
+    assert f"gated model {DINO} needs a Hugging Face token" in result.err
+    for way in ("--token-file", "/run/secrets/hf_token", "HF_TOKEN", f"{hub.endpoint}/{DINO}"):
+        assert way in result.err
+    assert "DINOv3 License applies whichever source you use" in result.err
+    assert resolve_gets(hub, since) == []
+    assert placed_files(root) == []
+    assert not (tmp_path / "lock.json").exists()
+
+
+def test_gated_model_refusing_the_token_names_the_access_page(
+        hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    wrong = "hf_wrong_token_never_printed_77"
+    monkeypatch.setenv("HF_TOKEN", wrong)
+    since = len(hub.requests)
+    result = run_cli(*fetch_args(root, tmp_path / "lock.json", "--json"))
+    assert result.code == 1
+    assert f"error: no access to gated model {DINO}" in result.err
+    assert f"refused the token from HF_TOKEN (gated repo)" in result.err
+    assert f"request access at {hub.endpoint}/{DINO} (approved by hand" in result.err
+    assert json.loads(result.out)["error"] == "gated-access-denied"
+    assert any(r.status == 403 and DINO in r.path for r in hub.requests[since:])
+    assert resolve_gets(hub, since) == []
+    assert placed_files(root) == []
+    assert wrong not in result.text
+
+
+@pytest.mark.parametrize("source", ["token-file", "secret"])
+def test_token_file_and_build_secret_come_before_hf_token(
+        source: str, hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_wrong_token_from_env")
+    secret = tmp_path / "hf_token"
+    secret.write_text(TOKEN + "\n")
+    extra: tuple[str, ...] = ()
+    if source == "token-file":
+        extra = ("--token-file", str(secret))
+        monkeypatch.setenv("TRELLIS_BOX_HF_TOKEN_SECRET", str(tmp_path / "absent"))
+    else:
+        monkeypatch.setenv("TRELLIS_BOX_HF_TOKEN_SECRET", str(secret))
+    result = run_cli(*fetch_args(root, tmp_path / "lock.json", *extra))
+    assert result.code == 0, result.text
+    assert_fetched(root, hub)
+    assert TOKEN not in result.text
+
+
+def test_wrong_revision_lists_the_branches(hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    config = tmp_path / "sources.toml"
+    config.write_text('[trellis2]\nrevision = "no-such-branch"\n')
+    result = run_cli(*fetch_args(root, tmp_path / "lock.json", "--config", str(config)))
+    assert result.code == 1
+    assert f"error: revision 'no-such-branch' not found in {TRELLIS}" in result.err
+    assert "branches and tags on" in result.err and "main" in result.err
+    assert placed_files(root) == []
+
+
+def test_file_deleted_upstream_is_named_before_anything_downloads(
+        hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    gone = "ckpts/shape_enc_next_dc_f16c32_fp16.safetensors"
+    commit = hub.add_revision(TRELLIS, "t-deleted-file", {gone: None})
+    config = tmp_path / "sources.toml"
+    config.write_text('[trellis2]\nrevision = "t-deleted-file"\n')
+    since = len(hub.requests)
+    result = run_cli(*fetch_args(root, tmp_path / "lock.json", "--config", str(config)))
+    assert result.code == 1
+    assert f"error: {TRELLIS} at t-deleted-file lacks files the nodes need" in result.err
+    assert f"commit {commit}: missing {gone}" in result.err
+    assert resolve_gets(hub, since) == []
+    assert placed_files(root) == []
+
+
+def test_not_enough_disk_says_how_much_and_downloads_nothing(
+        hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("TRELLIS_BOX_DISK_FREE_BYTES", "100000")
+    since = len(hub.requests)
+    result = run_cli(*fetch_args(root, tmp_path / "lock.json"))
+    assert result.code == 1
+    assert f"error: not enough disk space under {root} for the weights" in result.err
+    assert "still to download (23 files), 100.0 KB free" in result.err
+    assert resolve_gets(hub, since) == []
+    assert placed_files(root) == []
+    assert not (root / "models/.trellis-box/staging").exists()
+
+
+def test_a_file_that_differs_from_the_lock_is_refused_and_its_model_directory_never_appears(
+        hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    lock = tmp_path / "lock.json"
+    assert run_cli(*fetch_args(root, lock)).code == 0
+    data = json.loads(lock.read_text())
+    bad = "ckpts/tex_dec_next_dc_f16c32_fp16.safetensors"
+    data["models"]["trellis2"]["files"][bad]["sha256"] = "0" * 64
+    lock.write_text(json.dumps(data))
+    fresh = make_comfy_root(tmp_path / "fresh")
+    result = run_cli(*fetch_args(fresh, lock))
+    assert result.code == 1
+    assert f"error: checksum mismatch for {TRELLIS}/{bad}; refused" in result.err
+    assert f"expected {'0' * 64}" in result.err
+    # The TRELLIS node treats the directory's existence as "installed": it must not exist.
+    assert not (fresh / "models/microsoft/TRELLIS.2-4B").exists()
+
+
+def test_fetch_from_a_local_tree_needs_no_hub(root: Path, tmp_path: Path, hub_mirror: HubMirror,
+                                              run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: any Hub call fails
+    tree = write_local_tree(tmp_path / "airgap", hub_mirror)
+    lock = tmp_path / "lock.json"
+    result = run_cli(*fetch_args(root, lock, "--from", str(tree)))
+    assert result.code == 0, result.text
+    assert_fetched(root, hub_mirror)
+    assert json.loads(lock.read_text())["models"]["rmbg"]["commit"] is None
+
+
+def test_a_flipped_byte_in_the_local_tree_is_refused(root: Path, tmp_path: Path, hub_mirror: HubMirror,
+                                                     run_cli: RunCli) -> None:
+    tree = write_local_tree(tmp_path / "airgap", hub_mirror)
+    lock = tmp_path / "lock.json"
+    assert run_cli(*fetch_args(make_comfy_root(tmp_path / "first"), lock, "--from", str(tree))).code == 0
+    pth = tree / "briaai/RMBG-1.4/model.pth"
+    data = bytearray(pth.read_bytes())
+    data[1000] ^= 0x01
+    pth.write_bytes(bytes(data))
+    result = run_cli(*fetch_args(root, lock, "--from", str(tree)))
+    assert result.code == 1
+    assert "error: checksum mismatch for briaai/RMBG-1.4/model.pth; refused" in result.err
+    assert not (root / "custom_nodes/ComfyUI-BRIA_AI-RMBG/RMBG-1.4/model.pth").exists()
+
+
+def test_a_missing_file_in_the_local_tree_is_named(root: Path, tmp_path: Path, run_cli: RunCli) -> None:
+    tree = tmp_path / "empty-tree"
+    tree.mkdir()
+    result = run_cli(*fetch_args(root, tmp_path / "lock.json", "--from", str(tree)))
+    assert result.code == 1
+    assert f"error: --from {tree} lacks files of {TRELLIS}" in result.err
+    assert f"{tree}/{TRELLIS}/pipeline.json" in result.err
+
+
+def test_a_wrong_comfy_root_is_refused(hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli) -> None:
+    result = run_cli(*fetch_args(root / "models", tmp_path / "lock.json"))
+    assert result.code == 2
+    assert f"error: not a ComfyUI root: {root / 'models'}" in result.err
+    assert f"it looks like the models/ folder of {root}" in result.err
+    assert "fix: pass the directory that holds ComfyUI's main.py" in result.err
+
+
+def test_an_incomplete_model_directory_is_completed(hub: HubMirror, root: Path, tmp_path: Path,
+                                                    run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The node's own snapshot_download can leave a partial directory it never repairs."""
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    partial = root / "models/microsoft/TRELLIS.2-4B"
+    partial.mkdir(parents=True)
+    (partial / "pipeline.json").write_bytes(hub.content(TRELLIS, "pipeline.json"))
+    result = run_cli(*fetch_args(root, tmp_path / "lock.json", "--json"))
+    assert result.code == 0, result.text
+    assert_fetched(root, hub)
+    trellis = next(m for m in json.loads(result.out)["models"] if m["name"] == "trellis2")
+    assert (trellis["downloaded"], trellis["reused"]) == (17, 1)
+
+
+def test_a_download_killed_mid_file_resumes_where_it_stopped(
+        hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    lock = tmp_path / "lock.json"
+    env = {**os.environ, **hub.env(token=True)}
+    hub.throttle(200_000)
+    partial = root / "models/.trellis-box/staging/dinov3/partial" / (BIG_FILE[1] + ".part")
+    proc = subprocess.Popen([sys.executable, "-m", "trellis_box.cli.app", *fetch_args(root, lock)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (partial.is_file() and partial.stat().st_size >= 400_000):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the download never got going"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        out, err = proc.communicate(timeout=60)
+    killed_at = partial.stat().st_size
+    assert 400_000 <= killed_at < len(hub.content(*BIG_FILE))
+    assert not (root / "models/facebook/dinov3-vitl16-pretrain-lvd1689m").exists()
+    assert TOKEN.encode() not in out + err
+
+    hub.throttle(None)
+    since = len(hub.requests)
+    result = run_cli(*fetch_args(root, lock))
+    assert result.code == 0, result.text
+    assert_fetched(root, hub)
+    resumed = [r for r in hub.requests[since:] if r.path.endswith(BIG_FILE[1]) and r.method == "GET"]
+    assert len(resumed) == 1 and resumed[0].status == 206
+    assert resumed[0].range is not None
+    assert int(resumed[0].range.removeprefix("bytes=").rstrip("-")) >= killed_at

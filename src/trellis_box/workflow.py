@@ -1,11 +1,18 @@
 """The image-to-GLB graph in ComfyUI's API format, and its check against the node schemas.
 
-The graph (node ids are stable: the client finds outputs by them)::
+The graph; node ids are stable (the client finds outputs by them)::
 
-    1 LoadImage ─┐
-    2 BRIA_RMBG_ModelLoader_Zho ─ 3 BRIA_RMBG_Zho (RGBA) ─ 4 Trellis2PreProcessImage ─┬─ 9 SaveImage (cutout)
-    5 Trellis2LoadModel ─────────────────────────────── 6 Trellis2MeshWithVoxelGenerator
-    6 ─ 7 Trellis2PostProcessAndUnWrapAndRasterizer ─ 8 Trellis2ExportMesh ─ 10 TrellisBoxGLBOutput
+    id  class                                      links from  options
+    1   LoadImage                                              image_name
+    2   BRIA_RMBG_ModelLoader_Zho
+    3   BRIA_RMBG_Zho (RGBA cutout)                2, 1
+    4   Trellis2PreProcessImage (crop onto black)  3
+    5   Trellis2LoadModel                                      attention, low_vram
+    6   Trellis2MeshWithVoxelGenerator             5, 4        resolution, seed, *_steps
+    7   Trellis2PostProcessAndUnWrapAndRasterizer  6           texture_size, target_face_num, remesh
+    8   Trellis2ExportMesh                         7           glb_prefix
+    9   SaveImage                                  4           cutout_prefix
+    10  TrellisBoxGLBOutput                        8
 
 Nodes 1–9 are exactly what the recorded runs sent (``shared/comfyui/traces/01_success.jsonl``).
 Node 10 is ours: ``Trellis2ExportMesh`` writes the GLB but reports no UI output, so without it the
@@ -39,8 +46,8 @@ GLB_OUTPUT_NODE = "10"
 
 GLB_OUTPUT_CLASS = "TrellisBoxGLBOutput"
 
-#: Our resolution names -> the generator's ``pipeline_type``. Plain ``1024`` is left out on purpose:
-#: the cascade gives better shapes for the same memory ceiling.
+#: Our resolution names -> the generator's ``pipeline_type``. Our 1024 is the node's default,
+#: ``1024_cascade``; the non-cascade ``1024`` is not offered.
 PIPELINE_TYPES: dict[str, str] = {"512": "512", "1024": "1024_cascade", "1536": "1536_cascade"}
 RESOLUTIONS: tuple[str, ...] = tuple(PIPELINE_TYPES)
 ATTENTION_BACKENDS: tuple[str, ...] = ("xformers", "flash_attn")

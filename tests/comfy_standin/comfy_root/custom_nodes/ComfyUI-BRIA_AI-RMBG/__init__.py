@@ -1,0 +1,59 @@
+"""Stand-in for ZHO-ZHO-ZHO/ComfyUI-BRIA_AI-RMBG (pinned 827fcd63): recorded schemas.
+
+The loader needs ``RMBG-1.4/model.pth`` next to this file, as upstream does (a missing file is
+the same FileNotFoundError at execution time). The matting network is replaced by a colour key:
+pixels close to the top-left corner's colour become transparent. The output is RGBA, as
+upstream's, which is what TRELLIS.2's preprocessing needs.
+"""
+
+from __future__ import annotations
+
+import os
+
+from PIL import Image, ImageChops
+
+import standin_schema
+
+MODEL_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RMBG-1.4", "model.pth")
+BACKGROUND_TOLERANCE = 24
+
+
+class StandinRMBGModel:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+@standin_schema.recorded("BRIA_RMBG_ModelLoader_Zho")
+class BRIA_RMBG_ModelLoader_Zho:
+    FUNCTION = "load_model"
+
+    def load_model(self) -> list[StandinRMBGModel]:
+        if not os.path.isfile(MODEL_PATH):
+            raise FileNotFoundError(2, "No such file or directory", MODEL_PATH)
+        return [StandinRMBGModel(MODEL_PATH)]
+
+
+@standin_schema.recorded("BRIA_RMBG_Zho")
+class BRIA_RMBG_Zho:
+    FUNCTION = "remove_background"
+
+    def remove_background(self, rmbgmodel: StandinRMBGModel, image: list[Image.Image]
+                          ) -> tuple[list[Image.Image], list[Image.Image]]:
+        images, masks = [], []
+        for source in image:
+            rgb = source.convert("RGB")
+            background = Image.new("RGB", rgb.size, rgb.getpixel((0, 0)))
+            distance = ImageChops.difference(rgb, background).convert("L")
+            mask = distance.point(lambda d: 255 if d > BACKGROUND_TOLERANCE else 0)
+            cutout = Image.new("RGBA", rgb.size, (0, 0, 0, 0))
+            cutout.paste(rgb, mask=mask)
+            images.append(cutout)
+            masks.append(mask)
+        return images, masks
+
+
+NODE_CLASS_MAPPINGS = {
+    "BRIA_RMBG_ModelLoader_Zho": BRIA_RMBG_ModelLoader_Zho,
+    "BRIA_RMBG_Zho": BRIA_RMBG_Zho,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {name: standin_schema.display_name(name) for name in NODE_CLASS_MAPPINGS}

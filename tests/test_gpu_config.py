@@ -1,0 +1,144 @@
+"""The GPU containers file: the example loads, and every mistake names file, field and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trellis_box.errors import GpuConfigError, UnknownContainerError
+from trellis_box.gpu_config import config_path, default_lock_file, load_gpu_config
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "gpu-containers.toml"
+
+MINIMAL = """
+[containers.comfyui-trellis2]
+image = "comfyui-trellis2:latest"
+ready_url = "http://127.0.0.1:8188/trellis-box/ready"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gpu.toml"
+    path.write_text(text)
+    return path
+
+
+def config_error(tmp_path: Path, text: str) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(GpuConfigError) as info:
+        load_gpu_config(path)
+    assert str(path) in str(info.value)
+    return str(info.value)
+
+
+def test_example_config_loads_with_both_containers() -> None:
+    config = load_gpu_config(EXAMPLE)
+    assert set(config.containers) == {"comfyui-trellis2", "comfyui-wan"}
+    trellis = config.containers["comfyui-trellis2"]
+    assert trellis.comfy_url == "http://127.0.0.1:8188"
+    assert trellis.ports == ("8188:8188",)
+    assert trellis.gpus == "all"
+    assert trellis.ready_timeout == 1800
+    assert config.containers["comfyui-wan"].ready_timeout == 900
+    assert config.swap.lock_file == default_lock_file()
+
+
+def test_defaults_fill_a_minimal_entry(tmp_path: Path) -> None:
+    spec = load_gpu_config(write(tmp_path, MINIMAL)).containers["comfyui-trellis2"]
+    assert spec.container_name == "comfyui-trellis2"
+    assert spec.command is None
+    assert spec.environment == {}
+    assert spec.stop_timeout == 60
+
+
+def test_digest_changes_with_what_the_container_is_created_from(tmp_path: Path) -> None:
+    base = load_gpu_config(write(tmp_path, MINIMAL)).containers["comfyui-trellis2"]
+    longer = load_gpu_config(write(tmp_path, MINIMAL + "ready_timeout = 5\n"))
+    other_image = load_gpu_config(write(tmp_path, MINIMAL.replace(":latest", ":0.2.0")))
+    assert longer.containers["comfyui-trellis2"].digest() == base.digest()
+    assert other_image.containers["comfyui-trellis2"].digest() != base.digest()
+
+
+def test_missing_file_says_where_it_looked_and_how_to_point_elsewhere(tmp_path: Path) -> None:
+    with pytest.raises(GpuConfigError) as info:
+        load_gpu_config(tmp_path / "absent.toml")
+    text = str(info.value)
+    assert f"GPU containers file not found: {tmp_path / 'absent.toml'}" in text
+    assert "--config or set TRELLIS_BOX_GPU_CONFIG" in text
+
+
+def test_config_path_prefers_option_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert config_path(None) == Path("/etc/trellis-box/gpu-containers.toml")
+    monkeypatch.setenv("TRELLIS_BOX_GPU_CONFIG", "/srv/gpu.toml")
+    assert config_path(None) == Path("/srv/gpu.toml")
+    assert config_path(Path("x.toml")) == Path("x.toml")
+
+
+def test_bad_toml_points_at_the_line(tmp_path: Path) -> None:
+    text = config_error(tmp_path, "[containers.a\nimage = 1\n")
+    assert "is not valid TOML" in text
+    assert "line 1" in text
+
+
+@pytest.mark.parametrize(("extra", "field", "fact"), [
+    ('imag = "x"\n', "containers.comfyui-trellis2.imag", "unknown key"),
+    ('ports = ["http"]\n', "containers.comfyui-trellis2.ports[0]", "'http' is not a port mapping"),
+    ('volumes = ["/srv/out"]\n', "containers.comfyui-trellis2.volumes[0]",
+     "'/srv/out' is not a volume mapping"),
+    ('gpus = "some"\n', "containers.comfyui-trellis2.gpus", "'some' is not a GPU request"),
+    ("ready_timeout = -1\n", "containers.comfyui-trellis2.ready_timeout",
+     "expected a number of seconds, more than 0; found -1"),
+    ('container_name = "-bad"\n', "containers.comfyui-trellis2.container_name",
+     "'-bad' is not a valid Docker container name"),
+    ('network = "host"\nports = ["8188:8188"]\n', "containers.comfyui-trellis2.ports",
+     'ports are not published with network = "host"'),
+    ("environment = { A = [1] }\n", "containers.comfyui-trellis2.environment.A",
+     "expected a string"),
+])
+def test_bad_field_is_named_with_the_fact_and_a_fix(tmp_path: Path, extra: str, field: str,
+                                                    fact: str) -> None:
+    text = config_error(tmp_path, MINIMAL + extra)
+    assert f"invalid field {field} in" in text
+    assert fact in text
+    assert "fix: " in text
+
+
+def test_missing_ready_url_is_named(tmp_path: Path) -> None:
+    text = config_error(tmp_path, MINIMAL.replace(
+        'ready_url = "http://127.0.0.1:8188/trellis-box/ready"\n', ""))
+    assert "invalid field containers.comfyui-trellis2.ready_url" in text
+    assert "missing" in text
+
+
+def test_ready_url_must_be_http(tmp_path: Path) -> None:
+    text = config_error(tmp_path, MINIMAL.replace("http://127.0.0.1:8188", "127.0.0.1:8188"))
+    assert "is not an http(s) URL" in text
+
+
+def test_two_entries_cannot_share_a_container_name(tmp_path: Path) -> None:
+    text = config_error(tmp_path, MINIMAL + 'container_name = "gpu"\n'
+                        + MINIMAL.replace("comfyui-trellis2]", "wan]") + 'container_name = "gpu"\n')
+    assert "invalid field containers.wan.container_name" in text
+    assert "'gpu' is also the container name of containers.comfyui-trellis2" in text
+
+
+def test_no_containers_at_all(tmp_path: Path) -> None:
+    text = config_error(tmp_path, "[swap]\nlock_timeout = 5\n")
+    assert "invalid field containers" in text
+
+
+def test_unknown_swap_setting(tmp_path: Path) -> None:
+    text = config_error(tmp_path, "[swap]\ndrain = 5\n" + MINIMAL)
+    assert "invalid field swap.drain" in text
+    assert "drain_timeout" in text
+
+
+def test_unknown_name_lists_the_configured_ones() -> None:
+    config = load_gpu_config(EXAMPLE)
+    with pytest.raises(UnknownContainerError) as info:
+        config.container("comfyui-sdxl")
+    text = str(info.value)
+    assert "no GPU container named 'comfyui-sdxl'" in text
+    assert "configured: comfyui-trellis2, comfyui-wan" in text
+    assert info.value.exit_code == 2

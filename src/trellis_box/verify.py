@@ -94,12 +94,13 @@ def verify(comfy_root_dir: Path, *, full: bool = False, lock_path: Path | None =
            models: tuple[Model, ...] | None = None, workers: int | None = None) -> VerifyReport:
     root = comfy_root(comfy_root_dir)
     models = models or load_catalog()
+    looked = [lock_path] if lock_path else [baked_lock_path(root), package_lock_path()]
     lock_path = lock_path or find_lock(root)
     lock = read_lock(lock_path) if lock_path else None
     if full and lock is None:
         raise LockMissing(
             f"no weights lock to check {root} against",
-            detail=f"looked for {baked_lock_path(root)} and {package_lock_path()}",
+            detail="looked for " + " and ".join(str(p) for p in looked),
             fix="run `trellis-box models fetch` (it writes both), or pass --lock FILE",
             root=root,
         )

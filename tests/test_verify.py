@@ -1,0 +1,110 @@
+"""`trellis-box models verify` and `trellis_box.verify.verify` on a tree fetched from a local copy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.hub_mirror import CliResult, HubMirror, make_comfy_root, write_local_tree
+from trellis_box.errors import LockMissing, NotAComfyRoot, WeightsNotVerified
+from trellis_box.verify import verify
+
+RunCli = Callable[..., CliResult]
+DINO_DIR = "models/facebook/dinov3-vitl16-pretrain-lvd1689m"
+RMBG = "custom_nodes/ComfyUI-BRIA_AI-RMBG/RMBG-1.4/model.pth"
+SHAPE = "models/microsoft/TRELLIS.2-4B/ckpts/shape_dec_next_dc_f16c32_fp16.safetensors"
+
+
+@pytest.fixture
+def root(tmp_path: Path, hub_mirror: HubMirror, run_cli: RunCli) -> Path:
+    """A ComfyUI root with every weight fetched (from a local copy of the mirror's repositories)."""
+    tree = write_local_tree(tmp_path / "airgap", hub_mirror)
+    root = make_comfy_root(tmp_path / "comfyui")
+    result = run_cli("models", "fetch", "--comfy-root", str(root), "--lock", str(tmp_path / "lock.json"),
+                     "--from", str(tree))
+    assert result.code == 0, result.text
+    return root
+
+
+def test_a_complete_tree_passes_quick_and_full(root: Path, run_cli: RunCli) -> None:
+    quick = verify(root)
+    full = verify(root, full=True)
+    assert quick.ok and full.ok
+    assert full.files == 23
+    assert full.lock == root / "models/.trellis-box/weights.lock.json"
+    result = run_cli("models", "verify", "--comfy-root", str(root), "--full")
+    assert result.code == 0, result.text
+    assert "ok: every weight is in place" in result.out
+
+
+def test_a_truncated_file_is_named_by_its_full_path(root: Path, run_cli: RunCli) -> None:
+    target = root / RMBG
+    target.write_bytes(target.read_bytes()[:-10])
+    result = run_cli("models", "verify", "--comfy-root", str(root), "--json")
+    assert result.code == 1
+    problems = json.loads(result.out)["problems"]
+    assert problems == [{"kind": "truncated", "path": str(target),
+                         "detail": f"{target.stat().st_size} bytes, the lock says {target.stat().st_size + 10}"}]
+    assert f"error: weights under {root} failed verification" in result.err
+
+
+def test_a_flipped_byte_passes_quick_and_fails_full(root: Path) -> None:
+    target = root / SHAPE
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x80
+    target.write_bytes(bytes(data))
+    assert verify(root).ok
+    report = verify(root, full=True)
+    assert [(p.kind, p.path) for p in report.problems] == [("corrupt", target)]
+    with pytest.raises(WeightsNotVerified) as caught:
+        report.raise_for_problems()
+    assert f"corrupt: {target} (sha256 " in str(caught.value)
+    assert "fix: run `trellis-box models fetch --comfy-root" in str(caught.value)
+
+
+def test_missing_files_and_a_missing_directory_are_each_named(root: Path, run_cli: RunCli) -> None:
+    (root / RMBG).unlink()
+    for f in (root / DINO_DIR).iterdir():
+        f.unlink()
+    (root / DINO_DIR).rmdir()
+    report = verify(root)
+    assert sorted((p.kind, p.path) for p in report.problems) == sorted([
+        ("missing", root / RMBG),
+        ("missing", root / DINO_DIR / "config.json"),
+        ("missing", root / DINO_DIR / "model.safetensors"),
+    ])
+    result = run_cli("models", "verify", "--comfy-root", str(root))
+    assert result.code == 1
+    assert str(root / DINO_DIR / "model.safetensors") in result.out.replace("\n", "")
+
+
+def test_partial_downloads_and_staging_leftovers_are_flagged(root: Path) -> None:
+    stray = root / DINO_DIR / ".cache/huggingface/download/model.safetensors.incomplete"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"x" * 10)
+    left = root / "models/.trellis-box/staging/trellis2/partial/pipeline.json.part"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"{")
+    report = verify(root)
+    assert sorted((p.kind, p.path) for p in report.problems) == [("partial", stray), ("staging", left)]
+
+
+def test_full_without_any_lock_is_an_error_naming_where_it_looked(tmp_path: Path) -> None:
+    root = make_comfy_root(tmp_path / "bare")
+    assert not verify(root).ok  # quick mode still reports every file as missing
+    with pytest.raises(LockMissing) as caught:
+        verify(root, full=True, lock_path=tmp_path / "absent.lock.json")
+    assert f"looked for {tmp_path / 'absent.lock.json'}" in str(caught.value)
+    assert "fix: run `trellis-box models fetch`" in str(caught.value)
+
+
+def test_a_wrong_comfy_root_is_refused(tmp_path: Path, run_cli: RunCli) -> None:
+    with pytest.raises(NotAComfyRoot):
+        verify(tmp_path / "nowhere")
+    result = run_cli("models", "verify", "--comfy-root", str(tmp_path / "nowhere"))
+    assert result.code == 2
+    assert f"error: not a ComfyUI root: {tmp_path / 'nowhere'}" in result.err
+    assert "does not exist" in result.err

@@ -158,6 +158,11 @@ class ComfyClient:
         self._connected = asyncio.Event()
         self._ws_generation = 0
 
+    @property
+    def reconnects(self) -> int:
+        """How often the websocket had to be opened again after a drop."""
+        return max(self._ws_generation - 1, 0)
+
     async def __aenter__(self) -> ComfyClient:
         t = self.timeouts
         self._session = aiohttp.ClientSession(

@@ -192,7 +192,7 @@ def validate_prompt(prompt: Prompt, partial_execution_list: list[str] | None
     failed: list[tuple[str, list[dict[str, Any]]]] = []
     node_errors: dict[str, Any] = {}
     validated: dict[str, tuple[bool, list[dict[str, Any]], str]] = {}
-    for o in outputs:
+    for o in _execution_order(prompt, outputs):
         try:
             valid, reasons, _ = validate_inputs(prompt, o, validated)
         except Exception as ex:

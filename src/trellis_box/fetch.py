@@ -10,6 +10,7 @@ as files (RMBG-1.4, inside a node pack's directory) appears file by file, each w
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -408,7 +409,14 @@ def _swap_in(tree: Path, target: Path, old: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         shutil.rmtree(old, ignore_errors=True)
-        os.rename(target, old)
+        try:
+            os.rename(target, old)
+        except OSError as exc:
+            # overlayfs (docker build) cannot rename a directory from a lower layer; the old
+            # directory is incomplete and about to be replaced, so delete it in place instead.
+            if exc.errno != errno.EXDEV:
+                raise
+            shutil.rmtree(target)
     os.rename(tree, target)
     _fsync_dir(target.parent)
 

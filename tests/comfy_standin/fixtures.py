@@ -10,6 +10,8 @@ Usage::
 
 Starting takes about a second and blocks; from a running event loop use
 ``await asyncio.to_thread(server.restart)``. Every server is stopped at the end of the test.
+The ``/trellis-box/*`` routes read ``<root>/trellis-box-state.json`` unless ``env`` sets
+``TRELLIS_BOX_STATE``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def comfy_standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartSta
               **options: Any) -> StandinServer:
         comfy_root = install(root or tmp_path_factory.mktemp("comfyui"), node_pack=node_pack,
                              rmbg_weights=rmbg_weights)
+        # Never the machine's /tmp/trellis-box/state.json: a test names its own state file.
+        env = {"TRELLIS_BOX_STATE": str(comfy_root / "trellis-box-state.json"), **(env or {})}
         server = StandinServer(comfy_root, options=options, extra_args=extra_args, env=env)
         servers.append(server)
         return server.start()

@@ -15,6 +15,8 @@ catalog's real repo ids, file names and layout with small generated contents, co
 - ``hub_mirror.add_revision(repo_id, branch, {path: bytes | None})`` -> commit: a new branch off
   ``main`` with files changed (``None`` deletes one). Use a branch name unique to your test.
 - ``hub_mirror.throttle(bytes_per_second | None)``: pace file downloads (to kill one mid-file).
+- ``hub_mirror.cut(after_bytes | None)``: every file download drops its connection after that
+  many bytes of body (a network failure mid-file).
 - ``hub_mirror.requests``: every request the proxy saw (method, path, range, status).
 
 ``make_catalog_repos(root, sizes=...)`` builds the same repositories anywhere (``root/models/<repo_id>``,
@@ -111,6 +113,7 @@ class _Proxy:
         self.gated = gated
         self.token = token
         self.rate: int | None = None
+        self.cut: int | None = None
         self.requests: list[ProxyRequest] = []
         self._session: ClientSession | None = None
 
@@ -165,10 +168,15 @@ class _Proxy:
             **({"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"} if status == 206 else {})})
         await out.prepare(request)
         step = 16 * 1024
-        for offset in range(start, len(body), step):
-            await out.write(body[offset:offset + step])
+        end = len(body) if self.cut is None else min(len(body), start + self.cut)
+        for offset in range(start, end, step):
+            await out.write(body[offset:min(offset + step, end)])
             if self.rate:
                 await asyncio.sleep(step / self.rate)  # pacing, not waiting for an event
+        if end < len(body):
+            assert request.transport is not None
+            request.transport.close()  # mid-body: the client sees the connection drop
+            return out
         await out.write_eof()
         return out
 
@@ -290,6 +298,10 @@ class HubMirror:
     def throttle(self, bytes_per_second: int | None) -> None:
         assert self._proxy is not None
         self._proxy.rate = bytes_per_second
+
+    def cut(self, after_bytes: int | None) -> None:
+        assert self._proxy is not None
+        self._proxy.cut = after_bytes
 
     @property
     def requests(self) -> list[ProxyRequest]:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,11 +27,14 @@ def root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def hub(hub_mirror: HubMirror, monkeypatch: pytest.MonkeyPatch) -> HubMirror:
-    """The mirror as HF_ENDPOINT, no token; downloads unthrottled."""
+def hub(hub_mirror: HubMirror, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubMirror]:
+    """The mirror as HF_ENDPOINT, no token; downloads unthrottled and whole."""
     monkeypatch.setenv("HF_ENDPOINT", hub_mirror.endpoint)
     hub_mirror.throttle(None)
-    return hub_mirror
+    hub_mirror.cut(None)
+    yield hub_mirror
+    hub_mirror.throttle(None)
+    hub_mirror.cut(None)
 
 
 def fetch_args(root: Path, lock: Path, *extra: str) -> list[str]:
@@ -283,3 +286,25 @@ def test_a_download_killed_mid_file_resumes_where_it_stopped(
     assert len(resumed) == 1 and resumed[0].status == 206
     assert resumed[0].range is not None
     assert int(resumed[0].range.removeprefix("bytes=").rstrip("-")) >= killed_at
+
+
+def test_a_connection_cut_mid_file_keeps_the_bytes_and_the_next_run_finishes(
+        hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    lock = tmp_path / "lock.json"
+    hub.cut(100_000)
+    result = run_cli(*fetch_args(root, lock, "--workers", "1"))
+    assert result.code == 1
+    assert "error: download cut: " in result.err
+    assert "fix: run the same fetch again: it resumes from the bytes already received" in result.err
+    assert placed_files(root) == []
+    partial = root / "models/.trellis-box/staging/dinov3/partial" / (BIG_FILE[1] + ".part")
+    assert partial.stat().st_size == 100_000  # the largest file goes first
+
+    hub.cut(None)
+    since = len(hub.requests)
+    result = run_cli(*fetch_args(root, lock))
+    assert result.code == 0, result.text
+    assert_fetched(root, hub)
+    resumed = [r for r in hub.requests[since:] if r.path.endswith(BIG_FILE[1]) and r.method == "GET"]
+    assert [(r.range, r.status) for r in resumed] == [("bytes=100000-", 206)]

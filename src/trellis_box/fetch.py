@@ -188,8 +188,7 @@ def fetch(models: tuple[Model, ...], root: Path, source: Source, *, lock_path: P
     write_lock(baked_lock_path(root), resolved_lock)
     written = None
     if lock is None or _incomplete(lock, resolved_lock):
-        merged = Lock({**resolved_lock.models, **(lock.models if lock else {})})
-        write_lock(lock_path, merged)
+        write_lock(lock_path, _merged(lock, resolved_lock))
         written = lock_path
     notes = [f"{p.model.name}: fetched from {p.resolved.repo} instead of {p.model.repo}; "
              f"the {p.model.licence} still applies ({p.model.licence_url})"
@@ -437,6 +436,17 @@ def _lock_of(plans: list[_Plan]) -> Lock:
         )
         for p in plans
     })
+
+
+def _merged(old: Lock | None, resolved: Lock) -> Lock:
+    """What was resolved, keeping the old lock's commit where a local tree (--from) has none.
+    Every file matched the old lock's checksum where it had one, or the fetch refused it."""
+    out = dict(resolved.models)
+    for name, model in resolved.models.items():
+        before = old.models.get(name) if old else None
+        if model.commit is None and before is not None and before.repo == model.repo:
+            out[name] = LockedModel(model.repo, model.revision, before.commit, model.files)
+    return Lock(out)
 
 
 def _incomplete(lock: Lock, resolved: Lock) -> bool:

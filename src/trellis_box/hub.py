@@ -30,6 +30,7 @@ from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_st
 from . import __version__
 from .catalog import Model, Source
 from .errors import (
+    DownloadIncomplete,
     GatedAccessDenied,
     HubFilesMissing,
     HubRepoNotFound,
@@ -41,7 +42,6 @@ from .errors import (
 
 DEFAULT_SECRET = Path("/run/secrets/hf_token")
 SECRET_ENV = "TRELLIS_BOX_HF_TOKEN_SECRET"  # where the BuildKit secret is mounted (tests move it)
-CHUNK = 1 << 20
 _TIMEOUT = httpx2.Timeout(30.0, read=120.0)
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _TOKEN_HOW = ("--token-file FILE, a BuildKit secret mounted at /run/secrets/hf_token\n"
@@ -270,7 +270,20 @@ def _body(response: httpx2.Response, offset: int, url: str) -> Body:
                 fix="run again; if it persists, delete models/.trellis-box/staging under the ComfyUI root",
             )
         total = None if match.group(3) == "*" else int(match.group(3))
-        return Body(start=offset, total=total, validator=validator, chunks=response.iter_bytes(CHUNK))
+        return Body(start=offset, total=total, validator=validator, chunks=_chunks(response, url))
     length = response.headers.get("Content-Length")
     return Body(start=0, total=int(length) if length else None, validator=validator,
-                chunks=response.iter_bytes(CHUNK))
+                chunks=_chunks(response, url))
+
+
+def _chunks(response: httpx2.Response, url: str) -> Iterator[bytes]:
+    """The body; a connection lost mid-file is an incomplete download (resumable), not "unreachable"."""
+    try:
+        yield from response.iter_bytes()  # as received: a cut keeps every byte that arrived
+    except httpx2.TransportError as exc:
+        raise DownloadIncomplete(
+            f"download cut: {url}",
+            detail=f"{type(exc).__name__}: {exc}; the bytes received so far are kept",
+            fix="run the same fetch again: it resumes from the bytes already received",
+            url=url,
+        ) from exc

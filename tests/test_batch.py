@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
+from tests.comfy_standin.fixtures import StartStandin
+from tests.comfy_standin.launcher import StandinServer
+from tests.gltf_validator import validate_glb
+from tests.photos import object_photo
 from trellis_box import batch
-from trellis_box.errors import UsageError
+from trellis_box.client import ComfyClient, Timeouts
+from trellis_box.errors import (
+    ImageInputError,
+    OutOfMemoryError,
+    PromptNodeError,
+    ResolutionUnsupportedError,
+    UsageError,
+)
 from trellis_box.workflow import WorkflowOptions
+
+pytestmark = pytest.mark.timeout(120)
 
 
 def _png(path: Path, colour: tuple[int, int, int] = (200, 30, 30)) -> Path:
@@ -72,3 +88,230 @@ def test_a_report_counts_as_finished_only_with_its_files_and_the_same_key(tmp_pa
     assert batch.finished_report(tmp_path, "a", "sha256:k") is None
     (tmp_path / "a.json").write_text("{truncated")
     assert batch.finished_report(tmp_path, "a", "sha256:k") is None
+
+
+# --- against the stand-in ------------------------------------------------------------------------
+
+FAST = Timeouts(poll=1.0, reconnect=30.0)
+GENERATOR = "Trellis2MeshWithVoxelGenerator"
+
+
+def _start(comfy_standin: StartStandin, tmp_path: Path, **options: Any) -> StandinServer:
+    """A stand-in whose node pack reads a state file of this test only (none unless given):
+    a state file left in the default place by anything else must not decide resolutions."""
+    env = options.pop("env", {"TRELLIS_BOX_STATE": str(tmp_path / "no-state.json")})
+    return comfy_standin(env=env, **options)
+
+
+def _photos(folder: Path, count: int, start: int = 0) -> list[Path]:
+    return [object_photo(folder / f"object-{i}.png", i) for i in range(start, start + count)]
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], deadline: float = 30.0) -> None:
+    async def poll() -> None:
+        while not await check():
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(poll(), deadline)
+
+
+async def _queue_empty(url: str) -> bool:
+    async with ComfyClient(url) as comfy:
+        state = await comfy.queue()
+    return not state.running and not state.pending
+
+
+def _opts(out: Path, **kwargs: Any) -> batch.BatchOptions:
+    flow = kwargs.pop("workflow", WorkflowOptions())
+    return batch.BatchOptions(out_dir=out, workflow=flow, **kwargs)
+
+
+async def test_a_folder_becomes_glb_cutout_and_report_per_image(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1, progress_steps=6)
+    _photos(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    report = await batch.run_batch(server.url, [tmp_path / "in"], _opts(out), timeouts=FAST)
+    assert [o.status for o in report.outcomes] == ["ok"] * 3
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"object-{i}{ext}" for i in range(3) for ext in (".glb", ".cutout.png", ".json"))
+    data = json.loads((out / "object-0.json").read_text())
+    assert data["status"] == "ok" and data["key"].startswith("sha256:")
+    assert data["parameters"] == WorkflowOptions().as_dict() and data["seed"] == 0
+    assert data["resolution"] == "1024"
+    assert data["server"]["comfyui_version"] == "0.3.64" and data["server"]["url"] == server.url
+    classes = {n["class_type"]: n["seconds"] for n in data["timings"]["nodes"]}
+    assert classes[GENERATOR] > 0 and "TrellisBoxGLBOutput" in classes
+    assert data["glb"]["faces"] > 0 and data["glb"]["bytes"] == (out / "object-0.glb").stat().st_size
+    assert data["input"]["sha256"] and data["input"]["path"].endswith("object-0.png")
+    issues = validate_glb(out / "object-1.glb")["issues"]
+    assert issues["numErrors"] == 0, issues["messages"]
+
+
+async def test_a_bad_image_among_good_ones_fails_alone(comfy_standin: StartStandin,
+                                                       tmp_path: Path) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1)
+    good = _photos(tmp_path / "in", 2)
+    truncated = tmp_path / "in" / "broken.png"
+    truncated.write_bytes(good[0].read_bytes()[:60])
+    (tmp_path / "in" / "notes.jpg").write_text("not an image")
+    report = await batch.run_batch(server.url, [tmp_path / "in"], _opts(tmp_path / "out"),
+                                   timeouts=FAST)
+    status = {o.item.name: o.status for o in report.outcomes}
+    assert status == {"broken": "failed", "notes": "failed", "object-0": "ok", "object-1": "ok"}
+    errors = {o.item.name: o.error for o in report.outcomes if o.error}
+    assert isinstance(errors["notes"], ImageInputError)
+    assert str(errors["notes"]).startswith(f"cannot use image {tmp_path / 'in' / 'notes.jpg'}")
+    failed = json.loads((tmp_path / "out" / "broken.json").read_text())
+    assert failed["status"] == "failed" and failed["error"]["error"] == "image-invalid"
+    assert not (tmp_path / "out" / "broken.glb").exists()
+
+
+async def test_node_errors_fail_each_image_and_the_batch_goes_on(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """Finding 2: a server whose generator takes seeds up to 5 answers seed 7 with 200 and
+    node_errors; each image is a failure (not the cutout-only success ComfyUI reports)."""
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1)
+    server.stop()
+    schema_file = server.root / "standin_object_info.json"
+    schema = json.loads(schema_file.read_text())
+    schema[GENERATOR]["input"]["required"]["seed"][1]["max"] = 5
+    schema_file.write_text(json.dumps(schema))
+    server.start()
+    _photos(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    report = await batch.run_batch(server.url, [tmp_path / "in"],
+                                   _opts(out, workflow=WorkflowOptions(seed=7)), timeouts=FAST)
+    assert [o.status for o in report.outcomes] == ["failed", "failed"]
+    for o in report.outcomes:
+        assert isinstance(o.error, PromptNodeError)
+        assert str(o.error).startswith(f"ComfyUI rejected prompt.6.inputs.seed ({GENERATOR})")
+    assert not list(out.glob("*.glb"))
+    await _eventually(lambda: _queue_empty(server.url))
+    again = await batch.run_batch(server.url, [tmp_path / "in"],
+                                  _opts(out, workflow=WorkflowOptions(seed=3)), timeouts=FAST)
+    assert [o.status for o in again.outcomes] == ["ok", "ok"]
+
+
+async def test_a_rerun_skips_what_is_done_and_redoes_what_changed(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1)
+    _photos(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    await batch.run_batch(server.url, [tmp_path / "in"], _opts(out), timeouts=FAST)
+    made = len(list((server.output_dir / "3D").iterdir()))
+    again = await batch.run_batch(server.url, [tmp_path / "in"], _opts(out), timeouts=FAST)
+    assert [o.status for o in again.outcomes] == ["skipped", "skipped"]
+    assert len(list((server.output_dir / "3D").iterdir())) == made  # nothing ran
+    object_photo(tmp_path / "in" / "object-1.png", 9)  # new content under the same name
+    changed = await batch.run_batch(server.url, [tmp_path / "in"], _opts(out), timeouts=FAST)
+    assert [o.status for o in changed.outcomes] == ["skipped", "ok"]
+    reseeded = await batch.run_batch(server.url, [tmp_path / "in"],
+                                     _opts(out, workflow=WorkflowOptions(seed=4)), timeouts=FAST)
+    assert [o.status for o in reseeded.outcomes] == ["ok", "ok"]
+    assert json.loads((out / "object-0.json").read_text())["seed"] == 4
+
+
+async def test_an_interrupted_batch_keeps_what_finished_and_resumes(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=1.0)
+    _photos(tmp_path / "in", 5)
+    out = tmp_path / "out"
+    first_done = asyncio.Event()
+
+    def on_event(event: batch.Event) -> None:
+        if event.kind == "done" and event.outcome and event.outcome.status == "ok":
+            first_done.set()
+
+    task = asyncio.create_task(batch.run_batch(server.url, [tmp_path / "in"], _opts(out),
+                                               timeouts=FAST, on_event=on_event))
+    await asyncio.wait_for(first_done.wait(), 60)
+    task.cancel()
+    report = await task
+    assert report.interrupted
+    finished = [o.item.name for o in report.outcomes if o.status == "ok"]
+    assert finished and len(finished) < 5
+    assert {o.status for o in report.outcomes} <= {"ok", "interrupted"}
+    await _eventually(lambda: _queue_empty(server.url))
+    assert not [p for p in out.iterdir() if p.name.endswith(".part")]
+    server.set_faults(exec_seconds=0.1)
+    resumed = await batch.run_batch(server.url, [tmp_path / "in"], _opts(out), timeouts=FAST)
+    assert sorted(o.item.name for o in resumed.outcomes if o.status == "skipped") == sorted(finished)
+    assert all(o.status in ("ok", "skipped") for o in resumed.outcomes)
+    assert len(list(out.glob("*.glb"))) == 5
+
+
+async def test_a_server_restart_mid_batch_loses_no_image(comfy_standin: StartStandin,
+                                                         tmp_path: Path) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.5)
+    _photos(tmp_path / "in", 4)
+    first_done = asyncio.Event()
+
+    def on_event(event: batch.Event) -> None:
+        if event.kind == "done":
+            first_done.set()
+
+    async def restart_after_first() -> None:
+        await first_done.wait()
+        await asyncio.to_thread(server.restart)
+
+    restarter = asyncio.create_task(restart_after_first())
+    report = await batch.run_batch(server.url, [tmp_path / "in"], _opts(tmp_path / "out"),
+                                   timeouts=FAST, on_event=on_event)
+    await restarter
+    assert [o.status for o in report.outcomes] == ["ok"] * 4, [str(o.error) for o in report.failed]
+    assert len(list((tmp_path / "out").glob("*.glb"))) == 4
+
+
+async def test_a_dropping_websocket_and_a_slow_view_lose_nothing(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.2, progress_steps=10, drop_ws_after=9, view_delay=0.5)
+    _photos(tmp_path / "in", 3)
+    report = await batch.run_batch(server.url, [tmp_path / "in"], _opts(tmp_path / "out"),
+                                   timeouts=FAST)
+    assert [o.status for o in report.outcomes] == ["ok"] * 3
+
+
+async def test_out_of_memory_steps_down_with_auto_resolution(comfy_standin: StartStandin,
+                                                             tmp_path: Path) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1, fail_node=GENERATOR, fail_kind="oom",
+                           fail_when="pipeline_type=1024_cascade")
+    _photos(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    plain = await batch.run_batch(server.url, [tmp_path / "in"], _opts(out), timeouts=FAST)
+    error = plain.outcomes[0].error
+    assert isinstance(error, OutOfMemoryError) and "--resolution 512" in str(error)
+    auto = await batch.run_batch(server.url, [tmp_path / "in"],
+                                 _opts(out, auto_resolution=True), timeouts=FAST)
+    assert auto.outcomes[0].status == "ok"
+    data = json.loads((out / "object-0.json").read_text())
+    assert data["resolution"] == "512" and data["parameters"]["resolution"] == "1024"
+
+
+async def test_a_24gb_gpu_refuses_1536_or_steps_down(comfy_standin: StartStandin,
+                                                     tmp_path: Path) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1, gpu_name="NVIDIA A10G", vram_bytes=23_609_475_072)
+    _photos(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    with pytest.raises(ResolutionUnsupportedError, match="resolution 1536 does not fit") as info:
+        await batch.run_batch(server.url, [tmp_path / "in"],
+                              _opts(out, workflow=WorkflowOptions(resolution="1536")), timeouts=FAST)
+    assert "fix: use --resolution 1024, or --auto-resolution" in str(info.value)
+    assert list(server.input_dir.iterdir()) == []  # refused before any upload
+    report = await batch.run_batch(server.url, [tmp_path / "in"],
+                                   _opts(out, workflow=WorkflowOptions(resolution="1536"),
+                                         auto_resolution=True), timeouts=FAST)
+    assert report.resolution == "1024" and report.outcomes[0].status == "ok"
+
+
+async def test_the_container_state_decides_the_allowed_resolutions(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({
+        "phase": "ready", "ready": True, "allowed_resolutions": ["512"], "error": None,
+        "profile": {"gpu_name": "tiny", "vram_bytes": 1, "low_vram": True, "max_resolution": "512"},
+    }))
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1, env={"TRELLIS_BOX_STATE": str(state)})
+    _photos(tmp_path / "in", 1)
+    with pytest.raises(ResolutionUnsupportedError, match="fix: use --resolution 512"):
+        await batch.run_batch(server.url, [tmp_path / "in"], _opts(tmp_path / "out"),
+                              timeouts=FAST)

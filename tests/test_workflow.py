@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
+from tests.comfy_standin.fixtures import StartStandin
 from tests.conftest import REPO_ROOT, SHARED
-from trellis_box import comfy_nodes, workflow, workflow_editor
+from tests.gltf_validator import validate_glb
+from trellis_box import comfy_nodes, glb, images, workflow, workflow_editor
+from trellis_box.client import ComfyClient
 from trellis_box.cli.app import main
 from trellis_box.errors import WorkflowInvalidError
 from trellis_box.workflow import WorkflowOptions, build, check, recorded_object_info, validate
@@ -340,3 +343,33 @@ def test_check_command_reports_a_bad_input_with_exit_2(tmp_path: Path, capsys: p
     err = capsys.readouterr().err
     assert "prompt.6.inputs.pipeline_type: '2048_cascade' is not one of" in err
     assert "fix: use one of 512, 1024, 1536 (option `resolution`)" in err
+
+
+# --- against the ComfyUI stand-in -----------------------------------------------------------------
+
+
+async def test_checked_in_api_workflow_surfaces_the_glb(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """The checked-in file, with an uploaded image, runs end to end: the server's own
+    /object_info accepts it, our output node puts the GLB in /history, and the GLB passes
+    Khronos gltf-validator."""
+    from PIL import Image
+
+    server = comfy_standin(exec_seconds=0.05)
+    photo = Image.new("RGB", (64, 48), (255, 255, 255))
+    photo.paste((90, 140, 200), (16, 8, 48, 40))  # an object on a plain background
+    photo.save(tmp_path / "photo.png")
+    image = images.normalise(tmp_path / "photo.png")
+    graph = json.loads((WORKFLOWS / workflow_editor.API_FILE).read_text())
+    async with ComfyClient(server.url) as comfy:
+        graph[workflow.LOAD_IMAGE_NODE]["inputs"]["image"] = await comfy.upload_bytes(image.png, ".png")
+        validate(graph, await comfy.object_info())
+        result = await comfy.run(graph, timeout=120)
+        (glb_ref,) = result.files(workflow.GLB_OUTPUT_NODE, "3d")
+        (cutout_ref,) = result.files(workflow.CUTOUT_NODE, "images")
+        await comfy.download(glb_ref, tmp_path / "out.glb")
+        await comfy.download(cutout_ref, tmp_path / "out.cutout.png")
+    assert glb_ref.filename.endswith(".glb")
+    assert glb.glb_stats(tmp_path / "out.glb").faces > 0
+    assert validate_glb(tmp_path / "out.glb")["issues"]["numErrors"] == 0
+    assert Image.open(tmp_path / "out.cutout.png").format == "PNG"

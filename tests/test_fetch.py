@@ -111,6 +111,7 @@ def test_gated_model_refusing_the_token_names_the_access_page(
     assert f"error: no access to gated model {DINO}" in result.err
     assert f"refused the token from HF_TOKEN (gated repo)" in result.err
     assert f"request access at {hub.endpoint}/{DINO} (approved by hand" in result.err
+    assert "or point dinov3 at a mirror that serves it (repo, endpoint in the dinov3 table of --config)" in result.err
     assert json.loads(result.out)["error"] == "gated-access-denied"
     assert any(r.status == 403 and DINO in r.path for r in hub.requests[since:])
     assert resolve_gets(hub, since) == []
@@ -145,7 +146,8 @@ def test_wrong_revision_lists_the_branches(hub: HubMirror, root: Path, tmp_path:
     result = run_cli(*fetch_args(root, tmp_path / "lock.json", "--config", str(config)))
     assert result.code == 1
     assert f"error: revision 'no-such-branch' not found in {TRELLIS}" in result.err
-    assert "branches and tags on" in result.err and "main" in result.err
+    assert f"branches and tags on {hub.endpoint}: " in result.err and "main" in result.err
+    assert 'fix: use an existing branch, tag or full commit (revision = "..." in the trellis2 table' in result.err
     assert placed_files(root) == []
 
 
@@ -161,6 +163,7 @@ def test_file_deleted_upstream_is_named_before_anything_downloads(
     assert result.code == 1
     assert f"error: {TRELLIS} at t-deleted-file lacks files the nodes need" in result.err
     assert f"commit {commit}: missing {gone}" in result.err
+    assert 'fix: pin a revision that has them (revision = "<commit>" in the trellis2 table of --config)' in result.err
     assert resolve_gets(hub, since) == []
     assert placed_files(root) == []
 
@@ -308,3 +311,18 @@ def test_a_connection_cut_mid_file_keeps_the_bytes_and_the_next_run_finishes(
     assert_fetched(root, hub)
     resumed = [r for r in hub.requests[since:] if r.path.endswith(BIG_FILE[1]) and r.method == "GET"]
     assert [(r.range, r.status) for r in resumed] == [("bytes=100000-", 206)]
+
+
+def test_a_mirror_override_is_fetched_and_its_licence_still_shown(
+        root: Path, tmp_path: Path, hub_mirror: HubMirror, run_cli: RunCli) -> None:
+    tree = write_local_tree(tmp_path / "airgap", hub_mirror)
+    mirror_repo = "PIA-SPACE-LAB/dinov3-vitl-pretrain-lvd1689m"
+    (tree / mirror_repo).parent.mkdir(parents=True)
+    (tree / DINO).rename(tree / mirror_repo)
+    config = tmp_path / "sources.toml"
+    config.write_text(f'[dinov3]\nrepo = "{mirror_repo}"\n')
+    result = run_cli(*fetch_args(root, tmp_path / "lock.json", "--from", str(tree), "--config", str(config)))
+    assert result.code == 0, result.text
+    assert_fetched(root, hub_mirror)
+    assert (f"note: dinov3: fetched from {mirror_repo} instead of {DINO}; the DINOv3 License still applies"
+            in result.out.replace("\n", ""))

@@ -105,7 +105,7 @@ def apply_sources(models: tuple[Model, ...], config: Path | None) -> tuple[Model
         raise SourceConfigError(
             f"cannot read the source config {config}",
             detail=str(exc),
-            fix="pass a TOML file with one [<model name>] table per override (see `trellis-box models list`)",
+            fix="pass a TOML file with one table per overridden model, named as in `trellis-box models list`",
             path=config,
         ) from exc
     names = {m.name for m in models}
@@ -113,7 +113,7 @@ def apply_sources(models: tuple[Model, ...], config: Path | None) -> tuple[Model
         unknown = set(table) - _SOURCE_KEYS if isinstance(table, dict) else {"<not a table>"}
         if name not in names or unknown:
             raise SourceConfigError(
-                f"source config {config}: bad entry [{name}]",
+                f"source config {config}: bad entry {name!r}",
                 detail=(f"unknown model {name!r}" if name not in names
                         else f"unknown keys: {', '.join(sorted(unknown))}"),
                 fix=f"use a model name ({', '.join(sorted(names))}) with keys repo, revision, endpoint",

@@ -147,7 +147,7 @@ class Hub:
             raise HubFilesMissing(
                 f"{source.repo} at {revision} lacks files the nodes need",
                 detail=f"commit {commit}: missing " + ", ".join(missing),
-                fix=(f"pin a revision that has them: [{model.name}] revision = \"<commit>\" in --config, "
+                fix=(f"pin a revision that has them (revision = \"<commit>\" in the {model.name} table of --config), "
                      "or update the catalog if upstream renamed them"),
                 repo=source.repo, revision=revision, commit=commit, missing=missing,
             )
@@ -203,7 +203,7 @@ class Hub:
                 detail=(f"{endpoint} refused the token from {self._token.origin} (gated repo).\n"
                         "Nothing was downloaded."),
                 fix=(f"request access at {page} (approved by hand; can take days), then run again;\n"
-                     f"or point [{model.name}] at a mirror that serves it (repo/endpoint in --config)"),
+                     f"or point {model.name} at a mirror that serves it (repo, endpoint in the {model.name} table of --config)"),
                 note=licence, repo=source.repo, access_url=page,
             )
         if isinstance(exc, RevisionNotFoundError):
@@ -212,7 +212,7 @@ class Hub:
             return HubFilesMissing(
                 f"{source.repo} at {revision}: a file the nodes need is gone",
                 detail=str(exc).splitlines()[0], repo=source.repo,
-                fix=f"pin a revision that has it: [{model.name}] revision = \"<commit>\" in --config",
+                fix=f"pin a revision that has it (revision = \"<commit>\" in the {model.name} table of --config)",
             )
         if isinstance(exc, RepositoryNotFoundError):
             # Some mirrors answer RepoNotFound for an unknown revision: tell them apart by the refs.
@@ -222,7 +222,7 @@ class Hub:
                 return HubRepoNotFound(
                     f"repository {source.repo} not found on {endpoint}",
                     detail="the Hub answered 'repository not found' (a private repo looks the same without a token)",
-                    fix=(f"check the repo id, HF_ENDPOINT, or the [{model.name}] override in --config; "
+                    fix=(f"check the repo id, HF_ENDPOINT, or the {model.name} table of --config; "
                          f"for a private repo pass a token ({_TOKEN_HOW.splitlines()[0]} ...)"),
                     repo=source.repo,
                 )
@@ -253,7 +253,7 @@ class Hub:
         return HubRevisionNotFound(
             f"revision {revision!r} not found in {source.repo}",
             detail=f"branches and tags on {endpoint_for(source)}: {names}",
-            fix=(f"use an existing branch, tag or full commit: [{model.name}] revision = \"...\" in --config, "
+            fix=(f"use an existing branch, tag or full commit (revision = \"...\" in the {model.name} table of --config), "
                  "or fix the commit in the weights lock"),
             repo=source.repo, revision=revision,
         )

@@ -351,8 +351,9 @@ def test_check_command_reports_a_bad_input_with_exit_2(tmp_path: Path, capsys: p
 async def test_checked_in_api_workflow_surfaces_the_glb(
         comfy_standin: StartStandin, tmp_path: Path) -> None:
     """The checked-in file, with an uploaded image, runs end to end: the server's own
-    /object_info accepts it, our output node puts the GLB in /history, and the GLB passes
-    Khronos gltf-validator."""
+    /object_info accepts it (validated against it after the upload, as the list of input files
+    has changed), our output node puts the GLB in /history, and the GLB passes Khronos
+    gltf-validator."""
     from PIL import Image
 
     server = comfy_standin(exec_seconds=0.05)
@@ -362,8 +363,11 @@ async def test_checked_in_api_workflow_surfaces_the_glb(
     image = images.normalise(tmp_path / "photo.png")
     graph = json.loads((WORKFLOWS / workflow_editor.API_FILE).read_text())
     async with ComfyClient(server.url) as comfy:
+        live = await comfy.object_info()
+        # What the server derives from our class is what we derive from it offline.
+        assert live[workflow.GLB_OUTPUT_CLASS] == recorded_object_info()[workflow.GLB_OUTPUT_CLASS]
         graph[workflow.LOAD_IMAGE_NODE]["inputs"]["image"] = await comfy.upload_bytes(image.png, ".png")
-        validate(graph, await comfy.object_info())
+        validate(graph, live)
         result = await comfy.run(graph, timeout=120)
         (glb_ref,) = result.files(workflow.GLB_OUTPUT_NODE, "3d")
         (cutout_ref,) = result.files(workflow.CUTOUT_NODE, "images")

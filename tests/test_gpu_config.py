@@ -142,3 +142,12 @@ def test_unknown_name_lists_the_configured_ones() -> None:
     assert "no GPU container named 'comfyui-sdxl'" in text
     assert "configured: comfyui-trellis2, comfyui-wan" in text
     assert info.value.exit_code == 2
+
+
+def test_a_group_gets_its_own_default_lock(tmp_path: Path) -> None:
+    config = load_gpu_config(write(tmp_path, '[swap]\ngroup = "gpu1"\n' + MINIMAL))
+    assert config.swap.group == "gpu1"
+    assert config.swap.lock_file == default_lock_file("gpu1")
+    assert config.swap.lock_file != default_lock_file()
+    text = config_error(tmp_path, '[swap]\ngroup = "two words"\n' + MINIMAL)
+    assert "invalid field swap.group" in text

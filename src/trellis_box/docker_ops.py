@@ -20,6 +20,7 @@ from .errors import DockerEngineError
 from .gpu_config import ContainerSpec, GpuConfig
 
 MANAGED_LABEL = "io.trellis-box.managed"
+GROUP_LABEL = "io.trellis-box.swap.group"
 NAME_LABEL = "io.trellis-box.swap.name"
 SPEC_LABEL = "io.trellis-box.swap.spec-digest"
 # Kept on the container so a container whose config entry was deleted can still be drained.
@@ -71,11 +72,13 @@ class DockerOps:
         return cls(client)
 
     def observe(self, config: GpuConfig) -> list[Observed]:
-        """Managed containers and any container whose name the config uses, config order first."""
+        """The group's managed containers and any container whose name the config uses, config
+        order first."""
         wanted = {spec.container_name for spec in config.containers.values()}
+        labels = [f"{MANAGED_LABEL}=true", f"{GROUP_LABEL}={config.swap.group}"]
         with _engine("list containers"):
             found = {c.name: c for c in self.client.containers.list(
-                all=True, filters={"label": f"{MANAGED_LABEL}=true"}, ignore_removed=True)}
+                all=True, filters={"label": labels}, ignore_removed=True)}
             for name in wanted - found.keys():
                 container = self._get(name)
                 if container is not None:
@@ -97,8 +100,9 @@ class DockerOps:
             except docker.errors.ImageNotFound:
                 return False
 
-    def create(self, spec: ContainerSpec) -> None:
-        labels = {MANAGED_LABEL: "true", NAME_LABEL: spec.name, SPEC_LABEL: spec.digest(),
+    def create(self, spec: ContainerSpec, group: str) -> None:
+        labels = {MANAGED_LABEL: "true", GROUP_LABEL: group, NAME_LABEL: spec.name,
+                  SPEC_LABEL: spec.digest(),
                   COMFY_URL_LABEL: spec.comfy_url, READY_URL_LABEL: spec.ready_url}
         with _engine(f"create {spec.container_name} from {spec.image}"):
             self.client.containers.create(

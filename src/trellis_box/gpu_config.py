@@ -58,6 +58,8 @@ class ContainerSpec:
 @dataclass(frozen=True)
 class SwapSettings:
     lock_file: Path
+    # The containers of one group share one GPU; a host with two GPUs can run two groups.
+    group: str = "gpu"
     lock_timeout: float = 0.0
     drain_timeout: float = 1800.0
 
@@ -80,8 +82,9 @@ class GpuConfig:
             ) from None
 
 
-def default_lock_file() -> Path:
-    return Path(tempfile.gettempdir()) / "trellis-box-swap.lock"
+def default_lock_file(group: str = "gpu") -> Path:
+    name = "trellis-box-swap.lock" if group == "gpu" else f"trellis-box-swap-{group}.lock"
+    return Path(tempfile.gettempdir()) / name
 
 
 def config_path(explicit: Path | None = None) -> Path:
@@ -118,11 +121,16 @@ def parse_gpu_config(raw: dict[str, Any], path: Path) -> GpuConfig:
     reader = _Reader(path)
     reader.known_keys(raw, "", {"swap", "containers"})
     swap_raw = reader.table(raw, "swap", required=False)
-    reader.known_keys(swap_raw, "swap.", {"lock_file", "lock_timeout", "drain_timeout",
+    reader.known_keys(swap_raw, "swap.", {"group", "lock_file", "lock_timeout", "drain_timeout",
                                           "ready_timeout", "stop_timeout"})
     lock_file = reader.string(swap_raw, "swap.lock_file", required=False)
+    group = reader.string(swap_raw, "swap.group", required=False) or "gpu"
+    if not _CONTAINER_NAME.fullmatch(group):
+        reader.fail("swap.group", f"{group!r} is not a valid label value here",
+                    "use letters, digits, '_', '.' and '-'")
     settings = SwapSettings(
-        lock_file=Path(lock_file) if lock_file else default_lock_file(),
+        lock_file=Path(lock_file) if lock_file else default_lock_file(group),
+        group=group,
         lock_timeout=reader.seconds(swap_raw, "swap.lock_timeout", 0.0, allow_zero=True),
         drain_timeout=reader.seconds(swap_raw, "swap.drain_timeout", 1800.0),
     )

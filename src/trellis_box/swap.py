@@ -148,11 +148,11 @@ class _SwapRun:
             case Remove(container_name=name):
                 self.ops.remove(name)
             case Create(name=name):
-                self.ops.create(self.config.containers[name])
+                self.ops.create(self.config.containers[name], self.config.swap.group)
             case Start(container_name=name):
                 if self.ops.get(name) is None:
                     # Removed by hand since it last ran: the config says how to make it again.
-                    self.ops.create(self._spec_of(name))
+                    self.ops.create(self._spec_of(name), self.config.swap.group)
                 self.ops.start(name)
             case WaitReady(container_name=name):
                 self._wait_ready(name)

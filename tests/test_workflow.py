@@ -351,8 +351,8 @@ def test_check_command_reports_a_bad_input_with_exit_2(tmp_path: Path, capsys: p
 async def test_checked_in_api_workflow_surfaces_the_glb(
         comfy_standin: StartStandin, tmp_path: Path) -> None:
     """The checked-in file, with an uploaded image, runs end to end: the server's own
-    /object_info accepts it (validated against it after the upload, as the list of input files
-    has changed), our output node puts the GLB in /history, and the GLB passes Khronos
+    /object_info accepts it (read before the upload, so the image is not in LoadImage's list yet,
+    and still valid), our output node puts the GLB in /history, and the GLB passes Khronos
     gltf-validator."""
     from PIL import Image
 

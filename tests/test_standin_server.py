@@ -315,13 +315,15 @@ async def test_dropped_websocket_and_reconnect(comfy_standin: StartStandin) -> N
             received.append(json.loads(message.data))
         server.set_faults(drop_ws_after=None)
         again = await session.ws_connect("/ws?clientId=drop")
-        hello = [json.loads((await again.receive(timeout=30)).data) for _ in range(2)]
+        hello = json.loads((await again.receive(timeout=30)).data)
+        executing = await _wait_for(again, lambda m: m["type"] == "executing")
+        end = await _wait_for(again, lambda m: m["type"] == "executing" and m["data"]["node"] is None)
         await again.close()
     assert len(received) == 8
-    assert hello[0]["type"] == "status" and hello[0]["data"]["sid"] == "drop"
+    assert hello["type"] == "status" and hello["data"]["sid"] == "drop"
     # Reconnecting while its prompt runs, the client is told which node is executing.
-    assert hello[1]["type"] == "executing" and hello[1]["data"]["node"] is not None
-    assert prompt_id
+    assert executing["data"]["node"] is not None
+    assert end["data"]["prompt_id"] == prompt_id
 
 
 async def test_slow_view_delays_the_answer(comfy_standin: StartStandin) -> None:
@@ -336,7 +338,7 @@ async def test_slow_view_delays_the_answer(comfy_standin: StartStandin) -> None:
 
 
 async def test_reported_gpu(comfy_standin: StartStandin) -> None:
-    server = comfy_standin(gpu_name="NVIDIA L40S", vram_bytes=48 * 1024**3)
+    server = comfy_standin(env={"COMFY_STANDIN_GPU_NAME": "NVIDIA L40S"}, vram_bytes=48 * 1024**3)
     async with aiohttp.ClientSession(server.url) as session:
         stats = await (await session.get("/system_stats")).json()
     device = stats["devices"][0]

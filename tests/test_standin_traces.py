@@ -38,7 +38,7 @@ RECORDED_FAULT = {"fail_node": GENERATOR, "fail_when": "seed=666", "fail_kind": 
 # Scenario 07's output node was the recorder's stand-in for ours.
 RECORDER_NODE = {"RecGLBOutput": "TrellisBoxGLBOutput"}
 STEP_SECONDS = 0.01
-INTERRUPT_STEP_SECONDS = 0.1
+INTERRUPT_STEP_SECONDS = 0.2
 
 
 def load(name: str) -> list[dict[str, Any]]:

@@ -137,3 +137,13 @@ def test_json_chunk_that_does_not_parse(sphere_glb: Path, tmp_path: Path) -> Non
     path.write_bytes(bytes(data))
     with pytest.raises(GlbInvalidError, match="its JSON chunk does not parse"):
         glb_stats(path)
+
+
+def test_reference_to_a_missing_accessor(sphere_glb: Path, tmp_path: Path) -> None:
+    document, binary = _split(sphere_glb)
+    document["meshes"][0]["primitives"][0]["indices"] = 99
+    path = tmp_path / "dangling.glb"
+    path.write_bytes(_assemble(document, binary))
+    assert validate_glb(path)["issues"]["numErrors"] > 0
+    with pytest.raises(GlbInvalidError, match="its JSON chunk refers to something that is not there"):
+        glb_stats(path)

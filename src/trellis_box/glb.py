@@ -67,7 +67,21 @@ def glb_stats(path: Path) -> GlbStats:
         gltf = GLTF2.from_json(json.dumps(document))
     except (TypeError, ValueError, KeyError) as exc:
         raise _error(path, f"its JSON chunk is not glTF 2.0 ({exc})", _REGENERATE) from exc
-    _check_views(path, gltf, binary)
+    try:
+        _check_views(path, gltf, binary)
+        vertices, faces = _count(gltf)
+        textures = tuple(_image_size(path, gltf, index, binary) for index, image in enumerate(gltf.images)
+                         if image.bufferView is not None)
+    except (IndexError, TypeError, AttributeError) as exc:
+        # A reference to an accessor, view or image that is not there, or a missing length.
+        raise _error(path, f"its JSON chunk refers to something that is not there ({exc!r})",
+                     _REGENERATE) from exc
+    return GlbStats(bytes=len(data), vertices=vertices, faces=faces, meshes=len(gltf.meshes),
+                    materials=len(gltf.materials), textures=textures)
+
+
+def _count(gltf: GLTF2) -> tuple[int, int]:
+    """Vertices and triangles over every mesh primitive (each mesh once, however often used)."""
     vertices = faces = 0
     for mesh in gltf.meshes:
         for primitive in mesh.primitives:
@@ -77,15 +91,7 @@ def glb_stats(path: Path) -> GlbStats:
             corners = gltf.accessors[primitive.indices].count if primitive.indices is not None else count
             mode = 4 if primitive.mode is None else primitive.mode
             faces += _TRIANGLE_MODES.get(mode, lambda n: 0)(corners)
-    return GlbStats(
-        bytes=len(data),
-        vertices=vertices,
-        faces=faces,
-        meshes=len(gltf.meshes),
-        materials=len(gltf.materials),
-        textures=tuple(_image_size(path, gltf, index, binary) for index, image in enumerate(gltf.images)
-                       if image.bufferView is not None),
-    )
+    return vertices, faces
 
 
 _REGENERATE = "generate it again; if it came from a download, download it again"

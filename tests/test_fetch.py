@@ -28,8 +28,9 @@ def root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def hub(hub_mirror: HubMirror, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubMirror]:
-    """The mirror as HF_ENDPOINT, no token; downloads unthrottled and whole."""
+    """The mirror as HF_ENDPOINT, no token (none in a build secret either); downloads unthrottled."""
     monkeypatch.setenv("HF_ENDPOINT", hub_mirror.endpoint)
+    monkeypatch.setenv("TRELLIS_BOX_HF_TOKEN_SECRET", "/nonexistent/hf_token")
     hub_mirror.throttle(None)
     hub_mirror.cut(None)
     yield hub_mirror
@@ -326,3 +327,25 @@ def test_a_mirror_override_is_fetched_and_its_licence_still_shown(
     assert_fetched(root, hub_mirror)
     assert (f"note: dinov3: fetched from {mirror_repo} instead of {DINO}; the DINOv3 License still applies"
             in result.out.replace("\n", ""))
+
+
+def test_a_second_fetch_on_the_same_root_is_refused_while_one_runs(
+        hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    hub.throttle(100_000)
+    env = {**os.environ, **hub.env(token=True)}
+    partial = root / "models/.trellis-box/staging/dinov3/partial" / (BIG_FILE[1] + ".part")
+    first = subprocess.Popen([sys.executable, "-m", "trellis_box.cli.app",
+                              *fetch_args(root, tmp_path / "lock.json")], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not partial.is_file():
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        result = run_cli(*fetch_args(root, tmp_path / "lock.json"))
+        assert result.code == 1
+        assert f"error: another fetch is working on {root}" in result.err
+    finally:
+        first.kill()
+        first.wait(60)

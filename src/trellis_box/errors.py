@@ -129,6 +129,10 @@ class NotEnoughDisk(TrellisBoxError):
     reference = "not-enough-disk"
 
 
+class FetchInProgress(TrellisBoxError):
+    reference = "fetch-in-progress"
+
+
 class DownloadIncomplete(TrellisBoxError):
     """A download ended with fewer (or more) bytes than the Hub announced."""
 

@@ -11,6 +11,7 @@ as files (RMBG-1.4, inside a node pack's directory) appears file by file, each w
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -23,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from .catalog import Model, baked_lock_path, comfy_root, staging_dir
+from .catalog import Model, baked_lock_path, comfy_root, staging_dir, state_dir
 from .errors import (
     ChecksumMismatch,
     DownloadIncomplete,
+    FetchInProgress,
     LocalSourceMissing,
     NotEnoughDisk,
 )
@@ -163,8 +165,30 @@ class _Stopped(Exception):
 
 def fetch(models: tuple[Model, ...], root: Path, source: Source, *, lock_path: Path,
           progress: FetchProgress | None = None, workers: int = DEFAULT_WORKERS) -> FetchReport:
-    progress = progress or _Quiet()
     root = comfy_root(root)
+    with _exclusive(root):
+        return _fetch(models, root, source, lock_path, progress or _Quiet(), workers)
+
+
+@contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    """One fetch per ComfyUI root: two would share the staging area."""
+    state_dir(root).mkdir(parents=True, exist_ok=True)
+    with (state_dir(root) / "fetch.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise FetchInProgress(
+                f"another fetch is working on {root}",
+                detail=f"{state_dir(root) / 'fetch.lock'} is held by a running process",
+                fix="wait for it to finish (or stop it), then run this fetch again",
+                root=root,
+            ) from exc
+        yield
+
+
+def _fetch(models: tuple[Model, ...], root: Path, source: Source, lock_path: Path,
+           progress: FetchProgress, workers: int) -> FetchReport:
     lock = read_lock(lock_path)
     plans = [_plan(model, root, source, lock) for model in models]
     # Every model resolved; now every access, before any large download.

@@ -126,7 +126,8 @@ def test_buffer_view_past_the_bin_chunk_is_truncation(sphere_glb: Path, tmp_path
     path = tmp_path / "short-bin.glb"
     path.write_bytes(_assemble(document, binary[: len(binary) // 2]))
     assert validate_glb(path)["issues"]["numErrors"] > 0
-    with pytest.raises(GlbInvalidError, match=r"bufferView \d+ reaches byte [\d,]+ of a [\d,]+-byte BIN chunk"):
+    with pytest.raises(GlbInvalidError,
+                       match=r"bufferView \d+ reaches byte [\d,]+ of a [\d,]+-byte BIN chunk"):
         glb_stats(path)
 
 

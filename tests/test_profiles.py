@@ -66,7 +66,8 @@ def test_1536_on_a_24gb_card_is_refused_with_the_way_out() -> None:
         choose_resolution("1536", profile_for(A10G))
     text = str(caught.value)
     assert text.startswith("resolution 1536 does not fit on this GPU")
-    assert "needs about 40 GB of VRAM; the GPU reports 22.0 GiB of VRAM (24gb-class: highest resolution 1024)" in text
+    assert ("needs about 40 GB of VRAM; the GPU reports 22.0 GiB of VRAM "
+            "(24gb-class: highest resolution 1024)") in text
     assert "fix: use --resolution 1024, or --auto-resolution to step down to what fits" in text
     assert caught.value.exit_code == 2
 

@@ -54,7 +54,8 @@ def _problems(graph: dict[str, Any], info: dict[str, Any]) -> list[tuple[str, st
 
 def test_shipped_schemas_are_the_recording() -> None:
     shipped = REPO_ROOT / "src" / "trellis_box" / "data" / "object_info.json"
-    assert json.loads(shipped.read_text()) == json.loads((SHARED / "comfyui" / "object_info.json").read_text())
+    recorded = SHARED / "comfyui" / "object_info.json"
+    assert json.loads(shipped.read_text()) == json.loads(recorded.read_text())
 
 
 def test_our_output_node_schema_is_derived_from_its_class(info: dict[str, Any]) -> None:
@@ -77,7 +78,8 @@ def test_option_defaults_are_the_recorded_node_defaults(info: dict[str, Any], gr
     assert len(checked) == 11
 
 
-@pytest.mark.parametrize(("trace", "seed"), [("01_success.jsonl", 1), ("07_success_with_glb_ui_output.jsonl", 21)])
+@pytest.mark.parametrize(("trace", "seed"),
+                         [("01_success.jsonl", 1), ("07_success_with_glb_ui_output.jsonl", 21)])
 def test_graph_is_what_the_recorded_runs_sent(trace: str, seed: int) -> None:
     """Nodes 1-9 as recorded from a real ComfyUI; node 10 of trace 07 was a recording-only
     stand-in (RecGLBOutput) with the same input as ours."""
@@ -184,7 +186,8 @@ def test_each_value_rule_names_the_input_the_fact_and_the_fix(
         f"prompt.{node}.inputs.{name}", rule, fact, fix)
 
 
-def test_upload_input_accepts_a_file_the_server_did_not_list_yet(info: dict[str, Any], graph: dict[str, Any]) -> None:
+def test_upload_input_accepts_a_file_the_server_did_not_list_yet(
+        info: dict[str, Any], graph: dict[str, Any]) -> None:
     """A live /object_info lists the input folder as it was; the image is uploaded after that."""
     live = copy.deepcopy(info)
     live["LoadImage"]["input"]["required"]["image"][0] = ["older.png"]
@@ -221,7 +224,8 @@ def test_unknown_class(info: dict[str, Any], graph: dict[str, Any]) -> None:
     (["4", 1], "link-slot", "output slot 1 of node 4 (Trellis2PreProcessImage) does not exist"),
     (["5", 0], "link-type", "node 5 output 0 is TRELLIS2PIPELINE, this input takes IMAGE"),
 ])
-def test_links_are_checked(info: dict[str, Any], graph: dict[str, Any], link: list[Any], rule: str, fact: str) -> None:
+def test_links_are_checked(
+        info: dict[str, Any], graph: dict[str, Any], link: list[Any], rule: str, fact: str) -> None:
     graph["6"]["inputs"]["image"] = link
     (problem,) = check(graph, info)
     assert (problem.path, problem.rule, problem.fact) == ("prompt.6.inputs.image", rule, fact)
@@ -254,7 +258,8 @@ def test_checked_in_api_file_is_what_the_builder_produces() -> None:
 
 
 def test_checked_in_editor_file_is_the_converted_graph(info: dict[str, Any]) -> None:
-    expected = workflow_editor.render(workflow_editor.to_editor(build(WorkflowOptions(), "example.png"), info))
+    editor = workflow_editor.to_editor(build(WorkflowOptions(), "example.png"), info)
+    expected = workflow_editor.render(editor)
     assert (WORKFLOWS / workflow_editor.EDITOR_FILE).read_text() == expected, \
         "regenerate with `trellis-box workflow export workflows`"
 
@@ -319,7 +324,8 @@ def test_editor_conversion_refuses_what_is_not_an_editor_file(info: dict[str, An
 # --- the command ---------------------------------------------------------------------------------
 
 
-def test_export_command_writes_the_checked_in_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_command_writes_the_checked_in_files(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["workflow", "export", str(tmp_path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["written"] == [
         str(tmp_path / workflow_editor.API_FILE), str(tmp_path / workflow_editor.EDITOR_FILE)]
@@ -334,7 +340,8 @@ def test_check_command_accepts_both_checked_in_formats(name: str, capsys: pytest
     assert result["ok"] is True and result["nodes"] == 10
 
 
-def test_check_command_reports_a_bad_input_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_command_reports_a_bad_input_with_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     api = json.loads((WORKFLOWS / workflow_editor.API_FILE).read_text())
     api["6"]["inputs"]["pipeline_type"] = "2048_cascade"
     path = tmp_path / "bad.api.json"

@@ -136,8 +136,9 @@ def _split(path: Path, data: bytes) -> tuple[dict[str, Any], bytes]:
 
 def _check_views(path: Path, gltf: GLTF2, binary: bytes) -> None:
     for index, view in enumerate(gltf.bufferViews):
-        if view.buffer == 0 and (view.byteOffset or 0) + view.byteLength > len(binary):
-            raise _error(path, f"bufferView {index} reaches byte {(view.byteOffset or 0) + view.byteLength:,} "
+        end = (view.byteOffset or 0) + view.byteLength
+        if view.buffer == 0 and end > len(binary):
+            raise _error(path, f"bufferView {index} reaches byte {end:,} "
                          f"of a {len(binary):,}-byte BIN chunk (truncated)", _REGENERATE)
 
 

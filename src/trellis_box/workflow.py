@@ -269,7 +269,7 @@ def _check_node(node_id: str, node: Any, graph: dict[str, Any], info: dict[str, 
                         "give the node a class_type and an inputs object")]
     class_type = node.get("class_type")
     schema = info.get(class_type) if isinstance(class_type, str) else None
-    if schema is None:
+    if schema is None or not isinstance(class_type, str):
         return [Problem(f"{where}.class_type", "known-class",
                         f"{class_type!r} is not a node class the server knows",
                         "install the node pack that provides it, or use a class listed in /object_info")]

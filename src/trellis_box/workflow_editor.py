@@ -121,7 +121,7 @@ def to_editor(graph: dict[str, Any], object_info: dict[str, Any]) -> dict[str, A
             "inputs": [],
             "outputs": [
                 {"name": name, "type": kind, "links": None, "slot_index": slot}
-                for slot, (name, kind) in enumerate(zip(schema["output_name"], schema["output"]))
+                for slot, (name, kind) in enumerate(zip(schema["output_name"], schema["output"], strict=True))
             ],
             "properties": _properties(schema, class_type),
             "widgets_values": [],

@@ -68,18 +68,22 @@ def list_(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> Non
 
 
 class _RichProgress:
-    """Draws fetch progress: one overall bar, one bar per file in flight."""
+    """Draws fetch progress: one overall bar, one bar per file in flight. Without a terminal (a
+    docker build log) bars do not render, so each file gets a line when it starts and ends."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
+        self._lines = not progress.console.is_terminal and not progress.disable
         self._overall: TaskID | None = None
         self._tasks: dict[str, TaskID] = {}
 
     def planned(self, total: int, done: int) -> None:
         self._overall = self._progress.add_task("all weights", total=total, completed=done)
+        self._say(f"fetching {_size(total - done)} ({_size(done)} already there)")
 
     def started(self, key: str, size: int, done: int) -> None:
         self._tasks[key] = self._progress.add_task(key.rsplit("/", 1)[-1], total=size, completed=done)
+        self._say(f"downloading {key} ({_size(size)}" + (f", resuming at {done} bytes)" if done else ")"))
 
     def advanced(self, key: str, n: int) -> None:
         self._progress.advance(self._tasks[key], n)
@@ -88,6 +92,11 @@ class _RichProgress:
 
     def finished(self, key: str) -> None:
         self._progress.remove_task(self._tasks.pop(key))
+        self._say(f"checked {key}")
+
+    def _say(self, text: str) -> None:
+        if self._lines:
+            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 @models_app.command()

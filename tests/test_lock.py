@@ -24,6 +24,7 @@ def hub(hub_mirror: HubMirror, monkeypatch: pytest.MonkeyPatch) -> HubMirror:
     monkeypatch.setenv("HF_ENDPOINT", hub_mirror.endpoint)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     hub_mirror.throttle(None)
+    hub_mirror.cut(None)
     return hub_mirror
 
 

@@ -139,7 +139,7 @@ async def test_glb_reaches_history_and_view_through_comfyui(comfy_standin: Start
         ref = record["outputs"]["10"]["3d"][0]
         response = await session.get("/view", params=ref)
         body = await response.read()
-    executed = [e for e in of_type(messages, "executed") if e["node"] == "10"][0]
+    executed = next(e for e in of_type(messages, "executed") if e["node"] == "10")
     assert executed["output"]["3d"] == [ref]
     assert ref["subfolder"] == "3D" and ref["type"] == "output"
     assert response.headers["Content-Type"] == "model/gltf-binary"

@@ -222,9 +222,11 @@ async def test_queue_is_fifo_and_can_be_edited_and_interrupted(comfy_standin: St
         everything = await (await session.get("/history")).json()
         await ws.close()
     assert [item[1] for item in queue["queue_running"]] == [ids[0]]
-    assert [item[1] for item in queue["queue_pending"]] == ids[1:]
+    # Pending items come in heap order, as from ComfyUI; their numbers give the FIFO order.
+    assert [item[1] for item in sorted(queue["queue_pending"])] == ids[1:]
+    assert [item[0] for item in sorted(queue["queue_pending"])] == [1, 2, 3]
     assert queue["queue_pending"][0][3] == {"client_id": "q"}
-    assert [item[1] for item in after_delete["queue_pending"]] == [ids[1], ids[3]]
+    assert [item[1] for item in sorted(after_delete["queue_pending"])] == [ids[1], ids[3]]
     assert after_clear["queue_pending"] == [] and len(after_clear["queue_running"]) == 1
     assert interrupt.status == 200 and end["data"]["prompt_id"] == ids[0]
     assert remaining == {"exec_info": {"queue_remaining": 0}}

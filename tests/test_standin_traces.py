@@ -16,7 +16,6 @@ import asyncio
 import io
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -302,7 +301,8 @@ async def test_http_answers_match_the_recording(replayer: Replay, scenario: str)
     ours = result["answers"]
     assert [a["path"] for a in ours] == [e["path"] for e in recorded]
     id_map = dict(zip((e["response_json"]["prompt_id"] for e in recorded
-                       if e["path"] == "/prompt" and e["status"] == 200), result["prompt_ids"]))
+                       if e["path"] == "/prompt" and e["status"] == 200), result["prompt_ids"],
+                      strict=True))
     for answer, event in zip(ours, recorded, strict=True):
         where = f"{scenario} {event['method']} {event['path']}"
         assert answer["status"] == event["status"], where

@@ -13,8 +13,15 @@ from .glb_stats import GLBFormatError, GLBStats, glb_stats
 NODE_CLASS_MAPPINGS = {"TrellisBoxGLBOutput": TrellisBoxGLBOutput}
 NODE_DISPLAY_NAME_MAPPINGS = {"TrellisBoxGLBOutput": "trellis-box GLB output"}
 
-__all__ = ["GLBFormatError", "GLBOutputError", "GLBStats", "NODE_CLASS_MAPPINGS",
-           "NODE_DISPLAY_NAME_MAPPINGS", "TrellisBoxGLBOutput", "glb_stats"]
+__all__ = [
+    "NODE_CLASS_MAPPINGS",
+    "NODE_DISPLAY_NAME_MAPPINGS",
+    "GLBFormatError",
+    "GLBOutputError",
+    "GLBStats",
+    "TrellisBoxGLBOutput",
+    "glb_stats",
+]
 
 
 def _register_routes() -> None:

@@ -37,9 +37,9 @@ def full_type_name(klass: type) -> str:
     return f"{klass.__module__}.{klass.__qualname__}"
 
 
-def get_input_info(class_def: type, input_name: str,
-                   valid_inputs: dict[str, Any] | None = None) -> tuple[Any, str | None, dict[str, Any] | None]:
-    valid_inputs = valid_inputs or class_def.INPUT_TYPES()  # type: ignore[attr-defined]
+def get_input_info(class_def: Any, input_name: str, valid_inputs: dict[str, Any] | None = None
+                   ) -> tuple[Any, str | None, dict[str, Any] | None]:
+    valid_inputs = valid_inputs or class_def.INPUT_TYPES()
     for category in ("required", "optional", "hidden"):
         if input_name in valid_inputs.get(category, {}):
             info = valid_inputs[category][input_name]
@@ -65,8 +65,10 @@ def _error(kind: str, message: str, details: str, **extra_info: Any) -> dict[str
     return {"type": kind, "message": message, "details": details, "extra_info": extra_info}
 
 
-def validate_inputs(prompt: Prompt, unique_id: str,
-                    validated: dict[str, tuple[bool, list[dict[str, Any]], str]]) -> tuple[bool, list[dict[str, Any]], str]:
+Validation = tuple[bool, list[dict[str, Any]], str]  # valid, errors, node id
+
+
+def validate_inputs(prompt: Prompt, unique_id: str, validated: dict[str, Validation]) -> Validation:
     if unique_id in validated:
         return validated[unique_id]
     inputs = prompt[unique_id]["inputs"]
@@ -182,16 +184,16 @@ def validate_prompt(prompt: Prompt, partial_execution_list: list[str] | None
             return (False, _error("invalid_prompt",
                                   f"Cannot execute because node {class_type} does not exist.",
                                   f"Node ID '#{x}'"), [], {})
-        if getattr(class_, "OUTPUT_NODE", False) is True:
-            if partial_execution_list is None or x in partial_execution_list:
-                outputs.add(x)
+        if getattr(class_, "OUTPUT_NODE", False) is True and (
+                partial_execution_list is None or x in partial_execution_list):
+            outputs.add(x)
     if not outputs:
         return (False, _error("prompt_no_outputs", "Prompt has no outputs", ""), [], {})
 
     good_outputs = set()
     failed: list[tuple[str, list[dict[str, Any]]]] = []
     node_errors: dict[str, Any] = {}
-    validated: dict[str, tuple[bool, list[dict[str, Any]], str]] = {}
+    validated: dict[str, Validation] = {}
     for o in _execution_order(prompt, outputs):
         try:
             valid, reasons, _ = validate_inputs(prompt, o, validated)
@@ -439,7 +441,7 @@ class ExecutionList:
             self.block_count[unique_id] = 0
             self.blocking[unique_id] = {}
             inputs = self.prompt[unique_id]["inputs"]
-            for input_name, value in inputs.items():
+            for value in inputs.values():
                 if is_link(value) and not self.is_cached(value[0]):
                     node_ids.append(value[0])
                     links.append((value[0], value[1], unique_id))
@@ -531,9 +533,9 @@ def format_value(x: Any) -> Any:
     return str(x)
 
 
-def get_input_data(inputs: dict[str, Any], class_def: type, unique_id: str,
+def get_input_data(inputs: dict[str, Any], class_def: Any, unique_id: str,
                    outputs: ClassicCache, prompt: Prompt, extra_data: dict[str, Any]) -> dict[str, Any]:
-    valid_inputs = class_def.INPUT_TYPES()  # type: ignore[attr-defined]
+    valid_inputs = class_def.INPUT_TYPES()
     data: dict[str, Any] = {}
     for name, value in inputs.items():
         _, category, _ = get_input_info(class_def, name, valid_inputs)

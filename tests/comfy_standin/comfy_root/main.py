@@ -62,7 +62,7 @@ def prompt_worker(q: execution.PromptQueue, server_instance: server.PromptServer
         if server_instance.client_id is not None:
             server_instance.send_sync("executing", {"node": None, "prompt_id": prompt_id},
                                       server_instance.client_id)
-        logging.info("Prompt executed in {:.2f} seconds".format(time.perf_counter() - started))
+        logging.info(f"Prompt executed in {time.perf_counter() - started:.2f} seconds")
 
 
 def hijack_progress(server_instance: server.PromptServer) -> None:

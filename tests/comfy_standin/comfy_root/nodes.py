@@ -15,7 +15,7 @@ import random
 import sys
 import time
 import traceback
-from typing import Any
+from typing import Any, ClassVar
 
 from PIL import Image, ImageOps, ImageSequence
 from PIL.PngImagePlugin import PngInfo
@@ -91,7 +91,8 @@ class LoadImage:
     def load_image(self, image: str) -> tuple[list[Image.Image], list[Image.Image]]:
         path = folder_paths.get_annotated_filepath(image)
         opened = Image.open(path)
-        images, masks = [], []
+        images: list[Image.Image] = []
+        masks: list[Image.Image] = []
         for frame in ImageSequence.Iterator(opened):
             frame = ImageOps.exif_transpose(frame)
             if frame.mode == "I":
@@ -126,9 +127,10 @@ class LoadImage:
 @standin_schema.recorded("ImageScale")
 class ImageScale:
     FUNCTION = "upscale"
-    _RESAMPLE = {"nearest-exact": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
-                 "area": Image.Resampling.BOX, "bicubic": Image.Resampling.BICUBIC,
-                 "lanczos": Image.Resampling.LANCZOS}
+    _RESAMPLE: ClassVar[dict[str, Image.Resampling]] = {
+        "nearest-exact": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+        "area": Image.Resampling.BOX, "bicubic": Image.Resampling.BICUBIC,
+        "lanczos": Image.Resampling.LANCZOS}
 
     def upscale(self, image: list[Image.Image], upscale_method: str, width: int, height: int,
                 crop: str) -> tuple[list[Image.Image]]:
@@ -167,7 +169,7 @@ class Preview3D:
         return {"ui": {"result": [model_file, camera_info]}}
 
 
-NODE_CLASS_MAPPINGS: dict[str, type] = {
+NODE_CLASS_MAPPINGS: dict[str, Any] = {  # node classes are duck-typed, as in ComfyUI
     "LoadImage": LoadImage, "SaveImage": SaveImage, "PreviewImage": PreviewImage,
     "ImageScale": ImageScale, "SaveGLB": SaveGLB, "Preview3D": Preview3D,
 }

@@ -263,7 +263,8 @@ class PromptServer:
             "input": input_types,
             "input_order": {key: list(value.keys()) for key, value in input_types.items()},
             "output": obj_class.RETURN_TYPES,
-            "output_is_list": getattr(obj_class, "OUTPUT_IS_LIST", [False] * len(obj_class.RETURN_TYPES)),
+            "output_is_list": getattr(obj_class, "OUTPUT_IS_LIST",
+                                      [False] * len(obj_class.RETURN_TYPES)),
             "output_name": getattr(obj_class, "RETURN_NAMES", obj_class.RETURN_TYPES),
             "name": node_class,
             "display_name": nodes.NODE_DISPLAY_NAME_MAPPINGS.get(node_class, node_class),
@@ -286,7 +287,8 @@ class PromptServer:
             try:
                 out[name] = self.node_info(name)
             except Exception:
-                logging.exception(f"[ERROR] An error occurred while retrieving information for the '{name}' node.")
+                logging.exception("[ERROR] An error occurred while retrieving information for "
+                                  f"the '{name}' node.")
         return _json(out)
 
     async def object_info_node(self, request: web.Request) -> web.Response:

@@ -39,7 +39,7 @@ def box_geometry() -> tuple[list[tuple[float, float, float]], list[tuple[float, 
         base = len(positions)
         for du, dv in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
             positions.append(tuple(0.5 * (n + du * u + dv * v)
-                                   for n, u, v in zip(normal, u_axis, v_axis)))
+                                   for n, u, v in zip(normal, u_axis, v_axis, strict=True)))
             normals.append(tuple(float(n) for n in normal))
             uvs.append(((du + 1) / 2, (1 - dv) / 2))
         indices += [base, base + 1, base + 2, base, base + 2, base + 3]

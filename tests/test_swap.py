@@ -105,7 +105,7 @@ class Bench:
 def bench(standin_image: str, docker_client: docker.DockerClient,
           tmp_path: Path) -> Iterator[Bench]:
     group = f"{PREFIX}-{uuid.uuid4().hex[:6]}"
-    ports = {name: _free_port() for name in ("trellis", "wan", "broken", "crashing")}
+    ports = {name: _free_port() for name in ("trellis", "wan", "broken", "crashing", "absent")}
 
     def entry(name: str, *, state: str = "", ready_timeout: float = 120,
               command: list[str] | None = None) -> str:
@@ -132,7 +132,8 @@ def bench(standin_image: str, docker_client: docker.DockerClient,
         # No state file: the ready route answers 503 for ever (serve never got ready).
         + entry("broken", state="/nonexistent/state.json", ready_timeout=6)
         # argparse refuses the port: the process exits at once with a usage error.
-        + entry("crashing", command=["--port", "not-a-port"]))
+        + entry("crashing", command=["--port", "not-a-port"])
+        + entry("absent").replace(standin_image, f"{PREFIX}-absent:none"))
     yield Bench(config, group, ports, docker_client)
     for container in docker_client.containers.list(
             all=True, filters={"label": [f"{MANAGED_LABEL}=true", f"{GROUP_LABEL}={group}"]}):
@@ -317,6 +318,38 @@ def test_container_removed_by_hand_is_created_again(
     assert json.loads(out)["steps"] == [f"start {bench.container('wan')}",
                                         f"wait until {bench.container('wan')} is ready"]
     assert bench.running() == {bench.container("wan")}
+
+
+def test_absent_image_refuses_before_stopping_anything(
+        bench: Bench, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.swap(capsys, "trellis")[0] == 0
+    code, _, err = bench.swap(capsys, "absent")
+    assert code == 1
+    assert f"cannot create {bench.container('absent')}: its image is not on this host" in err
+    assert "fix: docker pull" in err
+    assert bench.running() == {bench.container("trellis")}
+
+
+def test_changed_config_recreates_the_stopped_container(
+        bench: Bench, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.swap(capsys, "trellis")[0] == 0
+    assert bench.swap(capsys, "wan")[0] == 0
+    first_id = bench.client.containers.get(bench.container("trellis")).id
+    text = bench.config.read_text()
+    bench.config.write_text(text.replace('COMFY_STANDIN_EXEC_SECONDS = "2"',
+                                         'COMFY_STANDIN_EXEC_SECONDS = "1"', 1))
+
+    assert main(bench.args("status", "--json")) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["containers"]}
+    assert rows["trellis"]["config_changed"] is True
+    assert rows["wan"]["config_changed"] is False
+
+    code, out, err = bench.swap(capsys, "trellis", "--json")
+    assert code == 0, err
+    assert f"remove {bench.container('trellis')} (its config changed)" in json.loads(out)["steps"]
+    recreated = bench.client.containers.get(bench.container("trellis"))
+    assert recreated.id != first_id
+    assert "COMFY_STANDIN_EXEC_SECONDS=1" in recreated.attrs["Config"]["Env"]
 
 
 def test_two_swaps_at_once_the_second_is_refused_or_waits(

@@ -101,7 +101,7 @@ class _SwapRun:
             except (Exception, KeyboardInterrupt) as exc:
                 # A failed drain before anything stopped changed nothing: no rollback needed.
                 if touched or not isinstance(step, (Drain, CutOff)):
-                    self._roll_back(spec, swap_plan.previous, exc)
+                    self._roll_back(spec, swap_plan.previous, exc, result.cut_off)
                 raise
             touched = touched or not isinstance(step, (Drain, CutOff))
             result.steps.append(_describe(step))
@@ -250,10 +250,11 @@ class _SwapRun:
                 )
             time.sleep(POLL_SECONDS)
 
-    def _roll_back(self, spec: ContainerSpec, previous: str | None,
-                   cause: BaseException) -> None:
+    def _roll_back(self, spec: ContainerSpec, previous: str | None, cause: BaseException,
+                   cut_off: dict[str, list[str]]) -> None:
         """Stop the target and restart what served before; raise the swap's error."""
         logs = _safe(lambda: self.ops.logs(spec.container_name, LOG_LINES), [])
+        self.event(f"rolling back: {_message(cause).splitlines()[0]}")
         outcome: str
         try:
             for step in rollback(spec.container_name, previous):
@@ -272,13 +273,15 @@ class _SwapRun:
                       f"{spec.container_name} wrote no log lines")
         detail += [f"  | {line}" for line in logs]
         detail.append(outcome)
+        detail += [f"cut off in {name} (--force): {', '.join(ids)}"
+                   for name, ids in cut_off.items() if ids]
         raise SwapFailedError(
             f"swap to {spec.name} failed: {_message(cause).splitlines()[0]}",
             detail="\n".join(detail),
             fix=(cause.fix if isinstance(cause, TrellisBoxError) and cause.fix else
                  f"read the log: docker logs {spec.container_name}"),
             target=spec.name, container=spec.container_name, previous=previous,
-            log=logs,
+            log=logs, cut_off=cut_off,
         ) from cause
 
 

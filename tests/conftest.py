@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 # Fixture modules, one per real component: add yours here.
-pytest_plugins = ["tests.docker_support", "tests.hub_mirror", "tests.registry_support", "tests.comfy_standin.fixtures"]
+pytest_plugins = ["tests.docker_support", "tests.hub_mirror", "tests.registry_support", "tests.comfy_standin.fixtures", "tests.serve_support", "tests.image_support"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("TRELLIS_BOX_SHARED", REPO_ROOT.parent / "shared"))

@@ -119,7 +119,7 @@ def test_installed_packages_are_found_without_import_and_named_by_wheel(
 def test_a_missing_extension_package_is_named() -> None:
     with pytest.raises(ExtensionNotFoundError) as caught:
         archcheck.installed_packages(["no_such_cuda_ext"])
-    assert str(caught.value).startswith("CUDA extension package 'no_such_cuda_ext' is not installed")
+    assert str(caught.value).startswith("CUDA extension package(s) not installed: no_such_cuda_ext")
     assert "pip --no-deps" in str(caught.value)
 
 
@@ -143,3 +143,37 @@ def test_architecture_lists_are_validated() -> None:
     with pytest.raises(ConfigError) as caught:
         archcheck.parse_archs("sm_80 8.6")
     assert "not of the form sm_NN: 8.6" in str(caught.value)
+
+
+def test_cli_finds_packages_through_another_interpreter_and_fails_the_build(
+        sos: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """What the image build runs: ComfyUI's venv is not ours, so packages are found via --python."""
+    import sys
+
+    from trellis_box.cli import archcheck as cli
+
+    site = tmp_path / "comfy-site"
+    for name, so in (("cumesh", "every_target"), ("flex_gemm", "sm86_and_ptx86"),
+                     ("nvdiffrast", "ptx80_only"), ("o_voxel", "host_only")):
+        (site / name).mkdir(parents=True)
+        shutil.copy(sos[so], site / name / "_C.so")
+        dist = site / f"{name}-0.0.1.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.0.1\n")
+        (dist / "top_level.txt").write_text(f"{name}\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))  # seen by the child interpreter only
+
+    code = cli.main(["--python", sys.executable, "--archs", "sm_86 sm_89 sm_90"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "wheel flex_gemm 0.0.1" in out.out and "ok: every extension runs on every target" in out.out
+
+    code = cli.main(["--python", sys.executable, "--archs", "sm_80 sm_86"])
+    out = capsys.readouterr()
+    assert code == 1
+    assert "lack GPU code for sm_80: wheel flex_gemm 0.0.1" in out.err
+    assert "wheel cumesh" not in out.err
+
+    code = cli.main(["--python", sys.executable, "--archs", "sm_86", "/no/such.whl"])
+    assert code == 1 and "no such wheel, .so or directory: /no/such.whl" in capsys.readouterr().err

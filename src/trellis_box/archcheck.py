@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import re
 import struct
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -119,20 +122,47 @@ def scan(paths: Iterable[Path], targets: Iterable[int]) -> list[ExtensionReport]
     return reports
 
 
-def installed_packages(names: Iterable[str] = EXTENSION_PACKAGES) -> list[Path]:
-    """The directories of installed import packages, found without importing them (o_voxel imports torch)."""
-    found = []
-    for name in names:
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.submodule_search_locations:
-            raise ExtensionNotFoundError(
-                f"CUDA extension package {name!r} is not installed",
-                detail="the build-time GPU architecture check looked for it in this Python environment",
-                fix="install the pinned wheel from ComfyUI-Trellis2 (pins.toml [wheels]) with pip --no-deps",
-                package=name,
-            )
-        found.extend(Path(p) for p in spec.submodule_search_locations)
-    return found
+def installed_packages(names: Iterable[str] = EXTENSION_PACKAGES, *,
+                       python: str | None = None) -> list[Path]:
+    """The directories of installed import packages, found without importing them (o_voxel
+    imports torch). ``python``: look in that interpreter's environment (ComfyUI's venv) instead."""
+    names = tuple(names)
+    if python is None:
+        specs = {n: _package_dirs(n) for n in names}
+    else:
+        specs = _package_dirs_of(python, names)
+    missing = [n for n in names if not specs.get(n)]
+    if missing:
+        raise ExtensionNotFoundError(
+            f"CUDA extension package(s) not installed: {', '.join(missing)}",
+            detail=f"looked in the environment of {python or sys.executable}",
+            fix="install the pinned ComfyUI-Trellis2 wheels (the wheels table of pins.toml) with pip --no-deps",
+            packages=missing,
+        )
+    return [Path(d) for n in names for d in specs[n]]
+
+
+def _package_dirs(name: str) -> list[str]:
+    spec = importlib.util.find_spec(name)
+    return list(spec.submodule_search_locations or []) if spec else []
+
+
+def _package_dirs_of(python: str, names: tuple[str, ...]) -> dict[str, list[str]]:
+    code = ("import importlib.util, json, sys\n"
+            "specs = {n: importlib.util.find_spec(n) for n in sys.argv[1:]}\n"
+            "print(json.dumps({n: list(s.submodule_search_locations or []) if s else []"
+            " for n, s in specs.items()}))")
+    try:
+        done = subprocess.run([python, "-c", code, *names], capture_output=True, text=True,
+                              check=True, timeout=60)
+        return dict(json.loads(done.stdout))
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise ExtensionNotFoundError(
+            f"cannot list the packages of the Python at {python}",
+            detail=str(exc),
+            fix="pass --python the interpreter ComfyUI runs with, e.g. /opt/venv/bin/python",
+            python=python,
+        ) from exc
 
 
 def check(paths: Iterable[Path], targets: Iterable[int]) -> list[ExtensionReport]:
@@ -194,13 +224,15 @@ def _shared_objects(paths: Iterable[Path]) -> Iterator[tuple[str, str, bytes]]:
 
 
 def _distribution_of(package_dir: Path) -> str:
-    """``'wheel cumesh 0.0.1'`` for an installed package directory, else the directory itself."""
-    for dist_name in importlib.metadata.packages_distributions().get(package_dir.name, []):
-        try:
-            dist = importlib.metadata.distribution(dist_name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        return f"wheel {dist.metadata['Name']} {dist.version}"
+    """``'wheel cumesh 0.0.1'`` for an installed package directory, else the directory itself.
+
+    Reads the ``*.dist-info`` beside the package, so it works for any environment's site-packages.
+    """
+    for dist in importlib.metadata.distributions(path=[str(package_dir.parent)]):
+        top_level = (dist.read_text("top_level.txt") or "").split()
+        files = {Path(str(f)).parts[0] for f in dist.files or ()}
+        if package_dir.name in top_level or package_dir.name in files:
+            return f"wheel {dist.metadata['Name']} {dist.version}"
     return str(package_dir)
 
 

@@ -25,6 +25,7 @@ class Pins:
     base_image: str
     python: str
     packages: dict[str, str]
+    runtime: dict[str, str]
     wheel_dir: str
     wheels: tuple[str, ...]
     cuda_archs: tuple[str, ...]
@@ -38,13 +39,18 @@ class Pins:
             "COMFYUI_COMMIT": self.comfyui.commit,
             "TRELLIS2_NODES_REPO": self.node_packs["trellis2"].repo,
             "TRELLIS2_NODES_COMMIT": self.node_packs["trellis2"].commit,
+            "TRELLIS2_NODES_DIR": self.node_packs["trellis2"].dir,
             "RMBG_NODES_REPO": self.node_packs["rmbg"].repo,
             "RMBG_NODES_COMMIT": self.node_packs["rmbg"].commit,
+            "RMBG_NODES_DIR": self.node_packs["rmbg"].dir,
             "TORCH_VERSION": self.packages["torch"],
             "TORCHVISION_VERSION": self.packages["torchvision"],
+            "TORCHAUDIO_VERSION": self.packages["torchaudio"],
             "TORCH_INDEX_URL": self.packages["torch_index"],
             "XFORMERS_VERSION": self.packages["xformers"],
             "TRANSFORMERS_VERSION": self.packages["transformers"],
+            "SETUPTOOLS_VERSION": self.packages["setuptools"],
+            "RUNTIME_PACKAGES": " ".join(f"{name}=={v}" for name, v in self.runtime.items()),
             "TRELLIS2_WHEEL_DIR": self.wheel_dir,
             "TRELLIS2_WHEELS": " ".join(self.wheels),
             "CUDA_ARCHS": " ".join(self.cuda_archs),
@@ -63,6 +69,7 @@ def parse(text: str) -> Pins:
         base_image=raw["base"]["image"],
         python=raw["base"]["python"],
         packages={k: str(v) for k, v in raw["python"].items()},
+        runtime={k: str(v) for k, v in raw["runtime"].items()},
         wheel_dir=raw["wheels"]["dir"],
         wheels=tuple(raw["wheels"]["files"]),
         cuda_archs=tuple(raw["gpu"]["cuda_archs"]),

@@ -28,7 +28,8 @@ from tests.docker_support import buildkit_build
 from tests.photos import object_photo
 from trellis_box.cli.app import main
 from trellis_box.client import ComfyClient
-from trellis_box.docker_ops import GROUP_LABEL, MANAGED_LABEL
+from trellis_box.docker_ops import GROUP_LABEL, MANAGED_LABEL, DockerOps
+from trellis_box.gpu_config import load_gpu_config
 from trellis_box.workflow import WorkflowOptions, build
 
 pytestmark = pytest.mark.docker
@@ -426,3 +427,45 @@ def test_status_without_nvidia_smi_says_so(bench: Bench, capsys: pytest.CaptureF
     text = capsys.readouterr().out
     assert "GPU: no container running" in text
     assert "nvidia-smi not found" in text
+
+
+def test_container_is_created_with_every_config_field(
+        standin_image: str, docker_client: docker.DockerClient, tmp_path: Path) -> None:
+    """What the engine records for a production-like entry (created only: there is no GPU)."""
+    group = f"{PREFIX}-create"
+    config = tmp_path / "gpu.toml"
+    config.write_text(f'[swap]\ngroup = "{group}"\n'
+                      "[containers.comfyui-trellis2]\n"
+                      f'image = "{standin_image}"\n'
+                      f'container_name = "{group}-trellis2"\n'
+                      'ports = ["8188:8188", "127.0.0.1:9100:9100", "7000/udp"]\n'
+                      f'volumes = ["{tmp_path}:/opt/comfyui/output", "{tmp_path}:/srv/ro:ro"]\n'
+                      'environment = { TRELLIS_BOX_WARMUP = "0", THREADS = 4 }\n'
+                      'ready_url = "http://127.0.0.1:8188/trellis-box/ready"\n'
+                      'gpus = ["0", "1"]\n')
+    spec = load_gpu_config(config).containers["comfyui-trellis2"]
+    ops = DockerOps(docker_client)
+    ops.create(spec, group)
+    try:
+        attrs = docker_client.containers.get(spec.container_name).attrs
+        host = attrs["HostConfig"]
+        assert host["PortBindings"] == {
+            "8188/tcp": [{"HostIp": "", "HostPort": "8188"}],
+            "9100/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9100"}],
+            "7000/udp": [{"HostIp": "", "HostPort": ""}],
+        }
+        assert sorted(host["Binds"]) == sorted([f"{tmp_path}:/opt/comfyui/output",
+                                                f"{tmp_path}:/srv/ro:ro"])
+        assert host["DeviceRequests"][0]["DeviceIDs"] == ["0", "1"]
+        assert host["DeviceRequests"][0]["Capabilities"] == [["gpu"]]
+        assert {"TRELLIS_BOX_WARMUP=0", "THREADS=4"} <= set(attrs["Config"]["Env"])
+        labels = attrs["Config"]["Labels"]
+        assert labels[MANAGED_LABEL] == "true"
+        assert labels[GROUP_LABEL] == group
+        assert labels["io.trellis-box.swap.spec-digest"] == spec.digest()
+        observed = ops.observe(load_gpu_config(config))
+        assert [(o.container_name, o.status, o.name) for o in observed] == [
+            (spec.container_name, "created", "comfyui-trellis2")]
+    finally:
+        ops.remove(spec.container_name)
+    assert ops.get(spec.container_name) is None

@@ -88,7 +88,7 @@ def default_lock_file(group: str = "gpu") -> Path:
 
 
 def config_path(explicit: Path | None = None) -> Path:
-    """``--config``, else ``$TRELLIS_BOX_GPU_CONFIG``, else ``/etc/trellis-box/gpu-containers.toml``."""
+    """``--config``, else ``$TRELLIS_BOX_GPU_CONFIG``, else :data:`DEFAULT_CONFIG`."""
     if explicit is not None:
         return explicit
     env = os.environ.get(CONFIG_ENV)
@@ -179,7 +179,8 @@ class _Reader:
         value = raw.get(key)
         if value is None:
             if required:
-                self.fail(key, f"missing [{key}] table", "add it (see examples/gpu-containers.toml)")
+                self.fail(key, f"missing [{key}] table",
+                          "add it (see examples/gpu-containers.toml)")
             return {}
         if not isinstance(value, dict):
             self.fail(key, f"expected a table, found {type(value).__name__}",

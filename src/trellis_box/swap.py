@@ -130,7 +130,8 @@ class _SwapRun:
             raise SwapRefusedError(
                 f"container {container_name} is not in {self.config.path} and has no "
                 "trellis-box labels to say how to drain it",
-                fix=f"add it to {self.config.path}, or stop it yourself: docker stop {container_name}",
+                fix=f"add it to {self.config.path}, or stop it yourself: "
+                    f"docker stop {container_name}",
                 container=container_name,
             )
         return _Endpoints(seen.ready_url, seen.comfy_url, ContainerSpec.ready_timeout,

@@ -30,7 +30,8 @@ class Readiness:
 def probe_ready(url: str) -> Readiness:
     """``ready`` when ``url`` answers 2xx; otherwise what it answered, in one line."""
     try:
-        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT) as resp:  # noqa: S310 - http(s) only, checked by gpu_config
+        # gpu_config accepts only http(s) URLs here.
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT) as resp:  # noqa: S310
             return Readiness(True, str(resp.status))
     except urllib.error.HTTPError as exc:
         body = exc.read(300).decode("utf-8", "replace").strip().replace("\n", " ")

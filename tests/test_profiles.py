@@ -86,3 +86,16 @@ def test_unknown_resolution_names_the_valid_ones() -> None:
     assert "fix: use one of 512, 1024, 1536" in str(caught.value)
     with pytest.raises(ResolutionUnsupportedError):
         next_lower("1024_cascade")
+
+
+MIB = 1024**2
+
+
+@pytest.mark.parametrize(("card", "mib", "top"), [
+    ("A10G", 23028, "1024"), ("L4", 23034, "1024"), ("A100 40GB", 40960, "1536"),
+    ("L40S", 46068, "1536"), ("H100 80GB", 81559, "1536"),
+])
+def test_nvidia_smi_memory_totals_land_in_the_same_class(card: str, mib: int, top: str) -> None:
+    """serve's preflight reads memory.total from nvidia-smi (MiB), generate reads vram_total from
+    /system_stats (bytes, slightly less): both must put a card in the same class."""
+    assert profile_for(mib * MIB).max_resolution == top, card

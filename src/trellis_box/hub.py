@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import httpx2
 from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_url
@@ -37,6 +38,7 @@ from .errors import (
     HubRevisionNotFound,
     HubTokenMissing,
     HubUnavailable,
+    TrellisBoxError,
     UsageError,
 )
 
@@ -136,8 +138,8 @@ class Hub:
         try:
             commit = api.model_info(source.repo, revision=revision, token=self._auth()).sha
             entries = api.get_paths_info(source.repo, list(model.files), revision=commit, token=self._auth())
-        except Exception as exc:  # noqa: BLE001 - every failure is mapped to one of ours
-            raise self._error(exc, model, revision) from exc
+        except Exception as exc:  # noqa: BLE001 - _raise maps what it knows, re-raises the rest
+            self._raise(exc, model, revision)
         files = {
             e.path: RemoteFile(e.path, int(e.size), e.lfs.sha256 if e.lfs else None)
             for e in entries if isinstance(e, RepoFile)
@@ -160,7 +162,7 @@ class Hub:
         try:
             get_hf_file_metadata(url, token=self._auth(), retry_on_errors=True)
         except Exception as exc:  # noqa: BLE001
-            raise self._error(exc, model, resolved.revision) from exc
+            self._raise(exc, model, resolved.revision)
 
     @contextmanager
     def open(self, model: Model, resolved: Resolved, path: str, *, offset: int = 0,
@@ -181,9 +183,15 @@ class Hub:
                     hf_raise_for_status(response)
                 yield _body(response, offset, url)
         except (HfHubHTTPError, httpx2.TransportError) as exc:
-            raise self._error(exc, model, resolved.revision) from exc
+            self._raise(exc, model, resolved.revision)
 
-    def _error(self, exc: Exception, model: Model, revision: str) -> Exception:
+    def _raise(self, exc: Exception, model: Model, revision: str) -> NoReturn:
+        mapped = self._error(exc, model, revision)
+        if mapped is None:
+            raise exc
+        raise mapped from exc
+
+    def _error(self, exc: Exception, model: Model, revision: str) -> TrellisBoxError | None:
         source = model.source
         endpoint = endpoint_for(source)
         page = f"{endpoint}/{source.repo}"
@@ -241,7 +249,7 @@ class Hub:
                 fix=("check the network or set HF_ENDPOINT to a reachable mirror; "
                      "air-gapped: `trellis-box models fetch --from DIR`"),
             )
-        return exc
+        return None
 
     def _revision_missing(self, model: Model, revision: str) -> HubRevisionNotFound:
         source = model.source

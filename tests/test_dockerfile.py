@@ -1,0 +1,153 @@
+"""Dockerfile.trellis2, compose.yaml and .dockerignore, read as text: lint, pins, token, wiring."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from trellis_box import __version__, pins
+from trellis_box.lock import lock_digest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile.trellis2"
+
+# Build args that are not upstream pins, and what their defaults must be.
+NON_PIN_ARGS = {
+    "TRELLIS_BOX_VERSION": __version__,
+    "WEIGHTS_LOCK_DIGEST": lock_digest(),
+    "HF_ENDPOINT": "https://huggingface.co",
+    "VCS_REF": "unknown",
+}
+# The two upstream parts CI swaps for stand-ins: their defaults are stages of this file.
+SWAPPABLE = ("PYTHON_IMAGE", "STACK_IMAGE")
+
+
+@dataclass(frozen=True)
+class Instruction:
+    stage: str  # "" before the first FROM
+    keyword: str
+    args: str
+
+
+def instructions(text: str) -> list[Instruction]:
+    """Instructions with continuation lines joined, each tagged with its stage name."""
+    out, stage, pending = [], "", ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue  # a comment inside a continued instruction
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, args = (pending + line).partition(" ")
+        pending = ""
+        if keyword.upper() == "FROM":
+            stage = args.split(" AS ")[-1].strip() if " AS " in args else args
+        out.append(Instruction(stage, keyword.upper(), args.strip()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> list[Instruction]:
+    return instructions(DOCKERFILE.read_text())
+
+
+def arg_defaults(found: list[Instruction]) -> dict[str, set[str]]:
+    defaults: dict[str, set[str]] = {}
+    for ins in found:
+        if ins.keyword == "ARG" and "=" in ins.args:
+            name, _, value = ins.args.partition("=")
+            defaults.setdefault(name, set()).add(shlex.split(value)[0] if value else "")
+    return defaults
+
+
+def test_hadolint_passes() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    done = subprocess.run([str(hadolint), str(DOCKERFILE)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_build_arg_default_equals_the_pin_file(dockerfile: list[Instruction]) -> None:
+    defaults = arg_defaults(dockerfile)
+    expected = {**pins.load().build_args(), **NON_PIN_ARGS}
+    stages = {i.args.split(" AS ")[-1] for i in dockerfile if i.keyword == "FROM" and " AS " in i.args}
+    for name in SWAPPABLE:
+        assert defaults.pop(name) <= stages, f"{name} must default to a stage of the Dockerfile"
+    mismatched = {n: (v, expected.get(n)) for n, v in defaults.items() if v != {expected.get(n)}}
+    assert not mismatched, f"ARG default -> (Dockerfile, pins.toml): {mismatched}"
+    assert not set(expected) - set(defaults), "pins with no ARG in the Dockerfile"
+
+
+def test_the_token_only_ever_arrives_as_a_secret_in_the_weights_stage(
+        dockerfile: list[Instruction]) -> None:
+    assert not [i for i in dockerfile if i.keyword in ("ARG", "ENV", "LABEL") and "TOKEN" in i.args]
+    mounts = [i for i in dockerfile if "id=hf_token" in i.args]
+    assert [(i.stage, i.keyword) for i in mounts] == [("weights", "RUN")]
+    assert "--mount=type=secret,id=hf_token" in mounts[0].args and "models fetch" in mounts[0].args
+    # The final stage takes files from the weights stage, never the stage itself as its base.
+    assert [i.args for i in dockerfile if i.keyword == "FROM" and i.args.startswith("weights")] == []
+
+
+def test_final_stage_runs_offline_non_root_with_health_check_and_serve(
+        dockerfile: list[Instruction]) -> None:
+    final = [i for i in dockerfile if i.stage == "final"]
+    env = " ".join(i.args for i in final if i.keyword == "ENV")
+    for setting in ("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "ATTN_BACKEND=",
+                    "SPARSE_ATTN_BACKEND=", "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True",
+                    "TRITON_CACHE_DIR=", "FLEX_GEMM_AUTOTUNE_CACHE_PATH="):
+        assert setting in env
+    assert [i.args for i in final if i.keyword == "USER"] == ["1000:1000"]
+    assert [json.loads(i.args) for i in final if i.keyword == "ENTRYPOINT"] == [["trellis-box", "serve"]]
+    assert any("/trellis-box/ready" in i.args for i in final if i.keyword == "HEALTHCHECK")
+    assert [i.stage for i in dockerfile if "trellis_box.cli.archcheck" in i.args] == ["final"]
+
+
+def test_compose_builds_with_the_secret_reserves_the_gpu_and_uses_the_health_check(
+        dockerfile: list[Instruction]) -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    [service] = compose["services"].values()
+    assert service["build"]["dockerfile"] == "Dockerfile.trellis2"
+    assert service["build"]["secrets"] == ["hf_token"]
+    assert compose["secrets"]["hf_token"] == {"environment": "HF_TOKEN"}
+    assert not any("TOKEN" in name for name in service["build"].get("args", {}))
+    [device] = service["deploy"]["resources"]["reservations"]["devices"]
+    assert device["capabilities"] == ["gpu"] and device["driver"] == "nvidia"
+    assert "8188:8188" in service["ports"]
+    assert any(v.endswith(":/opt/comfyui/output") for v in service["volumes"])
+    [healthcheck] = [i.args for i in dockerfile if i.keyword == "HEALTHCHECK"]
+    image_test = json.loads(healthcheck.split(" CMD ", 1)[1])
+    assert service["healthcheck"]["test"] == ["CMD", *image_test]
+
+
+def test_dockerignore_admits_exactly_what_the_dockerfile_copies(
+        dockerfile: list[Instruction]) -> None:
+    patterns = (ROOT / ".dockerignore").read_text().split()
+    assert patterns[patterns.index("*") + 1:][0].startswith("!"), "deny everything, then admit"
+    admitted = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    sources = set()
+    for ins in dockerfile:
+        if ins.keyword == "COPY" and "--from=" not in ins.args:
+            *srcs, _ = [a for a in shlex.split(ins.args) if not a.startswith("--")]
+            sources.update(srcs)
+    for src in sources:
+        assert any(src == a or src.startswith(a + "/") for a in admitted), src
+        assert (ROOT / src).exists(), src
+    assert not any(a in (".git", ".venv", "tests") for a in admitted)
+
+
+def test_readme_names_the_pinned_commits() -> None:
+    readme = (ROOT / "README.md").read_text()
+    p = pins.load()
+    for repo in (p.comfyui, *p.node_packs.values()):
+        assert repo.commit in readme, f"README does not name {repo.repo} @ {repo.commit}"
+    assert re.search(r"docker compose up -d --build", readme)

@@ -148,7 +148,7 @@ def test_recorded_invalid_prompt_fails_locally_on_the_input_comfyui_flagged(info
         "workflow does not match the node schemas: 1 problem; nothing was sent to ComfyUI\n"
         "  prompt.6.inputs.pipeline_type: '2048_cascade' is not one of "
         "['512', '1024', '1024_cascade', '1536_cascade'] (rule: options)\n"
-        "    fix: use one of 512, 1024, 1536 (option `resolution`)\n"
+        "    fix: use one of 512, 1024, 1536 (generate --resolution, option `resolution`)\n"
         "  fix: correct each input named above"
     )
     assert caught.value.exit_code == 2
@@ -157,15 +157,17 @@ def test_recorded_invalid_prompt_fails_locally_on_the_input_comfyui_flagged(info
 
 @pytest.mark.parametrize(("node", "name", "value", "rule", "fact", "fix"), [
     ("6", "seed", -1, "min", "-1 is below the minimum 0",
-     "use an integer between 0 and 2147483647 (option `seed`)"),
+     "use an integer between 0 and 2147483647 (generate --seed, option `seed`)"),
     ("6", "seed", 2**31, "max", "2147483648 is above the maximum 2147483647",
-     "use an integer between 0 and 2147483647 (option `seed`)"),
+     "use an integer between 0 and 2147483647 (generate --seed, option `seed`)"),
     ("6", "shape_steps", 12.5, "type", "12.5 is not an integer",
-     "use an integer between 1 and 100 (option `shape_steps`)"),
+     "use an integer between 1 and 100 (generate --shape-steps, option `shape_steps`)"),
     ("6", "texture_steps", True, "type", "True is not an integer",
-     "use an integer between 1 and 100 (option `texture_steps`)"),
+     "use an integer between 1 and 100 (generate --texture-steps, option `texture_steps`)"),
     ("7", "texture_size", 256, "min", "256 is below the minimum 512",
-     "use an integer between 512 and 16384 (option `texture_size`)"),
+     "use an integer between 512 and 16384 (generate --texture-size, option `texture_size`)"),
+    ("7", "target_face_num", 0, "min", "0 is below the minimum 1",
+     "use an integer between 1 and 16000000 (generate --target-faces, option `target_face_num`)"),
     ("7", "remesh", 1, "type", "1 is not true or false", "use true or false (option `remesh`)"),
     ("7", "remesh_band", "wide", "type", "'wide' is not a number", "use a number"),
     ("7", "fill_holes_max_perimeter", 100.0, "max", "100.0 is above the maximum 99.999",
@@ -349,7 +351,7 @@ def test_check_command_reports_a_bad_input_with_exit_2(
     assert main(["workflow", "check", str(path)]) == 2
     err = capsys.readouterr().err
     assert "prompt.6.inputs.pipeline_type: '2048_cascade' is not one of" in err
-    assert "fix: use one of 512, 1024, 1536 (option `resolution`)" in err
+    assert "fix: use one of 512, 1024, 1536 (generate --resolution, option `resolution`)" in err
 
 
 # --- against the ComfyUI stand-in -----------------------------------------------------------------

@@ -170,7 +170,7 @@ class WorkflowInvalidError(UsageError):
 
         error: workflow does not match the node schemas: 1 problem; nothing was sent to ComfyUI
           prompt.6.inputs.seed: -1 is below the minimum 0 (rule: min)
-            fix: use a seed between 0 and 2147483647 (--seed)
+            fix: use an integer between 0 and 2147483647 (generate --seed, option `seed`)
           fix: correct each input named above
     """
 

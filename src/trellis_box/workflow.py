@@ -393,8 +393,20 @@ def _describe(spec: list[Any]) -> str:
     return f"use {_ARTICLE[kind]}"
 
 
+#: Options ``trellis-box generate`` sets by a flag of another name or spelling: most people meet
+#: these errors through that command.
+_GENERATE_FLAGS = {
+    "seed": "--seed", "resolution": "--resolution", "sparse_structure_steps": "--sparse-structure-steps",
+    "shape_steps": "--shape-steps", "texture_steps": "--texture-steps", "texture_size": "--texture-size",
+    "target_face_num": "--target-faces",
+}
+
+
 def _fix(class_type: str, name: str, text: str) -> str:
     option = OPTION_INPUTS.get((class_type, name))
+    if option is None:
+        return text
     if option == "resolution":
-        return f"use one of {', '.join(RESOLUTIONS)} (option `resolution`)"
-    return f"{text} (option `{option}`)" if option else text
+        text = f"use one of {', '.join(RESOLUTIONS)}"
+    flag = _GENERATE_FLAGS.get(option)
+    return f"{text} (generate {flag}, option `{option}`)" if flag else f"{text} (option `{option}`)"

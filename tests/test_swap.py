@@ -469,3 +469,12 @@ def test_container_is_created_with_every_config_field(
     finally:
         ops.remove(spec.container_name)
     assert ops.get(spec.container_name) is None
+
+
+def test_unreachable_engine_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    assert main(["status", "--config", str(REPO_ROOT / "examples" / "gpu-containers.toml")]) == 1
+    err = capsys.readouterr().err
+    assert "the Docker engine failed to answer" in err
+    assert "fix: check that dockerd runs and this user may use it: docker info" in err

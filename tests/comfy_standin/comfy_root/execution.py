@@ -157,7 +157,9 @@ def validate_inputs(prompt: Prompt, unique_id: str, validated: dict[str, Validat
             continue
 
     if validate_function is not None:
-        arguments = {x: inputs[x] for x in validate_function_inputs if x in inputs}
+        # Links are not resolved at validation time: the function sees None for them.
+        arguments = {x: None if is_link(inputs[x]) else inputs[x]
+                     for x in validate_function_inputs if x in inputs}
         result = validate_function(**arguments)
         if result is not True:
             for x in arguments:

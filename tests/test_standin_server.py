@@ -8,12 +8,14 @@ recordings' README lists the ones seen on the real server (unknown class, missin
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from PIL import Image, ImageDraw
 
 from tests.comfy_standin import install
 from tests.comfy_standin.fixtures import StartStandin
@@ -280,17 +282,44 @@ async def test_faults_change_on_a_running_server(comfy_standin: StartStandin) ->
     assert refused.status == 400 and "no_such_option" in (await refused.json())["error"]
 
 
-async def test_rgb_image_into_preprocessing_fails_like_upstream(comfy_standin: StartStandin) -> None:
-    server = comfy_standin()
-    graph = {"1": {"class_type": "LoadImage", "inputs": {"image": "chair.png"}},
-             "4": {"class_type": "Trellis2PreProcessImage", "inputs": {"image": ["1", 0]}},
+@pytest.mark.parametrize("loader, output", [
+    ("LoadImage", 0), ("Trellis2LoadImageWithTransparency", 0),
+])
+async def test_rgb_image_into_preprocessing_fails_like_upstream(
+        shared_standin: StandinServer, loader: str, output: int) -> None:
+    """Upstream issue #190: the preprocessing node indexes the alpha channel."""
+    graph = {"1": {"class_type": loader, "inputs": {"image": "rgba.png"}},
+             "4": {"class_type": "Trellis2PreProcessImage", "inputs": {"image": ["1", output]}},
              "9": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "x"}}}
-    async with aiohttp.ClientSession(server.url) as session:
-        await upload(session, "chair.png", object_png())
+    async with aiohttp.ClientSession(shared_standin.url) as session:
+        await upload(session, "rgba.png", _cutout_png(), overwrite="true")
         _, messages, _ = await run(session, graph)
     error = of_type(messages, "execution_error")[0]
     assert (error["node_id"], error["exception_type"], error["exception_message"]) == \
         ("4", "IndexError", "index 3 is out of bounds for axis 2 with size 3\n")
+
+
+async def test_image_with_alpha_output_feeds_preprocessing(shared_standin: StandinServer) -> None:
+    graph = {"1": {"class_type": "Trellis2LoadImageWithTransparency", "inputs": {"image": "rgba.png"}},
+             "4": {"class_type": "Trellis2PreProcessImage", "inputs": {"image": ["1", 2]}},
+             "9": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "a/x"}}}
+    async with aiohttp.ClientSession(shared_standin.url) as session:
+        await upload(session, "rgba.png", _cutout_png(), overwrite="true")
+        listed = await (await session.get("/object_info/Trellis2LoadImageWithTransparency")).json()
+        _, _, record = await run(session, graph)
+    saved = record["outputs"]["9"]["images"][0]
+    assert "rgba.png" in listed["Trellis2LoadImageWithTransparency"]["input"]["required"]["image"][0]
+    with Image.open(shared_standin.output_dir / saved["subfolder"] / saved["filename"]) as cutout:
+        # Cropped to the opaque square and premultiplied onto black, as upstream does.
+        assert cutout.mode == "RGB" and cutout.size == (100, 100)
+
+
+def _cutout_png() -> bytes:
+    image = Image.new("RGBA", (200, 160), (0, 0, 0, 0))
+    ImageDraw.Draw(image).rectangle((40, 30, 140, 130), fill=(200, 50, 50, 255))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 async def test_missing_rmbg_weights_fail_at_execution(comfy_standin: StartStandin) -> None:

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageOps, ImageSequence
 
 import folder_paths
+import nodes
 import standin_options
 import standin_schema
 from comfy.utils import ProgressBar
@@ -46,6 +47,26 @@ class Trellis2LoadModel:
     def loadmodel(self, modelname: str, backend: str, device: str, low_vram: bool,
                   keep_models_loaded: bool) -> tuple[StandinPipeline]:
         return (StandinPipeline(modelname, backend, device, low_vram),)
+
+
+@standin_schema.recorded("Trellis2LoadImageWithTransparency")
+class Trellis2LoadImageWithTransparency:
+    """LoadImage plus the frames as stored (``image_with_alpha`` keeps RGBA)."""
+
+    FUNCTION = "load_image"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        # Lists the input folder like LoadImage, but without VALIDATE_INPUTS: only files at
+        # the top of the input folder pass validation.
+        return nodes.LoadImage.INPUT_TYPES()
+
+    def load_image(self, image: str) -> tuple[list[Image.Image], list[Image.Image], list[Image.Image]]:
+        images, masks = nodes.LoadImage().load_image(image)
+        with Image.open(folder_paths.get_annotated_filepath(image)) as opened:
+            originals = [ImageOps.exif_transpose(frame).copy()
+                         for frame in ImageSequence.Iterator(opened)]
+        return images, masks, originals
 
 
 @standin_schema.recorded("Trellis2PreProcessImage")
@@ -135,8 +156,9 @@ def _not_simulated(name: str) -> type:
     return standin_schema.recorded(name)(type(name, (), {"FUNCTION": "process", "process": process}))
 
 
-_SIMULATED = [Trellis2LoadModel, Trellis2PreProcessImage, Trellis2MeshWithVoxelGenerator,
-              Trellis2PostProcessAndUnWrapAndRasterizer, Trellis2ExportMesh]
+_SIMULATED = [Trellis2LoadModel, Trellis2LoadImageWithTransparency, Trellis2PreProcessImage,
+              Trellis2MeshWithVoxelGenerator, Trellis2PostProcessAndUnWrapAndRasterizer,
+              Trellis2ExportMesh]
 NODE_CLASS_MAPPINGS: dict[str, type] = {cls.__name__: cls for cls in _SIMULATED}
 for _name, _info in standin_schema.recorded_object_info().items():
     if _info["python_module"] == PACK and _name not in NODE_CLASS_MAPPINGS:

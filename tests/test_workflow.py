@@ -12,6 +12,7 @@ import pytest
 from tests.comfy_standin.fixtures import StartStandin
 from tests.conftest import REPO_ROOT, SHARED
 from tests.gltf_validator import validate_glb
+from tests.litegraph_editor import load_and_save
 from trellis_box import comfy_nodes, glb, images, workflow, workflow_editor
 from trellis_box.client import ComfyClient
 from trellis_box.cli.app import main
@@ -293,6 +294,26 @@ def test_editor_file_follows_the_frontend_format(info: dict[str, Any]) -> None:
         assert link_id in output["links"] and target_input["link"] == link_id
         assert output["type"] == target_input["type"] == kind
         assert nodes[source]["order"] < nodes[target]["order"]
+
+
+def test_editor_file_loads_in_litegraph_unchanged(info: dict[str, Any], tmp_path: Path) -> None:
+    """LiteGraph (the editor's graph library) reads every link, socket and widget value of the
+    checked-in file and saves the same graph back, without a warning."""
+    saved, stderr = load_and_save(WORKFLOWS / workflow_editor.EDITOR_FILE, info, tmp_path)
+    ours = json.loads((WORKFLOWS / workflow_editor.EDITOR_FILE).read_text())
+    assert stderr == ""
+    assert (saved["last_node_id"], saved["last_link_id"]) == (ours["last_node_id"], ours["last_link_id"])
+    assert saved["links"] == ours["links"]
+    by_id = {n["id"]: n for n in saved["nodes"]}
+    assert sorted(by_id) == sorted(n["id"] for n in ours["nodes"])
+    for node in ours["nodes"]:
+        loaded = by_id[node["id"]]
+        assert loaded["type"] == node["type"]
+        assert [(i["name"], i["type"], i["link"]) for i in loaded.get("inputs", [])] == \
+            [(i["name"], i["type"], i["link"]) for i in node["inputs"]]
+        assert [(o["name"], o["type"], o["links"]) for o in loaded.get("outputs", [])] == \
+            [(o["name"], o["type"], o["links"]) for o in node["outputs"]]
+        assert loaded.get("widgets_values", []) == node["widgets_values"], node["type"]
 
 
 def test_editor_widget_values_follow_schema_order_with_frontend_extras() -> None:

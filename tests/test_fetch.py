@@ -15,6 +15,7 @@ import pytest
 
 from tests.hub_mirror import BIG_FILE, TOKEN, CliResult, HubMirror, make_comfy_root, write_local_tree
 from trellis_box.catalog import load_catalog
+from trellis_box.verify import verify
 
 DINO = "facebook/dinov3-vitl16-pretrain-lvd1689m"
 TRELLIS = "microsoft/TRELLIS.2-4B"
@@ -290,6 +291,7 @@ def test_a_download_killed_mid_file_resumes_where_it_stopped(
     assert len(resumed) == 1 and resumed[0].status == 206
     assert resumed[0].range is not None
     assert int(resumed[0].range.removeprefix("bytes=").rstrip("-")) >= killed_at
+    assert verify(root, full=True).ok  # the sha256 recorded across the two runs is the file's
 
 
 def test_a_connection_cut_mid_file_keeps_the_bytes_and_the_next_run_finishes(
@@ -312,6 +314,7 @@ def test_a_connection_cut_mid_file_keeps_the_bytes_and_the_next_run_finishes(
     assert_fetched(root, hub)
     resumed = [r for r in hub.requests[since:] if r.path.endswith(BIG_FILE[1]) and r.method == "GET"]
     assert [(r.range, r.status) for r in resumed] == [("bytes=100000-", 206)]
+    assert verify(root, full=True).ok
 
 
 def test_a_mirror_override_is_fetched_and_its_licence_still_shown(

@@ -366,13 +366,18 @@ def _download(source: Source, plan: _Plan, job: _Job, progress: FetchProgress,
             )
         job.meta.write_text(json.dumps({"size": job.size, "validator": body.validator}))
         progress.started(job.key, job.size, body.start)
+        # Hash while writing (the bytes kept from an earlier run first): no second read of the file.
+        digest = hashlib.sha256()
         with job.partial.open("r+b" if body.start else "wb") as out:
+            while out.tell() < body.start and (block := out.read(min(1 << 22, body.start - out.tell()))):
+                digest.update(block)
             out.seek(body.start)
             out.truncate()
             for chunk in body.chunks:
                 if stop.is_set():
                     raise _Stopped(job.key)
                 out.write(chunk)
+                digest.update(chunk)
                 received += len(chunk)
                 progress.advanced(job.key, len(chunk))
             out.flush()
@@ -387,21 +392,21 @@ def _download(source: Source, plan: _Plan, job: _Job, progress: FetchProgress,
             fix="run the same fetch again: it resumes from the bytes already received",
             path=job.key, received=got, size=job.size,
         )
-    digest = sha256_file(job.partial)
-    if job.expected is not None and digest != job.expected:
+    sha256 = digest.hexdigest()
+    if job.expected is not None and sha256 != job.expected:
         job.partial.unlink()
         job.meta.unlink()
         raise ChecksumMismatch(
             f"checksum mismatch for {job.key}; refused",
-            detail=f"sha256 {digest}, expected {job.expected}. Nothing was placed at {job.target}.",
+            detail=f"sha256 {sha256}, expected {job.expected}. Nothing was placed at {job.target}.",
             fix=("if the source changed on purpose, run `trellis-box models lock` and commit the new lock; "
                  "otherwise fetch from a trustworthy source"),
-            path=job.key, expected=job.expected, actual=digest,
+            path=job.key, expected=job.expected, actual=sha256,
         )
     job.staged.parent.mkdir(parents=True, exist_ok=True)
     os.replace(job.partial, job.staged)
     job.meta.unlink()
-    job.sha256 = digest
+    job.sha256 = sha256
     progress.finished(job.key)
     return received
 

@@ -31,10 +31,10 @@ io.trellis-box.weights.lock-digest (or the options below).
 def publish_command(
     image: str = typer.Argument("comfyui-trellis2:latest", help="The local image to publish."),
     repository: str | None = typer.Option(
-        None, "--repository", help="ECR repository name [default: the image's name]."),
+        None, "--repository", help="ECR repository name (default: the image's name)."),
     region: str | None = typer.Option(
         None, "--region", envvar="AWS_REGION",
-        help="AWS region [default: boto3's: AWS_DEFAULT_REGION, ~/.aws/config]."),
+        help="AWS region (default: boto3's, AWS_DEFAULT_REGION or ~/.aws/config)."),
     tag: list[str] = typer.Option([], "--tag", help="Another tag to push, e.g. latest."),
     create_repository: bool = typer.Option(False, "--create-repository",
                                            help="Create the repository if it does not exist."),

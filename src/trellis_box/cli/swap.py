@@ -40,7 +40,7 @@ def _config(path: Path | None, lock_file: Path | None = None) -> GpuConfig:
 
 
 def swap_command(
-    name: str = typer.Argument(..., help="The [containers.NAME] entry to run on the GPU."),
+    name: str = typer.Argument(..., help="Which entry (containers.NAME) of the GPU containers file to run."),
     config: Path | None = ConfigOption,
     force: bool = typer.Option(
         False, "--force",
@@ -48,12 +48,13 @@ def swap_command(
              "them; their prompt ids are reported."),
     drain_timeout: float | None = typer.Option(
         None, "--drain-timeout", min=0.0,
-        help="Seconds to wait for the running container's queue to empty [swap.drain_timeout]."),
+        help="Seconds to wait for the running container's queue to empty "
+             "(default: swap.drain_timeout)."),
     lock_timeout: float | None = typer.Option(
         None, "--lock-timeout", min=0.0,
-        help="Seconds to wait for another swap to finish [swap.lock_timeout]."),
+        help="Seconds to wait for another swap to finish (default: swap.lock_timeout)."),
     lock_file: Path | None = typer.Option(None, "--lock-file",
-                                          help="The swap lock file [swap.lock_file]."),
+                                          help="The swap lock file (default: swap.lock_file)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Run NAME alone on the GPU: drain and stop the running container, start NAME, wait until

@@ -111,6 +111,15 @@ def test_large_image_is_downscaled_to_2048(tmp_path: Path) -> None:
     assert "downscaled from 3000 x 1000 to 2048 x 683" in result.changes
 
 
+def test_large_jpeg_is_decoded_small_and_downscaled_to_2048(tmp_path: Path) -> None:
+    Image.new("RGB", (6000, 4500), (200, 100, 50)).save(tmp_path / "camera.jpg", quality=90)
+    result = normalise(tmp_path / "camera.jpg")
+    assert (result.width, result.height) == (2048, 1536)
+    assert "downscaled from 6000 x 4500 to 2048 x 1536" in result.changes
+    red, green, blue = _decoded(result.png).getpixel((1000, 700))
+    assert abs(red - 200) < 6 and abs(green - 100) < 6 and abs(blue - 50) < 6
+
+
 def test_hash_follows_pixels_not_file_metadata(tmp_path: Path) -> None:
     image = Image.new("RGB", (20, 20), (9, 9, 9))
     info = PngImagePlugin.PngInfo()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -106,7 +107,8 @@ class Bench:
 def bench(standin_image: str, docker_client: docker.DockerClient,
           tmp_path: Path) -> Iterator[Bench]:
     group = f"{PREFIX}-{uuid.uuid4().hex[:6]}"
-    ports = {name: _free_port() for name in ("trellis", "wan", "broken", "crashing", "absent")}
+    ports = {name: _free_port() for name in ("trellis", "wan", "broken", "stuck", "crashing",
+                                                   "absent")}
 
     def entry(name: str, *, state: str = "", ready_timeout: float = 120,
               command: list[str] | None = None) -> str:
@@ -132,6 +134,7 @@ def bench(standin_image: str, docker_client: docker.DockerClient,
         + entry("trellis") + entry("wan")
         # No state file: the ready route answers 503 for ever (serve never got ready).
         + entry("broken", state="/nonexistent/state.json", ready_timeout=6)
+        + entry("stuck", state="/nonexistent/state.json", ready_timeout=600)
         # argparse refuses the port: the process exits at once with a usage error.
         + entry("crashing", command=["--port", "not-a-port"])
         + entry("absent").replace(standin_image, f"{PREFIX}-absent:none"))
@@ -287,6 +290,25 @@ def test_target_that_never_becomes_ready_rolls_back_to_the_previous(
     assert any("To see the GUI go to" in line or "Starting server" in line
                for line in error["log"]), error["log"]
     assert f"rolled back: {bench.container('trellis')} is running and ready again" in err
+    assert bench.running() == {bench.container("trellis")}
+
+
+def test_terminated_swap_rolls_back_to_the_previous(
+        bench: Bench, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert bench.swap(capsys, "trellis")[0] == 0
+    err = tmp_path / "swap.err"
+    with err.open("w") as stderr:
+        swapping = cli(*bench.args("swap", "stuck"), stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        wait_for("the swap to wait for the new container",
+                 lambda: f"wait until {bench.container('stuck')} is ready" in err.read_text())
+        swapping.send_signal(signal.SIGTERM)
+        assert swapping.wait(timeout=DEADLINE) == 130, err.read_text()
+    finally:
+        if swapping.poll() is None:
+            swapping.kill()
+    assert f"rolled back: {bench.container('trellis')} is running and ready again" \
+        in err.read_text()
     assert bench.running() == {bench.container("trellis")}
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import typer
@@ -60,10 +64,25 @@ def swap_command(
     """Run NAME alone on the GPU: drain and stop the running container, start NAME, wait until
     it is ready; if it fails, start the previous one again and exit non-zero."""
     gpu_config = _config(config, lock_file)
-    result = swap(gpu_config, name, ops=DockerOps.from_env(), force=force,
-                  lock_timeout=lock_timeout, drain_timeout=drain_timeout,
-                  on_event=lambda text: err.print(f"[dim]…[/] {text}", highlight=False))
+    with _terminate_as_interrupt():
+        result = swap(gpu_config, name, ops=DockerOps.from_env(), force=force,
+                      lock_timeout=lock_timeout, drain_timeout=drain_timeout,
+                      on_event=lambda text: err.print(f"[dim]…[/] {text}", highlight=False))
     emit(asdict(result), as_json=as_json, render=lambda console: _render_swap(console, result))
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (systemd, timeout, docker stop of a runner) rolls a swap back like Ctrl-C does,
+    instead of ending it between stopping one container and starting the other."""
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _render_swap(console: Console, result: SwapResult) -> None:

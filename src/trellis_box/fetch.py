@@ -201,7 +201,7 @@ def _fetch(models: tuple[Model, ...], root: Path, source: Source, lock_path: Pat
     _check_disk(root, todo)
     total = sum(job.size for plan in plans for job in plan.jobs)
     progress.planned(total, total - sum(job.size - _partial_size(job) for job in todo))
-    downloaded = _download_all(plans, todo, source, progress, workers)
+    downloaded = _download_all(plans, source, progress, workers)
     for plan in plans:
         _place(plan, root)
     try:
@@ -310,40 +310,29 @@ def _check_disk(root: Path, todo: list[_Job]) -> None:
 
 
 def _human(n: int) -> str:
-    if n < 1000:
-        return f"{n} B"
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} B"
 
 
-def _download_all(plans: list[_Plan], todo: list[_Job], source: Source, progress: FetchProgress,
-                  workers: int) -> int:
-    if not todo:
-        return 0
-    by_job = {id(j): p for p in plans for j in p.jobs}
-    stop = threading.Event()
+def _download_all(plans: list[_Plan], source: Source, progress: FetchProgress, workers: int) -> int:
     # Largest first: the long downloads start at once and the small ones fill the gaps.
-    ordered = sorted(todo, key=lambda j: -j.size)
+    todo = sorted(((p, j) for p in plans for j in p.jobs if j.state == "todo"), key=lambda pj: -pj[1].size)
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
-        futures: list[Future[int]] = [
-            pool.submit(_download, source, by_job[id(j)], j, progress, stop) for j in ordered
-        ]
+        futures: list[Future[int]] = [pool.submit(_download, source, p, j, progress, stop) for p, j in todo]
         try:
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        except BaseException:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        except BaseException:  # Ctrl-C: the threads stop at their next chunk, keeping their bytes
             stop.set()
             raise
-        failed = [f for f in futures if f.done() and not f.cancelled() and f.exception()]
-        if failed:
+        errors = [e for f in futures if f.done() and not f.cancelled() and (e := f.exception())]
+        if errors:
             stop.set()
             for f in futures:
                 f.cancel()
-            first = next((f.exception() for f in failed if not isinstance(f.exception(), _Stopped)),
-                         failed[0].exception())
-            assert first is not None
-            raise first
+            raise next((e for e in errors if not isinstance(e, _Stopped)), errors[0])
     return sum(f.result() for f in futures)
 
 

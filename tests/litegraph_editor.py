@@ -47,7 +47,8 @@ for (const type of new Set(editor.nodes.map((n) => n.type))) {
         for (const name of def.input_order[section] ?? []) {
           const [kind, opts = {}] = def.input[section][name];
           if (Array.isArray(kind)) this.addWidget('combo', name, kind[0] ?? '', noop, { values: kind });
-          else if (WIDGET[kind] && !opts.forceInput) this.addWidget(WIDGET[kind], name, opts.default ?? null, noop, {});
+          else if (WIDGET[kind] && !opts.forceInput)
+            this.addWidget(WIDGET[kind], name, opts.default ?? null, noop, {});
           else this.addInput(name, kind);
           if (kind === 'INT' && (opts.control_after_generate || name === 'seed' || name === 'noise_seed'))
             this.addWidget('combo', 'control_after_generate', 'fixed', noop,
@@ -66,7 +67,8 @@ process.stdout.write(JSON.stringify(graph.serialize()));
 """
 
 
-def load_and_save(editor_path: Path, object_info: dict[str, Any], tmp_path: Path) -> tuple[dict[str, Any], str]:
+def load_and_save(editor_path: Path, object_info: dict[str, Any],
+                  tmp_path: Path) -> tuple[dict[str, Any], str]:
     """What LiteGraph saves after loading ``editor_path``, and what it printed on stderr."""
     node = shutil.which("node")
     if node is None:

@@ -93,9 +93,10 @@ def test_publish_pushes_every_tag_with_one_digest(
         aws_env: EcrApi, registry: Registry, labelled_image: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     repository = repo_name()
+    # Written as a URL, as ECR's proxyEndpoint is.
     code, out, err = run_cli(capsys, "publish", labelled_image, "--repository", repository,
-                             "--create-repository", "--registry", registry.host, "--tag",
-                             "latest", "--json")
+                             "--create-repository", "--registry", f"http://{registry.host}",
+                             "--tag", "latest", "--json")
     assert code == 0, err
     result = json.loads(out)
     assert result["tags"] == [*EXPECTED_TAGS, "latest"]

@@ -126,7 +126,7 @@ def publish(request: PublishRequest, *, client: docker.DockerClient,
     ecr = _ecr_client(request)
     created = _ensure_repository(ecr, request)
     username, password, endpoint = _authorization(ecr)
-    host = request.registry or urlsplit(endpoint).netloc or endpoint
+    host = _host(request.registry or endpoint)
     target = f"{host}/{request.repository}"
     _login(client, host, username, password)
 
@@ -147,6 +147,11 @@ def publish(request: PublishRequest, *, client: docker.DockerClient,
         labels={k: labels[k] for k in (VERSION_LABEL, REVISION_LABEL, LOCK_DIGEST_LABEL)
                 if k in labels},
     )
+
+
+def _host(registry: str) -> str:
+    """``https://1234.dkr.ecr.us-west-2.amazonaws.com`` or a bare ``host:port`` -> ``host:port``."""
+    return urlsplit(registry).netloc if "://" in registry else registry.rstrip("/")
 
 
 @contextmanager

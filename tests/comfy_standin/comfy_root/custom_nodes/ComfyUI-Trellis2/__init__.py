@@ -101,6 +101,9 @@ class Trellis2PreProcessImage:
 
 @standin_schema.recorded("Trellis2MeshWithVoxelGenerator")
 class Trellis2MeshWithVoxelGenerator:
+    """Progress steps as recorded (36 by default, ``progress_steps``). The pinned upstream node
+    itself counts 5 stages (4 without texture), so clients must read ``max`` from the messages."""
+
     FUNCTION = "process"
 
     def process(self, pipeline: StandinPipeline, image: list[Image.Image], seed: int,

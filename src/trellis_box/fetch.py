@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -29,10 +29,9 @@ from .errors import (
     ChecksumMismatch,
     DownloadIncomplete,
     FetchInProgress,
-    LocalSourceMissing,
     NotEnoughDisk,
 )
-from .hub import Body, Hub, RemoteFile, Resolved
+from .hub import Body, Resolved
 from .lock import Lock, LockedFile, LockedModel
 from .lock import read as read_lock
 from .lock import write as write_lock
@@ -47,41 +46,6 @@ class Source(Protocol):
     def check_access(self, model: Model, resolved: Resolved) -> None: ...
     def open(self, model: Model, resolved: Resolved, path: str, *, offset: int = 0,
              validator: str | None = None) -> AbstractContextManager[Body]: ...
-
-
-class LocalTree:
-    """``--from DIR``: an air-gapped copy laid out like the repositories, ``DIR/<repo_id>/<file>``."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root.expanduser().resolve()
-
-    def resolve(self, model: Model, revision: str) -> Resolved:
-        base = self.root / model.source.repo
-        missing = [f for f in model.files if not (base / f).is_file()]
-        if missing:
-            raise LocalSourceMissing(
-                f"--from {self.root} lacks files of {model.source.repo}",
-                detail="missing: " + ", ".join(str(base / f) for f in missing),
-                fix=f"copy the repository's files to {base}/ (same relative paths as on the Hub)",
-                missing=[str(base / f) for f in missing],
-            )
-        files = {f: RemoteFile(f, (base / f).stat().st_size, None) for f in model.files}
-        return Resolved(repo=model.source.repo, revision=revision, commit=None, files=files)
-
-    def check_access(self, model: Model, resolved: Resolved) -> None:
-        return None
-
-    @contextmanager
-    def open(self, model: Model, resolved: Resolved, path: str, *, offset: int = 0,
-             validator: str | None = None) -> Iterator[Body]:
-        file = self.root / resolved.repo / path
-        stat = file.stat()
-        current = f"{stat.st_size}-{stat.st_mtime_ns}"
-        start = offset if validator == current else 0
-        with file.open("rb") as f:
-            f.seek(start)
-            yield Body(start=start, total=stat.st_size, validator=current,
-                       chunks=iter(lambda: f.read(1 << 20), b""))
 
 
 class FetchProgress(Protocol):
@@ -471,29 +435,3 @@ def _incomplete(lock: Lock, resolved: Lock) -> bool:
     return any(name not in lock.models or set(m.files) - set(lock.models[name].files)
                for name, m in resolved.models.items())
 
-
-def lock_models(models: tuple[Model, ...], hub: Hub, *,
-                on_file: Callable[[str], None] | None = None) -> Lock:
-    """Resolve every model to a commit and record each file's size and sha256, downloading only
-    files whose sha256 the Hub does not list (small, non-LFS files)."""
-    out = {}
-    for model in models:
-        resolved = hub.resolve(model, model.source.revision)
-        hub.check_access(model, resolved)
-        files = {}
-        for path, remote in resolved.files.items():
-            if on_file:
-                on_file(f"{resolved.repo}/{path}")
-            digest = remote.sha256 or _hash_remote(hub, model, resolved, path)
-            files[path] = LockedFile(size=remote.size, sha256=digest)
-        out[model.name] = LockedModel(repo=resolved.repo, revision=model.source.revision,
-                                      commit=resolved.commit, files=files)
-    return Lock(out)
-
-
-def _hash_remote(hub: Hub, model: Model, resolved: Resolved, path: str) -> str:
-    h = hashlib.sha256()
-    with hub.open(model, resolved, path) as body:
-        for chunk in body.chunks:
-            h.update(chunk)
-    return h.hexdigest()

@@ -3,14 +3,16 @@
 Resolves a revision to a commit, lists sizes (and LFS sha256) of the catalog's files, checks access
 to gated repositories, and opens a file for download at a byte offset (``Range`` + ``If-Range``,
 so a download killed with its process resumes on the next run; huggingface_hub itself resumes only
-within one process). Every Hub error leaves here as one of ours; the token never appears in them.
+within one process). ``lock_models`` builds a lock from the Hub alone. Every Hub error leaves
+here as one of ours; the token never appears in them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_st
 
 from . import __version__
 from .catalog import Model, Source
+from .lock import Lock, LockedFile, LockedModel
 from .errors import (
     DownloadIncomplete,
     GatedAccessDenied,
@@ -295,3 +298,30 @@ def _chunks(response: httpx2.Response, url: str) -> Iterator[bytes]:
             fix="run the same fetch again: it resumes from the bytes already received",
             url=url,
         ) from exc
+
+
+def lock_models(models: tuple[Model, ...], hub: Hub, *,
+                on_file: Callable[[str], None] | None = None) -> Lock:
+    """Resolve every model to a commit and record each file's size and sha256, downloading only
+    files whose sha256 the Hub does not list (small, non-LFS files)."""
+    out = {}
+    for model in models:
+        resolved = hub.resolve(model, model.source.revision)
+        hub.check_access(model, resolved)
+        files = {}
+        for path, remote in resolved.files.items():
+            if on_file:
+                on_file(f"{resolved.repo}/{path}")
+            digest = remote.sha256 or _hash_remote(hub, model, resolved, path)
+            files[path] = LockedFile(size=remote.size, sha256=digest)
+        out[model.name] = LockedModel(repo=resolved.repo, revision=model.source.revision,
+                                      commit=resolved.commit, files=files)
+    return Lock(out)
+
+
+def _hash_remote(hub: Hub, model: Model, resolved: Resolved, path: str) -> str:
+    h = hashlib.sha256()
+    with hub.open(model, resolved, path) as body:
+        for chunk in body.chunks:
+            h.update(chunk)
+    return h.hexdigest()

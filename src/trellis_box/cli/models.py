@@ -111,8 +111,9 @@ def fetch(
     as_json: bool = JsonOption,
 ) -> None:
     """Put every weight at its exact path under the ComfyUI root: checked, resumable, atomic."""
-    from ..fetch import LocalTree, fetch as run
+    from ..fetch import fetch as run
     from ..hub import Hub, find_token
+    from ..local_tree import LocalTree
     from ..lock import package_lock_path
 
     models = _models(config)
@@ -149,8 +150,7 @@ def lock_(
     as_json: bool = JsonOption,
 ) -> None:
     """Resolve each model's revision to a commit and record every file's size and sha256."""
-    from ..fetch import lock_models
-    from ..hub import Hub, find_token
+    from ..hub import Hub, find_token, lock_models
     from ..lock import lock_digest, package_lock_path
     from ..lock import write as write_lock
 

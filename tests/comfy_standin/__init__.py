@@ -15,12 +15,21 @@ from pathlib import Path
 FILES = Path(__file__).resolve().parent / "comfy_root"
 NODE_PACK_DIR = "trellis_box_nodes"
 RMBG_WEIGHTS = Path("custom_nodes", "ComfyUI-BRIA_AI-RMBG", "RMBG-1.4", "model.pth")
+# The stand-in packs take their schemas from here (standin_schema.py reads it).
+SCHEMAS = "standin_object_info.json"
 
 
 def node_pack_source() -> Path:
     import trellis_box.comfy_nodes
 
     return Path(trellis_box.comfy_nodes.__file__).resolve().parent
+
+
+def recorded_schemas() -> Path:
+    """The recorded ``/object_info`` the package ships (a verbatim copy of the recording)."""
+    import trellis_box
+
+    return Path(trellis_box.__file__).resolve().parent / "data" / "object_info.json"
 
 
 def install(root: Path, *, node_pack: bool = True, rmbg_weights: bool = True) -> Path:
@@ -33,6 +42,7 @@ def install(root: Path, *, node_pack: bool = True, rmbg_weights: bool = True) ->
     root = Path(root)
     shutil.copytree(FILES, root, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copyfile(recorded_schemas(), root / SCHEMAS)
     for directory in ("models", "input", "output", "user"):
         (root / directory).mkdir(exist_ok=True)
     if node_pack:

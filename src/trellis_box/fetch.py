@@ -32,10 +32,15 @@ from .errors import (
     NotEnoughDisk,
 )
 from .hub import Body, Resolved
+from .local_tree import LocalTree
 from .lock import Lock, LockedFile, LockedModel
 from .lock import read as read_lock
 from .lock import write as write_lock
 from .verify import hash_files, sha256_file
+
+# The two sources a fetch takes: a Hub (hub.Hub) or an air-gapped tree; both importable from here,
+# so whoever can fetch has both (the image's weights stage copies only what fetch imports).
+__all__ = ["LocalTree", "FetchReport", "fetch"]
 
 DISK_LIMIT_ENV = "TRELLIS_BOX_DISK_FREE_BYTES"  # caps the free space fetch believes it has
 DEFAULT_WORKERS = 4

@@ -111,9 +111,8 @@ def fetch(
     as_json: bool = JsonOption,
 ) -> None:
     """Put every weight at its exact path under the ComfyUI root: checked, resumable, atomic."""
-    from ..fetch import fetch as run
+    from ..fetch import LocalTree, fetch as run
     from ..hub import Hub, find_token
-    from ..local_tree import LocalTree
     from ..lock import package_lock_path
 
     models = _models(config)

@@ -102,7 +102,7 @@ async def replay(server: StandinServer, name: str) -> dict[str, Any]:
                 continue
             if event["path"].startswith("/history/"):
                 await _receive_until(ws, messages, lambda: len(finished) == len(posts), finished)
-            answers.append(await _request(session, event, prompt_ids, answers, name))
+            answers.append(await _request(session, event, prompt_ids, answers))
             if event["path"] == "/prompt" and name.startswith("05"):
                 await _receive_until(ws, messages, lambda: _progress_reached(messages, 12), finished)
         await ws.close()
@@ -127,7 +127,7 @@ async def _receive_until(ws: aiohttp.ClientWebSocketResponse, messages: list[dic
 
 
 async def _request(session: aiohttp.ClientSession, event: dict[str, Any], prompt_ids: list[str],
-                   answers: list[dict[str, Any]], name: str) -> dict[str, Any]:
+                   answers: list[dict[str, Any]]) -> dict[str, Any]:
     path = event["path"]
     if path == "/upload/image":
         form = aiohttp.FormData()
@@ -140,9 +140,9 @@ async def _request(session: aiohttp.ClientSession, event: dict[str, Any], prompt
         response = await session.post(path, json=body)
     elif path.startswith("/history/"):
         recorded_id = path.rsplit("/", 1)[1]
-        response = await session.get(f"/history/{_map_id(recorded_id, event, prompt_ids)}")
+        response = await session.get(f"/history/{_map_id(recorded_id, prompt_ids)}")
     elif path == "/view":
-        response = await session.get(path, params=_next_view(answers, event))
+        response = await session.get(path, params=_next_view(answers))
     elif path == "/interrupt":
         response = await session.post(path, json=event.get("request_json", {}))
     else:
@@ -161,7 +161,7 @@ async def _request(session: aiohttp.ClientSession, event: dict[str, Any], prompt
 _RECORDED_IDS: dict[str, list[str]] = {}
 
 
-def _map_id(recorded_id: str, event: dict[str, Any], prompt_ids: list[str]) -> str:
+def _map_id(recorded_id: str, prompt_ids: list[str]) -> str:
     for name in SCENARIOS:
         ids = _RECORDED_IDS.setdefault(name, [
             e["response_json"]["prompt_id"] for e in load(name)
@@ -171,7 +171,7 @@ def _map_id(recorded_id: str, event: dict[str, Any], prompt_ids: list[str]) -> s
     raise AssertionError(f"prompt id {recorded_id} is not in any recording")
 
 
-def _next_view(answers: list[dict[str, Any]], event: dict[str, Any]) -> dict[str, str]:
+def _next_view(answers: list[dict[str, Any]]) -> dict[str, str]:
     """The file the recorded client fetched: outputs of the histories read so far, in order."""
     refs = []
     for answer in answers:

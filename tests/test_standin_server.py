@@ -368,10 +368,15 @@ async def test_slow_view_delays_the_answer(comfy_standin: StartStandin) -> None:
     assert response.status == 404
 
 
-async def test_reported_gpu(comfy_standin: StartStandin) -> None:
-    server = comfy_standin(env={"COMFY_STANDIN_GPU_NAME": "NVIDIA L40S"}, vram_bytes=48 * 1024**3)
+async def test_reported_gpu_from_variables_and_flags(comfy_standin: StartStandin) -> None:
+    server = comfy_standin(env={"COMFY_STANDIN_GPU_NAME": "NVIDIA L40S",
+                                "COMFY_STANDIN_STARTUP_DELAY": "0.2",
+                                "COMFY_STANDIN_VRAM_BYTES": "1"},
+                           vram_bytes=48 * 1024**3)  # the flag wins over the variable
     async with aiohttp.ClientSession(server.url) as session:
         stats = await (await session.get("/system_stats")).json()
+        options = await (await session.get("/standin/options")).json()
+    assert (options["startup_delay"], options["vram_bytes"]) == (0.2, 48 * 1024**3)
     device = stats["devices"][0]
     assert device["name"] == "cuda:0 NVIDIA L40S : cudaMallocAsync"
     assert (device["type"], device["index"], device["vram_total"]) == ("cuda", 0, 48 * 1024**3)

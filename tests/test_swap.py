@@ -500,3 +500,41 @@ def test_unreachable_engine_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     err = capsys.readouterr().err
     assert "the Docker engine failed to answer" in err
     assert "fix: check that dockerd runs and this user may use it: docker info" in err
+
+
+def test_two_running_by_hand_status_warns_and_swap_keeps_one(
+        bench: Bench, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.swap(capsys, "wan")[0] == 0
+    assert bench.swap(capsys, "trellis")[0] == 0
+    bench.client.containers.get(bench.container("wan")).start()  # someone's docker start
+    assert bench.running() == {bench.container("trellis"), bench.container("wan")}
+
+    assert main(bench.args("status")) == 0
+    shared = capsys.readouterr().out
+    assert "GPU shared by" in shared and "run trellis-box swap NAME to keep one" in shared
+
+    code, out, err = bench.swap(capsys, "trellis", "--json")
+    assert code == 0, err
+    assert json.loads(out)["steps"] == [f"drain {bench.container('wan')}",
+                                        f"stop {bench.container('wan')}"]
+    assert bench.running() == {bench.container("trellis")}
+
+
+def test_previous_removed_during_a_failing_swap_is_recreated_by_the_rollback(
+        bench: Bench, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert bench.swap(capsys, "trellis")[0] == 0
+    err = tmp_path / "swap.err"
+    with err.open("w") as stderr:
+        swapping = cli(*bench.args("swap", "stuck"), stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        wait_for("the swap to wait for the new container",
+                 lambda: f"wait until {bench.container('stuck')} is ready" in err.read_text())
+        bench.client.containers.get(bench.container("trellis")).remove(force=True)
+        swapping.send_signal(signal.SIGTERM)
+        assert swapping.wait(timeout=DEADLINE) == 130, err.read_text()
+    finally:
+        if swapping.poll() is None:
+            swapping.kill()
+    assert f"rolled back: {bench.container('trellis')} is running and ready again" \
+        in err.read_text()
+    assert bench.running() == {bench.container("trellis")}

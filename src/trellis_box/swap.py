@@ -39,7 +39,7 @@ from .swap_plan import (
     plan,
     rollback,
 )
-from .swap_probes import cut_queue, probe_ready, read_queue
+from .swap_probes import cut_queue, nothing_listening, probe_ready, read_queue
 
 LOG_LINES = 25
 POLL_SECONDS = 1.0
@@ -168,14 +168,19 @@ class _SwapRun:
             container=container_name,
         )
 
-    def _queue(self, container_name: str) -> QueueState:
+    def _queue(self, container_name: str) -> QueueState | None:
+        """Its queue, or ``None`` when nothing listens on its port (so no queue exists)."""
         url = self._endpoints(container_name).comfy_url
         try:
             return read_queue(url)
         except (ComfyUnreachableError, ComfyResponseError) as exc:
+            if nothing_listening(exc):
+                self.event(f"{container_name} does not serve ComfyUI at {url} (connection "
+                           "refused): no queue to drain")
+                return None
             raise SwapRefusedError(
                 f"cannot read the ComfyUI queue of {container_name}; nothing was stopped",
-                detail=str(exc),
+                detail="\n".join(filter(None, [exc.message, exc.detail])),
                 fix=f"check that it serves ({url}/queue) and swap again, or pass --force to stop "
                     "it without draining (its jobs, if any, are cut off)",
                 container=container_name,
@@ -186,7 +191,7 @@ class _SwapRun:
         last: QueueState | None = None
         while True:
             queue = self._queue(container_name)
-            if not queue.running and not queue.pending:
+            if queue is None or (not queue.running and not queue.pending):
                 return
             if queue != last:
                 self.event(f"waiting for {container_name}: {len(queue.running)} running, "

@@ -7,6 +7,7 @@ Readiness is a plain HTTP GET of the configured URL (any container's health rout
 from __future__ import annotations
 
 import asyncio
+import errno
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,20 @@ def _with_client(url: str, call: Callable[[ComfyClient], Awaitable[T]]) -> T:
         async with ComfyClient(url, timeouts=_CLIENT_TIMEOUTS) as comfy:
             return await call(comfy)
     return asyncio.run(run())
+
+
+def nothing_listening(exc: BaseException) -> bool:
+    """True when ``exc`` comes from a refused connection: no server is bound to the port, so no
+    queue exists there (a container that is starting, or whose ComfyUI died)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ECONNREFUSED:
+            return True
+        nested = getattr(seen, "os_error", None)  # aiohttp keeps the socket's error here
+        if isinstance(nested, OSError) and nested.errno == errno.ECONNREFUSED:
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def read_queue(comfy_url: str) -> QueueState:

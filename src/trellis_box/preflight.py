@@ -1,0 +1,544 @@
+"""Checks that run before ComfyUI starts, shared by ``serve`` (stop at the first failure) and
+``doctor`` (run them all and report).
+
+Each step is a function ``(settings, findings) -> detail`` that returns one line saying what it
+saw, records what later steps need in :class:`Findings`, and raises a :class:`TrellisBoxError`
+naming the object, the fact and the fix. :func:`run` times the steps and hands each
+:class:`StepResult` to a callback; it never prints.
+
+Cheap steps come first, so a container without a GPU fails in milliseconds, not after the node
+packs have imported torch.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import catalog, pins
+from .errors import (
+    DirectoryNotWritableError,
+    GpuUnavailableError,
+    GpuUnsupportedError,
+    NodeImportError,
+    TrellisBoxError,
+    WeightsNotVerified,
+)
+from .profiles import Profile, profile_for
+from .settings import OFFLINE_ENV, ServeSettings
+from .verify import VerifyReport, verify
+from .workflow import WorkflowOptions
+
+NVIDIA_SMI = "nvidia-smi"
+GPU_QUERY = ["--query-gpu=name,memory.total,compute_cap", "--format=csv,noheader,nounits"]
+MIB = 1024 * 1024
+# CUDA 12.x runs on drivers from 525.60.13 on (minor version compatibility); torch 2.7.0+cu126
+# needs CUDA 12.
+MIN_DRIVER = (525, 60, 13)
+
+_GPU_FIX = (
+    "start the container with GPU access: `docker run --gpus all ...` (compose: a device\n"
+    "reservation with `capabilities: [gpu]`); the host needs the NVIDIA driver and the NVIDIA\n"
+    "Container Toolkit (check with `nvidia-smi` on the host)"
+)
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    vram_bytes: int
+    compute_cap: str
+    count: int = 1
+
+    @property
+    def arch(self) -> str:
+        """``8.9`` -> ``sm_89``: the name ``nvcc`` and our pins use."""
+        return "sm_" + self.compute_cap.replace(".", "")
+
+    def describe(self) -> str:
+        return f"{self.name}, {self.vram_bytes / 1024**3:.1f} GiB, compute capability " \
+               f"{self.compute_cap} ({self.arch})"
+
+
+@dataclass
+class Findings:
+    """What the steps learned, for the steps after them and for ``serve``."""
+
+    root: Path | None = None
+    gpu: Gpu | None = None
+    profile: Profile | None = None
+    #: The environment ComfyUI (and the import check) run with.
+    env: dict[str, str] = field(default_factory=dict)
+    #: Node pack directory name -> node classes it registered on import.
+    packs: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    name: str
+    #: None: skipped because a step it needs failed.
+    ok: bool | None
+    seconds: float
+    detail: str
+    error: TrellisBoxError | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        status = "skipped" if self.ok is None else "ok" if self.ok else "failed"
+        record: dict[str, object] = {"step": self.name, "status": status,
+                                     "duration_s": round(self.seconds, 3), "detail": self.detail}
+        if self.error is not None:
+            record["error"] = self.error.to_dict()
+        return record
+
+
+Check = Callable[[ServeSettings, Findings], str]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    check: Check
+    needs: tuple[str, ...] = ()
+
+
+# ---- GPU ---------------------------------------------------------------------------------------
+
+
+def nvidia_smi(args: Sequence[str], *, env: Mapping[str, str] | None = None) -> str:
+    """Run ``nvidia-smi`` with ``args``; its stdout, or :class:`GpuUnavailableError`."""
+    exe = shutil.which(NVIDIA_SMI, path=(env or os.environ).get("PATH"))
+    if exe is None:
+        raise GpuUnavailableError(
+            f"no CUDA GPU visible: {NVIDIA_SMI} is not on PATH",
+            detail="The container was started without GPU access (the NVIDIA runtime mounts\n"
+                   "nvidia-smi and the driver into it), or this machine has no NVIDIA driver.",
+            fix=_GPU_FIX,
+        )
+    try:
+        done = subprocess.run([exe, *args], capture_output=True, text=True, timeout=60,
+                              env=dict(env) if env is not None else None)
+    except subprocess.TimeoutExpired:
+        raise GpuUnavailableError(
+            f"no CUDA GPU visible: {exe} did not answer within 60 s",
+            detail="The driver is busy or hung.",
+            fix="check the GPU on the host with `nvidia-smi`; a hung driver needs a host reboot",
+        ) from None
+    if done.returncode != 0:
+        said = (done.stdout + done.stderr).strip() or "(no output)"
+        raise GpuUnavailableError(
+            f"no CUDA GPU visible: {exe} failed with exit code {done.returncode}",
+            detail=said,
+            fix=_GPU_FIX,
+            exit_status=done.returncode,
+        )
+    return done.stdout
+
+
+def parse_gpus(text: str) -> list[Gpu]:
+    """Rows of ``name, memory.total [MiB], compute_cap`` as printed for :data:`GPU_QUERY`."""
+    gpus = []
+    for line in filter(str.strip, text.splitlines()):
+        # A name may hold commas; the two numbers after it never do.
+        head, _, cap = line.rpartition(",")
+        name, _, mib = head.rpartition(",")
+        try:
+            if not name.strip() or not cap.strip().replace(".", "", 1).isdigit():
+                raise ValueError(line)
+            gpus.append(Gpu(name.strip(), int(float(mib)) * MIB, cap.strip()))
+        except ValueError:
+            raise GpuUnavailableError(
+                f"{NVIDIA_SMI} printed a GPU line this check cannot read",
+                detail=f"{line!r} (expected: name, memory.total in MiB, compute capability)",
+                fix="update the NVIDIA driver; nvidia-smi reports compute_cap from driver 510 on",
+            ) from None
+    return gpus
+
+
+def _gpu(settings: ServeSettings, found: Findings) -> str:
+    gpus = parse_gpus(nvidia_smi(GPU_QUERY))
+    if not gpus:
+        raise GpuUnavailableError(
+            f"no CUDA GPU visible: {NVIDIA_SMI} lists no device",
+            detail="The driver answers but no GPU is assigned to this container.",
+            fix=_GPU_FIX,
+        )
+    # ComfyUI runs on the first device it sees; with several, the others stay idle.
+    found.gpu = Gpu(gpus[0].name, gpus[0].vram_bytes, gpus[0].compute_cap, count=len(gpus))
+    more = f" (+{len(gpus) - 1} more; ComfyUI uses the first)" if len(gpus) > 1 else ""
+    return found.gpu.describe() + more
+
+
+def _arch(settings: ServeSettings, found: Findings) -> str:
+    assert found.gpu is not None
+    if found.gpu.arch not in settings.cuda_archs:
+        raise GpuUnsupportedError(
+            f"GPU architecture {found.gpu.arch} ({found.gpu.name}) is not one this image was built for",
+            detail=f"The compiled extensions (cumesh, flex_gemm, nvdiffrast, o_voxel) carry code for\n"
+                   f"{' '.join(settings.cuda_archs)}; on {found.gpu.arch} the first generation would\n"
+                   "fail with \"no kernel image is available for execution on the device\".",
+            fix="run on a GPU of a listed architecture (A100 sm_80, A10G sm_86, L4/L40S sm_89,\n"
+                "H100 sm_90), or build the image with extensions compiled for this one and\n"
+                "--build-arg CUDA_ARCHS naming it",
+            arch=found.gpu.arch, cuda_archs=list(settings.cuda_archs),
+        )
+    return f"{found.gpu.arch} is in the image's build ({' '.join(settings.cuda_archs)})"
+
+
+def _profile(settings: ServeSettings, found: Findings) -> str:
+    assert found.gpu is not None
+    found.profile = profile = profile_for(found.gpu.vram_bytes)
+    if not profile.allowed_resolutions:
+        raise GpuUnsupportedError(
+            f"GPU {found.gpu.name} is too small for TRELLIS.2",
+            detail=f"It reports {profile.describe()}; TRELLIS.2 needs about 24 GB at any resolution.",
+            fix="run on a GPU with at least 24 GB (A10G, L4, L40S, A100, H100)",
+            vram_bytes=found.gpu.vram_bytes,
+        )
+    return f"{profile.name}: low_vram {'on' if profile.low_vram else 'off'}, resolutions " \
+           f"{', '.join(profile.allowed_resolutions)}"
+
+
+def driver_version() -> str:
+    return nvidia_smi(["--query-gpu=driver_version", "--format=csv,noheader"]).splitlines()[0].strip()
+
+
+def _driver(settings: ServeSettings, found: Findings) -> str:
+    version = driver_version()
+    parts = tuple(int(p) for p in version.split(".") if p.isdigit())
+    if parts < MIN_DRIVER:
+        raise GpuUnsupportedError(
+            f"NVIDIA driver {version} is too old for this image",
+            detail="The image runs CUDA 12.6 (torch 2.7.0+cu126), which needs driver "
+                   f"{'.'.join(map(str, MIN_DRIVER))} or newer.",
+            fix="update the host's NVIDIA driver (535 or newer recommended), then restart the container",
+            driver=version,
+        )
+    return f"driver {version} (CUDA 12 needs {'.'.join(map(str, MIN_DRIVER))} or newer)"
+
+
+# ---- environment and directories ---------------------------------------------------------------
+
+
+def comfy_environment(base: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The environment ComfyUI runs with, and the variables it had to override to get there.
+
+    Always offline: every weight is baked, and the pinned Trellis2 node downloads with a plain
+    HTTP GET that ignores ``HF_ENDPOINT`` when a file is missing. The attention backends default to
+    the workflow's, because the sparse layers read ``SPARSE_ATTN_BACKEND`` once, at import, and
+    fall back to flash_attn, which the image does not ship.
+    """
+    env = dict(base)
+    overridden = [f"{k}={env[k]}" for k, v in OFFLINE_ENV.items() if k in env and env[k] != v]
+    env.update(OFFLINE_ENV)
+    attention = WorkflowOptions().attention
+    env.setdefault("ATTN_BACKEND", attention)
+    env.setdefault("SPARSE_ATTN_BACKEND", env["ATTN_BACKEND"])
+    return env, overridden
+
+
+def _environment(settings: ServeSettings, found: Findings) -> str:
+    found.env, overridden = comfy_environment(os.environ)
+    shown = " ".join(f"{k}={found.env[k]}" for k in (*OFFLINE_ENV, "ATTN_BACKEND", "SPARSE_ATTN_BACKEND"))
+    return shown + (f" (overrode {', '.join(overridden)})" if overridden else "")
+
+
+def writable_dirs(settings: ServeSettings) -> dict[str, Path]:
+    """Every directory ComfyUI, its nodes and serve write at run time, by what names it."""
+    return {
+        "output directory": settings.output_dir,
+        "input directory": settings.input_dir,
+        # ComfyUI creates its user directory at start and keeps settings there.
+        "user directory": settings.comfy_root / "user",
+        **{f"{name} cache" if name != "HF_HOME" else "HF_HOME": path
+           for name, path in settings.cache_dirs.items()},
+        "state file directory (TRELLIS_BOX_STATE)": settings.state_path.parent,
+    }
+
+
+@dataclass(frozen=True)
+class Unwritable:
+    name: str
+    path: Path
+    reason: str
+    #: Owner of the directory (or of its nearest existing parent), when it could be read.
+    owner_uid: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.path}: {self.reason}"
+
+
+def check_writable(name: str, path: Path) -> Unwritable | None:
+    """None if this process can create a file in ``path`` (created if missing).
+
+    A real write, not ``os.access``: bind mounts, read-only filesystems and root squash all
+    disagree with permission bits.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".trellis-box-write-test-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+        return None
+    except OSError as exc:
+        if exc.errno == errno.EROFS:
+            return Unwritable(name, path, "read-only filesystem (mounted :ro?)")
+        if exc.errno == errno.ENOSPC:
+            return Unwritable(name, path, "no space left on the device")
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        try:
+            st = existing.stat()
+        except OSError:
+            return Unwritable(name, path, exc.strerror or str(exc))
+        which = "it is" if existing == path else f"it does not exist and {existing} is"
+        return Unwritable(
+            name, path,
+            f"{exc.strerror or exc}: {which} owned by uid {st.st_uid} gid {st.st_gid}, "
+            f"mode {st.st_mode & 0o7777:o}",
+            owner_uid=st.st_uid,
+        )
+
+
+def _directories(settings: ServeSettings, found: Findings) -> str:
+    dirs = writable_dirs(settings)
+    problems = [p for name, path in dirs.items() if (p := check_writable(name, path)) is not None]
+    if problems:
+        uid, gid = os.getuid(), os.getgid()
+        owner = next((p.owner_uid for p in problems if p.owner_uid is not None), None)
+        as_owner = (f"`docker run --user {owner} ...` (compose: `user: \"{owner}\"`)"
+                    if owner is not None else "`docker run --user <uid of the folder's owner> ...`")
+        first = problems[0]
+        raise DirectoryNotWritableError(
+            f"{first.name} {first.path} is not writable by uid {uid}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+            detail="\n".join(str(p) for p in problems)
+                   + f"\nThis process runs as uid {uid} gid {gid}; ComfyUI was not started.",
+            fix=f"give the host folder mounted there (e.g. ./output) to uid {uid}:\n"
+                f"`sudo chown -R {uid}:{gid} <host folder>`, or run the container as the folder's\n"
+                f"owner: {as_owner}. A read-only mount must be mounted read-write.",
+            uid=uid, gid=gid, paths=[str(p.path) for p in problems],
+        )
+    return f"{len(dirs)} directories writable by uid {os.getuid()}"
+
+
+# ---- weights -----------------------------------------------------------------------------------
+
+#: The node that reads each catalog model, for messages: the user meets the node, not the repo.
+LOADER_NODE = {
+    "trellis2": "Trellis2LoadModel",
+    "ss-decoder": "Trellis2LoadModel",
+    "dinov3": "Trellis2LoadModel",
+    "rmbg": "BRIA_RMBG_ModelLoader_Zho",
+}
+
+
+def _root(settings: ServeSettings, found: Findings) -> str:
+    found.root = catalog.comfy_root(settings.comfy_root)
+    return str(found.root)
+
+
+def _weights(settings: ServeSettings, found: Findings) -> str:
+    assert found.root is not None
+    report = verify(found.root, full=False)
+    if not report.ok:
+        raise weights_error(report)
+    sized = "with the locked sizes" if report.lock else "(no lock: presence only)"
+    return f"{report.files} weight files present {sized}"
+
+
+def weights_error(report: VerifyReport) -> WeightsNotVerified:
+    """``verify``'s problems, worded for a server that refuses to start."""
+    first, rest = report.problems[0], report.problems[1:]
+    what = "missing" if first.kind == "missing" else f"{first.kind} ({first.detail})"
+    nodes = sorted({LOADER_NODE[m.name] for m in catalog.load_catalog()
+                    for p in report.problems if p.path.is_relative_to(m.target_dir(report.root))})
+    listed = "weights.lock" if report.lock else "the model catalog"
+    return WeightsNotVerified(
+        f"weight file {what}: {first.path}"
+        + (f" (and {len(rest)} more problem{'s' if len(rest) > 1 else ''})" if rest else ""),
+        detail=f"{' and '.join(nodes) or 'The pipeline'} need{'s' if len(nodes) < 2 else ''} it at "
+               "the first generation; ComfyUI was not started.\n"
+               f"It is in {listed} but not on disk as listed: the image was built without it, or a\n"
+               f"volume mounted on {report.root / 'models'} hides it."
+               + "".join(f"\n{p.kind}: {p.path}" for p in rest[:10])
+               + (f"\n... {len(rest) - 10} more" if len(rest) > 10 else ""),
+        fix="rebuild the image, or remove that volume. `trellis-box models verify` lists every\n"
+            "missing or damaged file.",
+        problems=[p.to_dict() for p in report.problems],
+    )
+
+
+# ---- node packs --------------------------------------------------------------------------------
+
+# Run in the ComfyUI root with ComfyUI's interpreter. It loads each pack exactly as ComfyUI's
+# nodes.load_custom_node does for a directory (module name = path with "." -> "_x_", registered in
+# sys.modules before exec_module, so relative imports work), with the root first on sys.path as
+# main.py has it, and argv reset so a pack importing comfy.cli_args parses an empty command line.
+# Results go to a file, one JSON line each, "importing" first: a pack that kills the interpreter
+# (a bad .so segfaults) is still named.
+_IMPORT_CHECK = r"""
+import importlib.util, json, os, sys, traceback
+results, root, packs = sys.argv[1], sys.argv[2], sys.argv[3:]
+sys.argv = [os.path.join(root, "main.py")]
+sys.path.insert(0, root)
+def note(record):
+    with open(results, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+for pack in packs:
+    note({"pack": pack, "state": "importing"})
+    name = pack.replace(".", "_x_")
+    try:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(pack, "__init__.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    except BaseException:
+        note({"pack": pack, "state": "failed", "traceback": traceback.format_exc()})
+    else:
+        classes = sorted(getattr(module, "NODE_CLASS_MAPPINGS", None) or {})
+        note({"pack": pack, "state": "ok", "classes": classes})
+"""
+
+
+def node_pack_dirs(root: Path) -> list[Path]:
+    """The upstream packs the pipeline needs (from the pins), in load order."""
+    return [root / "custom_nodes" / repo.dir for repo in pins.load().node_packs.values()]
+
+
+def import_packs(root: Path, packs: Sequence[Path], *, python: str, env: Mapping[str, str],
+                 timeout: float) -> dict[str, list[str]]:
+    """Import each pack as ComfyUI would, in one child interpreter; pack name -> its node classes.
+
+    Raises :class:`NodeImportError` with the pack's own traceback for the first that fails.
+    """
+    for pack in packs:
+        if not (pack / "__init__.py").is_file():
+            raise NodeImportError(
+                f"node pack {pack.name} is missing: {pack / '__init__.py'} does not exist",
+                detail="ComfyUI would start without its nodes; the workflow needs them.",
+                fix="rebuild the image (Dockerfile.trellis2 clones every pinned node pack), or remove\n"
+                    f"a volume mounted over {pack.parent}",
+                pack=pack.name, path=pack,
+            )
+    with tempfile.TemporaryDirectory(prefix="trellis-box-imports-") as tmp:
+        results = Path(tmp) / "results.jsonl"
+        cmd = [python, "-c", _IMPORT_CHECK, str(results), str(root), *map(str, packs)]
+        try:
+            done = subprocess.run(cmd, cwd=root, env=dict(env), capture_output=True, text=True,
+                                  errors="replace", timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            records = _records(results)
+            pack = records[-1]["pack"] if records else str(packs[0])
+            raise NodeImportError(
+                f"node pack {Path(pack).name} did not finish importing within {timeout:g} s",
+                detail="An import that hangs is usually waiting on the network (offline here) or a lock.",
+                fix="run `trellis-box doctor` for the traceback context, or raise TRELLIS_BOX_IMPORT_TIMEOUT",
+                pack=Path(pack).name,
+            ) from None
+        records = _records(results)
+    classes: dict[str, list[str]] = {}
+    for record in records:
+        if record["state"] == "ok":
+            classes[Path(record["pack"]).name] = record["classes"]
+        elif record["state"] == "failed":
+            raise _import_failed(Path(record["pack"]).name, record["traceback"])
+    unfinished = [r for r in records if r["state"] == "importing"
+                  and Path(r["pack"]).name not in classes]
+    if unfinished or done.returncode != 0:
+        pack = Path(unfinished[0]["pack"]).name if unfinished else "?"
+        tail = "\n".join(done.stderr.strip().splitlines()[-20:]) or "(no output)"
+        raise _import_failed(pack, f"the interpreter died with exit code {done.returncode}:\n{tail}")
+    return classes
+
+
+def _records(path: Path) -> list[dict[str, object]]:
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    except FileNotFoundError:
+        return []
+
+
+def _import_failed(pack: str, traceback_text: str) -> NodeImportError:
+    last = traceback_text.strip().splitlines()[-1] if traceback_text.strip() else ""
+    if "undefined symbol" in last or "ABI" in last:
+        fix = "a compiled extension does not match the installed torch: rebuild the image from\n" \
+              "Dockerfile.trellis2, which installs the pinned torch and the matching wheels"
+    elif last.startswith(("ModuleNotFoundError", "ImportError")):
+        fix = "a Python package the pack imports is not installed: rebuild the image from\n" \
+              "Dockerfile.trellis2 (it installs every pinned requirement), or add the package"
+    else:
+        fix = "fix the error the traceback ends with, then restart; `trellis-box doctor` repeats this check"
+    return NodeImportError(
+        f"node pack {pack} failed to import; ComfyUI was not started",
+        detail="ComfyUI would have logged IMPORT FAILED and served without its nodes.\n"
+               "The pack's own traceback:\n" + _tail(traceback_text, 60),
+        fix=fix,
+        pack=pack, exception=last,
+    )
+
+
+def _tail(text: str, lines: int) -> str:
+    kept = text.rstrip().splitlines()
+    return "\n".join((["..."] if len(kept) > lines else []) + kept[-lines:])
+
+
+def _nodes(settings: ServeSettings, found: Findings) -> str:
+    assert found.root is not None
+    env = found.env or comfy_environment(os.environ)[0]
+    found.packs = import_packs(found.root, node_pack_dirs(found.root), python=settings.python,
+                               env=env, timeout=settings.import_timeout)
+    return "; ".join(f"{name}: {len(classes)} node classes" for name, classes in found.packs.items())
+
+
+# ---- running the steps -------------------------------------------------------------------------
+
+PREFLIGHT: tuple[Step, ...] = (
+    Step("gpu", _gpu),
+    Step("cuda arch", _arch, needs=("gpu",)),
+    Step("profile", _profile, needs=("gpu",)),
+    Step("environment", _environment),
+    Step("directories", _directories),
+    Step("comfyui root", _root),
+    Step("weights", _weights, needs=("comfyui root",)),
+    Step("node imports", _nodes, needs=("comfyui root", "environment")),
+)
+
+#: ``doctor``: the same checks plus the driver version, which serve leaves to CUDA itself.
+DOCTOR: tuple[Step, ...] = (PREFLIGHT[0], Step("driver", _driver, needs=("gpu",)), *PREFLIGHT[1:])
+
+
+def run(settings: ServeSettings, steps: Sequence[Step] = PREFLIGHT, *, fail_fast: bool = True,
+        on_step: Callable[[StepResult], None] | None = None) -> tuple[Findings, list[StepResult]]:
+    """Run ``steps`` in order. With ``fail_fast`` the first failure is raised after it is reported;
+    otherwise every step runs whose needs passed, and the caller reads the results."""
+    found = Findings()
+    results: list[StepResult] = []
+    passed: set[str] = set()
+    for step in steps:
+        missing = [n for n in step.needs if n not in passed]
+        if missing:
+            result = StepResult(step.name, None, 0.0, f"skipped: needs {', '.join(missing)}")
+        else:
+            start = time.monotonic()
+            try:
+                detail = step.check(settings, found)
+            except TrellisBoxError as exc:
+                result = StepResult(step.name, False, time.monotonic() - start, exc.message, exc)
+            else:
+                result = StepResult(step.name, True, time.monotonic() - start, detail)
+                passed.add(step.name)
+        results.append(result)
+        if on_step is not None:
+            on_step(result)
+        if fail_fast and result.error is not None:
+            raise result.error
+    return found, results

@@ -1,0 +1,311 @@
+"""`trellis-box serve` outside Docker, against the ComfyUI stand-in, with a fake nvidia-smi.
+
+Each test starts the real command as a child process and watches its JSON event lines, the state
+file and the node pack's routes. Every failure must stop serve with a clear message and a
+non-zero exit, and never report ready.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.serve_support import ServeProcess, ServeSetup, make_setup
+from trellis_box import settings
+from trellis_box.errors import ConfigError
+from trellis_box.serve import StateFile, comfy_command, required_classes, warmup_options
+from trellis_box.workflow import build
+
+StartServe = Callable[..., ServeProcess]
+
+
+def get(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def read_state(setup: ServeSetup) -> dict[str, Any]:
+    return json.loads(setup.state.read_text())
+
+
+def phases(process: ServeProcess) -> list[str]:
+    return [e["phase"] for e in process.events() if e["event"] == "phase"]
+
+
+def assert_never_ready(process: ServeProcess, setup: ServeSetup) -> None:
+    assert "ready" not in phases(process)
+    if setup.state.exists():
+        state = read_state(setup)
+        assert state["ready"] is False
+        assert state["phase"] == "failed"
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie is gone for our purposes only once reaped; serve reaps its children.
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "State:\tZ" in status.read_text()
+
+
+class TestReady:
+    def test_reaches_ready_serves_the_routes_and_stops_on_sigterm(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        serve = start_serve(serve_setup)
+        serve.wait_event("phase", phase="ready")
+
+        state = read_state(serve_setup)
+        assert state["ready"] is True and state["error"] is None
+        assert state["profile"] == {"gpu_name": "NVIDIA L40S", "vram_bytes": 46068 * 1024**2,
+                                    "low_vram": False, "max_resolution": "1536"}
+        assert state["allowed_resolutions"] == ["512", "1024", "1536"]
+        assert state["pins"]["comfyui"]["commit"] == "a125cd84b054a57729b5eecab930ca9408719832"
+        status, body = get(f"{serve.url}/trellis-box/ready")
+        assert (status, body["ready"], body["phase"]) == (200, True, "ready")
+        status, info = get(f"{serve.url}/trellis-box/info")
+        assert status == 200 and info["allowed_resolutions"] == ["512", "1024", "1536"]
+
+        # Every phase was logged with its duration, in order.
+        assert phases(serve) == ["preflight", "starting", "registering", "warming", "ready"]
+        done = [e["phase"] for e in serve.events() if e["event"] == "phase_done"]
+        assert done == ["preflight", "starting", "registering", "warming"]
+        steps = [e["step"] for e in serve.events() if e["event"] == "step"]
+        assert steps == ["gpu", "cuda arch", "profile", "environment", "directories",
+                         "comfyui root", "weights", "node imports"]
+        assert all(e["status"] == "ok" and e["duration_s"] >= 0 for e in serve.events()
+                   if e["event"] == "step")
+        # The warm-up ran one prompt and cleaned up its outputs.
+        warmed = serve.wait_event("warmed")
+        assert warmed["prompt_id"]
+        assert not (serve_setup.root / "output" / "trellis-box-warmup").exists()
+
+        comfy = serve.comfy_pid()
+        assert comfy is not None
+        serve.signal(signal.SIGTERM)
+        assert serve.wait_exit(30) == 128 + signal.SIGTERM
+        assert process_gone(comfy)
+        stopping = serve.wait_event("stopping")
+        assert stopping["signal"] == "SIGTERM" and stopping["phase"] == "ready"
+
+    def test_sigint_is_forwarded_and_its_status_returned(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        serve = start_serve(serve_setup, "--no-warmup")
+        serve.wait_event("phase", phase="ready")
+        assert "warming" not in phases(serve)
+        assert serve.wait_event("warmup_skipped")
+        comfy = serve.comfy_pid()
+        assert comfy is not None
+        serve.signal(signal.SIGINT)
+        code = serve.wait_exit(30)
+        # The stand-in, like ComfyUI, catches KeyboardInterrupt and exits 0 ("Stopped server").
+        assert code == serve.wait_event("comfyui_exited")["status"] == 0
+        assert process_gone(comfy)
+
+    def test_sigterm_during_warm_up_stops_at_once_and_never_reports_ready(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        env = serve_setup.environment(COMFY_STANDIN_EXEC_SECONDS="120")
+        serve = start_serve(serve_setup, env=env)
+        serve.wait_event("phase", phase="warming")
+        comfy = serve.comfy_pid()
+        assert comfy is not None
+        serve.signal(signal.SIGTERM)
+        assert serve.wait_exit(30) == 128 + signal.SIGTERM
+        assert process_gone(comfy)
+        assert "ready" not in phases(serve)
+        assert read_state(serve_setup)["ready"] is False
+
+    def test_comfyui_dying_after_ready_ends_serve_with_its_status(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        serve = start_serve(serve_setup, "--no-warmup")
+        serve.wait_event("phase", phase="ready")
+        comfy = serve.comfy_pid()
+        assert comfy is not None
+        os.kill(comfy, signal.SIGKILL)
+        assert serve.wait_exit(30) == 128 + signal.SIGKILL
+        state = read_state(serve_setup)
+        assert state["ready"] is False and state["error"] == "ComfyUI exited with status 137"
+
+
+class TestRefusesToStart:
+    def test_missing_weight(self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        missing = (serve_setup.root / "models" / "facebook" / "dinov3-vitl16-pretrain-lvd1689m"
+                   / "model.safetensors")
+        missing.unlink()
+        serve = start_serve(serve_setup)
+        assert serve.wait_exit() == 1
+        assert f"error: weight file missing: {missing}" in serve.stderr
+        assert "Trellis2LoadModel needs it at the first generation; ComfyUI was not started." \
+            in serve.stderr
+        assert "fix: rebuild the image, or remove that volume." in serve.stderr
+        assert serve.comfy_pid() is None
+        assert_never_ready(serve, serve_setup)
+        assert "weight file missing" in read_state(serve_setup)["error"]
+
+    def test_node_pack_that_fails_to_import_shows_its_traceback(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        init = serve_setup.root / "custom_nodes" / "ComfyUI-Trellis2" / "__init__.py"
+        init.write_text(init.read_text() + "\nimport o_voxel_missing_in_this_image\n")
+        serve = start_serve(serve_setup)
+        assert serve.wait_exit() == 1
+        err = serve.stderr
+        assert "error: node pack ComfyUI-Trellis2 failed to import; ComfyUI was not started" in err
+        # The pack's own traceback, down to its file and the real exception.
+        assert f'File "{init}"' in err
+        assert "ModuleNotFoundError: No module named 'o_voxel_missing_in_this_image'" in err
+        assert "fix: a Python package the pack imports is not installed" in err
+        assert serve.comfy_pid() is None
+        assert_never_ready(serve, serve_setup)
+
+    def test_warm_up_that_fails(self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        env = serve_setup.environment(COMFY_STANDIN_FAIL_NODE="Trellis2MeshWithVoxelGenerator",
+                                      COMFY_STANDIN_FAIL_KIND="oom")
+        serve = start_serve(serve_setup, env=env)
+        assert serve.wait_exit() == 1
+        err = serve.stderr
+        assert "error: warm-up job failed; the server will not report ready" in err
+        assert "Trellis2MeshWithVoxelGenerator" in err
+        assert "--no-warmup (TRELLIS_BOX_WARMUP=0) starts without it" in err
+        comfy = serve.comfy_pid()
+        assert comfy is not None and process_gone(comfy)
+        assert_never_ready(serve, serve_setup)
+        assert "warm-up job failed" in read_state(serve_setup)["error"]
+
+    def test_no_gpu(self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        serve = start_serve(serve_setup, env=serve_setup.without_gpu())
+        assert serve.wait_exit() == 1
+        assert "error: no CUDA GPU visible: nvidia-smi is not on PATH" in serve.stderr
+        assert "fix: start the container with GPU access: `docker run --gpus all ...`" in serve.stderr
+        assert serve.comfy_pid() is None
+        assert_never_ready(serve, serve_setup)
+
+    def test_gpu_driver_not_reachable(self, tmp_path: Path, start_serve: StartServe) -> None:
+        from tests.serve_support import DRIVER_ERROR
+
+        setup = make_setup(tmp_path / "serve", fail=DRIVER_ERROR)
+        serve = start_serve(setup)
+        assert serve.wait_exit() == 1
+        assert "failed with exit code 9" in serve.stderr
+        assert "couldn't communicate with the NVIDIA driver" in serve.stderr
+        assert_never_ready(serve, setup)
+
+    def test_comfyui_exiting_before_ready_passes_its_status_on(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        # An argument ComfyUI rejects: argparse exits 2 before the server opens its port.
+        serve = start_serve(serve_setup, "--", "--no-such-comfyui-flag")
+        assert serve.wait_exit() == 2
+        assert "error: ComfyUI exited with status 2 while starting; it never became ready" \
+            in serve.stderr
+        assert "unrecognized arguments: --no-such-comfyui-flag" in serve.stderr
+        assert_never_ready(serve, serve_setup)
+
+    def test_missing_node_class_is_named_with_its_pack(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        shutil.rmtree(serve_setup.root / "custom_nodes" / "trellis_box_nodes")
+        serve = start_serve(serve_setup)
+        assert serve.wait_exit() == 1
+        assert "error: ComfyUI lacks node classes the workflow needs: TrellisBoxGLBOutput" \
+            in serve.stderr
+        assert "They come from trellis_box_nodes." in serve.stderr
+        assert_never_ready(serve, serve_setup)
+
+
+def test_unwritable_output_dir_says_how_to_fix_it(serve_setup: ServeSetup,
+                                                  start_serve: StartServe) -> None:
+    """The seed bind-mounts ./output: a host folder owned by another user than the container's."""
+    output = serve_setup.root / "output"
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        # Root writes anywhere, unless it lacks the capability to override permission bits, as a
+        # container's root under a user namespace or a no-new-privileges policy can.
+        owner = 1000
+        shutil.chown(output, owner, owner)
+        output.chmod(0o755)
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+    else:
+        owner = os.geteuid()
+        output.chmod(0o555)
+    uid = os.geteuid()
+    serve = start_serve(serve_setup, prefix=prefix)
+    assert serve.wait_exit() == 1
+    err = serve.stderr
+    assert f"error: output directory {output} is not writable by uid {uid}" in err
+    assert f"Permission denied: it is owned by uid {owner}" in err
+    assert f"`sudo chown -R {uid}:{os.getegid()} <host folder>`" in err
+    assert f"`docker run --user {owner} ...`" in err
+    assert serve.comfy_pid() is None
+    assert "ready" not in phases(serve)
+
+
+class TestPieces:
+    def test_required_classes_come_from_the_workflow(self) -> None:
+        graph = build(warmup_options(low_vram=True), "x.png")
+        assert required_classes() == sorted({n["class_type"] for n in graph.values()})
+        assert "TrellisBoxGLBOutput" in required_classes()
+
+    def test_warm_up_uses_the_default_workflows_loader_inputs(self) -> None:
+        from trellis_box.workflow import LOAD_MODEL_NODE, RMBG_LOADER_NODE, WorkflowOptions
+
+        for low_vram in (True, False):
+            warm = build(warmup_options(low_vram), "a.png")
+            default = build(WorkflowOptions(low_vram=low_vram), "a.png")
+            for node in (LOAD_MODEL_NODE, RMBG_LOADER_NODE):
+                assert warm[node] == default[node]
+        assert warmup_options(True).resolution == "512"
+
+    def test_state_file_is_replaced_whole(self, tmp_path: Path) -> None:
+        state = StateFile(tmp_path / "deep" / "state.json")
+        state.update(phase="starting")
+        state.update(phase="ready", ready=True)
+        written = json.loads(state.path.read_text())
+        assert written["phase"] == "ready" and written["ready"] is True
+        assert set(written) == {"phase", "ready", "profile", "allowed_resolutions", "pins", "error"}
+        assert [p.name for p in state.path.parent.iterdir()] == ["state.json"]
+
+    def test_comfy_command_passes_moved_directories_and_extra_args(self, tmp_path: Path) -> None:
+        s = settings.load({"TRELLIS_BOX_COMFY_ROOT": str(tmp_path), "TRELLIS_BOX_PORT": "9000",
+                           "TRELLIS_BOX_COMFY_ARGS": "--lowvram --preview-method none"})
+        cmd = comfy_command(s)
+        assert cmd[1:] == [str(tmp_path / "main.py"), "--listen", "0.0.0.0", "--port", "9000",
+                           "--lowvram", "--preview-method", "none"]
+        moved = settings.load({"TRELLIS_BOX_COMFY_ROOT": str(tmp_path),
+                               "TRELLIS_BOX_OUTPUT_DIR": str(tmp_path / "out")})
+        assert comfy_command(moved)[-2:] == ["--output-directory", str(tmp_path / "out")]
+
+    @pytest.mark.parametrize(("name", "value", "expected"), [
+        ("TRELLIS_BOX_PORT", "eighty", "an integer from 1 to 65535"),
+        ("TRELLIS_BOX_PORT", "70000", "an integer from 1 to 65535"),
+        ("TRELLIS_BOX_WARMUP", "maybe", "1 or 0"),
+        ("TRELLIS_BOX_STOP_GRACE", "-1", "a number of seconds above 0"),
+        ("TRELLIS_BOX_CUDA_ARCHS", "ampere", "GPU architectures such as"),
+        ("TRELLIS_BOX_COMFY_ARGS", "--a 'unclosed", "arguments a shell could split"),
+    ])
+    def test_a_bad_setting_names_its_variable(self, name: str, value: str, expected: str) -> None:
+        with pytest.raises(ConfigError) as caught:
+            settings.load({name: value})
+        text = str(caught.value)
+        assert text.startswith(f"environment variable {name} is invalid")
+        assert f"{name}={value!r}" in text and expected in text
+        assert caught.value.facts["variable"] == name
+
+    def test_settings_defaults(self) -> None:
+        s = settings.load({"HOME": "/home/u"})
+        assert (s.comfy_root, s.port, s.listen, s.warmup) == (Path("/opt/comfyui"), 8188, "0.0.0.0", True)
+        assert s.state_path == Path("/tmp/trellis-box/state.json")
+        assert s.output_dir == Path("/opt/comfyui/output")
+        assert s.cache_dirs["TRITON_CACHE_DIR"] == Path("/home/u/.triton")
+        assert s.base_url == "http://127.0.0.1:8188"
+        assert s.cuda_archs == ("sm_80", "sm_86", "sm_89", "sm_90")

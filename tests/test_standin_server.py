@@ -222,6 +222,8 @@ async def test_queue_is_fifo_and_can_be_edited_and_interrupted(comfy_standin: St
         remaining = await (await session.get("/prompt")).json()
         history = await (await session.get(f"/history/{ids[0]}")).json()
         everything = await (await session.get("/history")).json()
+        await session.post("/history", json={"delete": [ids[0]]})
+        after_history_delete = await (await session.get("/history")).json()
         await ws.close()
     assert [item[1] for item in queue["queue_running"]] == [ids[0]]
     # Pending items come in heap order, as from ComfyUI; their numbers give the FIFO order.
@@ -236,7 +238,7 @@ async def test_queue_is_fifo_and_can_be_edited_and_interrupted(comfy_standin: St
     assert (status["status_str"], status["completed"]) == ("error", False)
     assert status["messages"][-1][0] == "execution_interrupted"
     assert status["messages"][-1][1]["node_id"] == "6"
-    assert list(everything) == [ids[0]]
+    assert list(everything) == [ids[0]] and after_history_delete == {}
 
 
 async def _wait_for(ws: aiohttp.ClientWebSocketResponse, predicate: Any) -> dict[str, Any]:

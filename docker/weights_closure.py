@@ -1,40 +1,75 @@
 """Copy the part of trellis-box that `models fetch` and `models verify` need: nothing more.
 
-Run by Dockerfile.trellis2 (stage weights-src) as ``python weights_closure.py SRC DEST`` with the
-package's dependencies installed. The weights stage installs DEST, and because Docker's COPY is
-content-addressed, the weights stay cached for every change that leaves DEST unchanged: a new serve
-feature, a node-pack fix, a README edit. Only the models code, the catalog, the lock or the pins
-re-run the download.
+Run by Dockerfile.trellis2 (stage weights-src) as ``python weights_closure.py SRC DEST``. The
+weights stage installs DEST, and because Docker's COPY is content-addressed, the weights stay cached
+for every change that leaves DEST unchanged: a new serve feature, a node-pack fix, a README edit.
+Only the models code (and what it imports), the catalog, the lock or the pins re-run the download.
 
 How: every CLI command module except ``models`` is replaced by an empty ``register`` (the weights
-stage never runs those commands, and their imports would pull serve, client, batch... into the
-closure), then the modules the remaining CLI and the fetch/verify library import are the closure.
+stage never runs those commands, and their imports would pull serve, client, batch... in), then the
+closure is every ``trellis_box`` module reachable from ``cli/app.py`` through import statements,
+read from the source (so imports inside functions count too), plus the data files.
 """
 
+import ast
 import shutil
 import sys
 from pathlib import Path
 
+PACKAGE = "trellis_box"
 KEEP_CLI = {"__init__", "app", "models", "_errors", "_output"}
 DATA = ("catalog.toml", "pins.toml", "weights.lock.json")
 STUB = '"""Not part of the weights stage."""\n\n\ndef register(app):\n    pass\n'
 
 
+def module_file(src: Path, dotted: str) -> Path | None:
+    path = src.joinpath(*dotted.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported(src: Path, file: Path) -> set[str]:
+    """Dotted names of the package's modules (and their parent packages) ``file`` imports."""
+    parts = list(file.relative_to(src).with_suffix("").parts)
+    package = parts if parts[-1] == "__init__" else parts[:-1]
+    package = [p for p in package if p != "__init__"]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(file.read_text(), str(file))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            names.add(module)
+            names.update(f"{module}.{a.name}" for a in node.names)  # `from . import models`
+    found = set()
+    for name in names:
+        if name == PACKAGE or name.startswith(PACKAGE + "."):
+            parts = name.split(".")
+            found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return {n for n in found if module_file(src, n)}
+
+
+def closure(src: Path, start: str) -> set[Path]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(imported(src, module_file(src, name)) - seen)  # type: ignore[arg-type]
+    return {module_file(src, n) for n in seen}  # type: ignore[misc]
+
+
 def main(src: Path, dest: Path) -> None:
-    for module in (src / "trellis_box" / "cli").glob("*.py"):
+    for module in (src / PACKAGE / "cli").glob("*.py"):
         if module.stem not in KEEP_CLI:
             module.write_text(STUB)
-    sys.path.insert(0, str(src))
-    import trellis_box.cli.app  # noqa: F401
-    import trellis_box.fetch  # noqa: F401
-    import trellis_box.hub  # noqa: F401
-    import trellis_box.lock  # noqa: F401
-    import trellis_box.verify  # noqa: F401
-
-    used = {Path(m.__file__).resolve() for m in list(sys.modules.values())
-            if getattr(m, "__file__", None)}
-    data = {src / "trellis_box" / "data" / name for name in DATA}
-    for path in sorted(p for p in used | data if p.is_relative_to(src) and p.exists()):
+    data = {src / PACKAGE / "data" / name for name in DATA}
+    for path in sorted(closure(src, f"{PACKAGE}.cli.app") | {p for p in data if p.exists()}):
         target = dest / "src" / path.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)

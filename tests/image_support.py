@@ -103,8 +103,9 @@ class BuiltImage:
     build_args: dict[str, str]
     env: dict[str, str]
 
-    def rebuild(self, tag: str, context: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-        return build_final(context, tag, self.build_args, self.env, *extra)
+    def rebuild(self, tag: str, context: Path, *extra: str,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return build_final(context, tag, self.build_args, env or self.env, *extra)
 
 
 def copy_context(dest: Path) -> Path:

@@ -151,3 +151,28 @@ def test_readme_names_the_pinned_commits() -> None:
     for repo in (p.comfyui, *p.node_packs.values()):
         assert repo.commit in readme, f"README does not name {repo.repo} @ {repo.commit}"
     assert re.search(r"docker compose up -d --build", readme)
+
+
+def test_the_weights_stage_sees_the_models_code_and_not_the_rest(tmp_path: Path) -> None:
+    """docker/weights_closure.py: what decides whether a code change re-downloads the weights."""
+    import runpy
+    import shutil
+
+    closure = runpy.run_path(str(ROOT / "docker" / "weights_closure.py"))
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    closure["main"](src, tmp_path / "out")
+    kept = {str(p.relative_to(tmp_path / "out" / "src" / "trellis_box"))
+            for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert {"cli/app.py", "cli/models.py", "fetch.py", "verify.py", "hub.py", "lock.py",
+            "catalog.py", "data/catalog.toml", "data/pins.toml"} <= kept
+    assert not kept & {"serve.py", "client.py", "batch.py", "workflow.py", "archcheck.py",
+                       "comfy_nodes/__init__.py", "data/object_info.json"}
+    # The kept tree works: `trellis-box models --help` from it alone, no other module needed.
+    done = subprocess.run([sys.executable, "-c", "import os, trellis_box; "
+                           "assert trellis_box.__file__.startswith(os.getcwd()), trellis_box.__file__; "
+                           "from trellis_box.cli.app import main; "
+                           "raise SystemExit(main(['models', 'verify', '--help']))"],
+                          cwd=tmp_path / "out" / "src", capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "out" / "src")})
+    assert done.returncode == 0 and "--full" in done.stdout, done.stderr

@@ -28,9 +28,12 @@ def report(exc: BaseException, *, as_json: bool) -> int:
     if isinstance(exc, TrellisBoxError):
         if as_json:
             sys.stdout.write(json.dumps(exc.to_dict(), indent=2) + "\n")
+        from rich.markup import escape
+
         from ._output import err
 
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        # Escape: error texts carry brackets (paths, node ids) that rich would take for markup.
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
         sys.stderr.write("interrupted\n")

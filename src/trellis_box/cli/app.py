@@ -32,6 +32,12 @@ for _module in (models, generate, serve, swap, publish, workflow):
     _module.register(app)
 
 
+def _is_click_error(exc: BaseException) -> bool:
+    # typer >= 0.29 ships its own copy of click, so an isinstance check against the click package
+    # misses its usage errors; match the class name along the MRO instead.
+    return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     as_json = "--json" in args
@@ -42,11 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         return report(KeyboardInterrupt(), as_json=as_json)
     except Exception as exc:  # noqa: BLE001 - the one place every error becomes text
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return EXIT_USAGE
+        if _is_click_error(exc):
+            exc.show()  # type: ignore[attr-defined]
+            return getattr(exc, "exit_code", EXIT_USAGE)
         return report(exc, as_json=as_json)
     except KeyboardInterrupt as exc:
         return report(exc, as_json=as_json)

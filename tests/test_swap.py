@@ -31,6 +31,7 @@ from trellis_box.cli.app import main
 from trellis_box.client import ComfyClient
 from trellis_box.docker_ops import GROUP_LABEL, MANAGED_LABEL, DockerOps
 from trellis_box.gpu_config import load_gpu_config
+from trellis_box.swap_probes import read_queue
 from trellis_box.workflow import WorkflowOptions, build
 
 pytestmark = pytest.mark.docker
@@ -157,7 +158,10 @@ def queue_jobs(url: str, count: int, tmp_path: Path) -> list[str]:
             name = await comfy.upload_image(image)
             return [await comfy.queue_prompt(build(WorkflowOptions(seed=seed), name))
                     for seed in range(count)]
-    return asyncio.run(run())
+    prompts = asyncio.run(run())
+    # The first one is running (held by hold_jobs), the rest pending, on any machine speed.
+    wait_for("the first job to run", lambda: read_queue(url).running == (prompts[0],))
+    return prompts
 
 
 def hold_jobs(url: str) -> None:

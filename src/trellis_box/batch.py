@@ -70,7 +70,8 @@ class Outcome:
 
     @property
     def glb(self) -> Path | None:
-        return self.report.get("files", {}).get("glb") and Path(self.report["files"]["glb"])
+        path = (self.report.get("files") or {}).get("glb")
+        return Path(path) if path else None
 
 
 @dataclass

@@ -28,11 +28,9 @@ from .errors import (
     ComfyUnreachableError,
     JobTimeoutError,
     PromptLostError,
-    PromptNodeError,
-    PromptRejectedError,
     TrellisBoxError,
 )
-from .explain import execution_failure, interrupted
+from .explain import execution_failure, given_up, interrupted, lost, rejected
 
 MessageCallback = Callable[[protocol.PromptMessage], None]
 
@@ -320,14 +318,14 @@ class ComfyClient:
                 body = await resp.json(content_type=None) if resp.content_type.endswith(
                     "json") else {}
                 if resp.status == 400:
-                    raise _rejected(body.get("error") or {}, body.get("node_errors") or {}, graph)
+                    raise rejected(body.get("error") or {}, body.get("node_errors") or {}, graph)
                 if resp.status != 200 or "prompt_id" not in body:
                     raise await self._unexpected(resp, "POST", "/prompt")
             prompt_id = str(body["prompt_id"])
             if body.get("node_errors"):
                 with contextlib.suppress(ComfyUnreachableError, ComfyResponseError):
                     await self.delete_pending([prompt_id])
-                raise _rejected({}, body["node_errors"], graph, prompt_id=prompt_id)
+                raise rejected({}, body["node_errors"], graph, prompt_id=prompt_id)
             tracker = _Tracker(prompt_id, graph, on_message)
             self._trackers[prompt_id] = tracker
             for msg in self._early.pop(prompt_id, []):
@@ -378,7 +376,7 @@ class ComfyClient:
     async def _result(self, tracker: _Tracker) -> JobResult:
         entry = await self.history(tracker.prompt_id)
         if entry is None:
-            raise _lost(tracker.prompt_id, self.base_url)
+            raise lost(tracker.prompt_id, self.base_url)
         started = finished = None
         for kind, data in (entry.get("status") or {}).get("messages") or []:
             msg = protocol.parse({"type": kind, "data": data})
@@ -407,7 +405,7 @@ class ComfyClient:
             if _finished(await self.history(tracker.prompt_id)):
                 tracker.done.set()
             else:
-                tracker.lost = _lost(tracker.prompt_id, self.base_url)
+                tracker.lost = lost(tracker.prompt_id, self.base_url)
                 tracker.done.set()
 
     async def _stop(self, tracker: _Tracker) -> None:
@@ -487,44 +485,5 @@ class ComfyClient:
     def _give_up(self) -> None:
         for tracker in self._trackers.values():
             if not tracker.done.is_set():
-                tracker.lost = PromptLostError(
-                    f"ComfyUI at {self.base_url} stayed unreachable for "
-                    f"{self.timeouts.reconnect:g} s; prompt {tracker.prompt_id} is given up",
-                    fix="restart the server, then run the same command again: finished "
-                        "outputs are kept and skipped",
-                    prompt_id=tracker.prompt_id)
+                tracker.lost = given_up(tracker.prompt_id, self.base_url, self.timeouts.reconnect)
                 tracker.done.set()
-
-
-def _lost(prompt_id: str, base_url: str) -> PromptLostError:
-    return PromptLostError(
-        f"prompt {prompt_id} is gone from ComfyUI at {base_url}",
-        detail="it is neither queued nor running nor in /history: the server restarted "
-               "or its history was cleared",
-        fix="queue it again (trellis-box generate does this once by itself)",
-        prompt_id=prompt_id)
-
-
-def _rejected(error: dict[str, Any], node_errors: dict[str, Any], graph: dict[str, Any], *,
-              prompt_id: str | None = None) -> PromptRejectedError:
-    """Turn ComfyUI's ``error`` / ``node_errors`` into one typed error naming node and input."""
-    for node_id, entry in sorted(node_errors.items()):
-        for err in entry.get("errors") or [{}]:
-            input_name = (err.get("extra_info") or {}).get("input_name")
-            class_type = entry.get("class_type") or graph.get(node_id, {}).get("class_type")
-            where = f"prompt.{node_id}.inputs.{input_name}" if input_name else f"prompt.{node_id}"
-            return PromptNodeError(
-                f"ComfyUI rejected {where} ({class_type}): {err.get('message', 'invalid')}",
-                detail=err.get("details") or None,
-                fix="correct that input; if the graph came from trellis-box, the server's nodes "
-                    "differ from the pinned ones (compare GET /object_info with the pins)",
-                note="ComfyUI answered 200 and would have run the rest of the graph without "
-                     "a GLB" if prompt_id else None,
-                node=node_id, class_type=class_type, input=input_name, prompt_id=prompt_id)
-    return PromptRejectedError(
-        f"ComfyUI rejected the prompt: {error.get('message') or error.get('type') or 'invalid'}",
-        detail=error.get("details") or None,
-        fix="a node class is missing on the server: check its custom nodes loaded "
-            "(the server log lists IMPORT FAILED)" if error.get("type") == "invalid_prompt"
-        else "check the graph against GET /object_info",
-        error_type=error.get("type"))

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from . import profiles, protocol, workflow
-from .errors import ExecutionFailedError, JobInterruptedError, OutOfMemoryError
+from .errors import (
+    ExecutionFailedError,
+    JobInterruptedError,
+    OutOfMemoryError,
+    PromptLostError,
+    PromptNodeError,
+    PromptRejectedError,
+)
 
 _OOM_MARKERS = ("out of memory", "outofmemoryerror", "cuda error: out of memory")
 
@@ -51,3 +58,46 @@ def interrupted(msg: protocol.ExecutionInterrupted) -> JobInterruptedError:
         detail="someone (or a timeout) sent POST /interrupt while it ran",
         fix="run the same command again: finished outputs are kept and skipped",
         prompt_id=msg.prompt_id, node=msg.node_id)
+
+
+def lost(prompt_id: str, base_url: str) -> PromptLostError:
+    return PromptLostError(
+        f"prompt {prompt_id} is gone from ComfyUI at {base_url}",
+        detail="it is neither queued nor running nor in /history: the server restarted "
+               "or its history was cleared",
+        fix="queue it again (trellis-box generate does this once by itself)",
+        prompt_id=prompt_id)
+
+
+def rejected(error: dict[str, Any], node_errors: dict[str, Any], graph: dict[str, Any], *,
+              prompt_id: str | None = None) -> PromptRejectedError:
+    """Turn ComfyUI's ``error`` / ``node_errors`` into one typed error naming node and input."""
+    for node_id, entry in sorted(node_errors.items()):
+        for err in entry.get("errors") or [{}]:
+            input_name = (err.get("extra_info") or {}).get("input_name")
+            class_type = entry.get("class_type") or graph.get(node_id, {}).get("class_type")
+            where = f"prompt.{node_id}.inputs.{input_name}" if input_name else f"prompt.{node_id}"
+            return PromptNodeError(
+                f"ComfyUI rejected {where} ({class_type}): {err.get('message', 'invalid')}",
+                detail=err.get("details") or None,
+                fix="correct that input; if the graph came from trellis-box, the server's nodes "
+                    "differ from the pinned ones (compare GET /object_info with the pins)",
+                note="ComfyUI answered 200 and would have run the rest of the graph without "
+                     "a GLB" if prompt_id else None,
+                node=node_id, class_type=class_type, input=input_name, prompt_id=prompt_id)
+    return PromptRejectedError(
+        f"ComfyUI rejected the prompt: {error.get('message') or error.get('type') or 'invalid'}",
+        detail=error.get("details") or None,
+        fix="a node class is missing on the server: check its custom nodes loaded "
+            "(the server log lists IMPORT FAILED)" if error.get("type") == "invalid_prompt"
+        else "check the graph against GET /object_info",
+        error_type=error.get("type"))
+
+
+def given_up(prompt_id: str, base_url: str, seconds: float) -> PromptLostError:
+    return PromptLostError(
+        f"ComfyUI at {base_url} stayed unreachable for {seconds:g} s; prompt {prompt_id} is "
+        "given up",
+        fix="restart the server, then run the same command again: finished outputs are kept "
+            "and skipped",
+        prompt_id=prompt_id)

@@ -289,7 +289,8 @@ def test_target_that_never_becomes_ready_rolls_back_to_the_previous(
     assert error["previous"] == bench.container("trellis")
     assert f"swap to broken failed: {bench.container('broken')} did not become ready within 6 s" \
         in err
-    assert '503: {"ready": false, "phase": "unknown"' in err
+    assert "/trellis-box/ready last answered: 503: {" in err
+    assert '"phase": "unknown"' in err
     assert f"last {len(error['log'])} log lines of {bench.container('broken')}:" in err
     assert any("To see the GUI go to" in line or "Starting server" in line
                for line in error["log"]), error["log"]

@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -96,20 +97,23 @@ def required_classes() -> list[str]:
     return sorted({node["class_type"] for node in graph.values()})
 
 
-def warmup_options(low_vram: bool) -> WorkflowOptions:
+def warmup_options(low_vram: bool, seed: int = 0) -> WorkflowOptions:
     """The default workflow at 512: loader inputs equal the default's, so models are reused."""
-    return WorkflowOptions(resolution=WARMUP_RESOLUTION, low_vram=low_vram,
+    return WorkflowOptions(resolution=WARMUP_RESOLUTION, low_vram=low_vram, seed=seed,
                            glb_prefix=f"{WARMUP_SUBFOLDER}/warmup",
                            cutout_prefix=f"{WARMUP_SUBFOLDER}/cutout")
 
 
-async def run_test_job(client: ComfyClient, *, low_vram: bool, timeout: float) -> JobResult:
+async def run_test_job(client: ComfyClient, *, low_vram: bool, timeout: float,
+                       seed: int = 0) -> JobResult:
     """Upload the bundled image and run the warm-up workflow; the client's errors pass through.
 
     A job that ends without a GLB in ``/history`` is a failure too: that is what users ask for.
+    ComfyUI answers a prompt it has run before from its cache without running a node, so a
+    check against a server that may have run it already needs a fresh ``seed``.
     """
     name = await client.upload_image(warmup_image())
-    result = await client.run(build(warmup_options(low_vram), name), timeout=timeout)
+    result = await client.run(build(warmup_options(low_vram, seed), name), timeout=timeout)
     if not result.files(GLB_OUTPUT_NODE, "3d"):
         raise WarmupFailedError(
             f"test job {result.prompt_id} finished without a GLB",
@@ -444,7 +448,8 @@ async def check_server(url: str, *, timeout: float, low_vram_if_unknown: bool) -
         info = await client.trellis_info()
         low_vram = ((info or {}).get("profile") or {}).get("low_vram", low_vram_if_unknown)
         started = time.monotonic()
-        result = await run_test_job(client, low_vram=bool(low_vram), timeout=timeout)
+        result = await run_test_job(client, low_vram=bool(low_vram), timeout=timeout,
+                                    seed=secrets.randbelow(2**31))
     phase = "plain ComfyUI (no /trellis-box/info)" if info is None else f"phase {info.get('phase')}"
     return (f"{url}: prompt {result.prompt_id} made a GLB at {WARMUP_RESOLUTION} in "
             f"{time.monotonic() - started:.1f} s ({phase})")

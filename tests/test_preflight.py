@@ -1,0 +1,209 @@
+"""The preflight checks one by one: GPU parsing, node-pack imports the way ComfyUI loads them,
+the environment ComfyUI gets, writable directories, and how weight problems are worded."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.serve_support import ServeSetup, make_setup
+from trellis_box import settings
+from trellis_box.errors import GpuUnavailableError, NodeImportError, TrellisBoxError
+from trellis_box.preflight import (
+    PREFLIGHT,
+    Gpu,
+    StepResult,
+    check_writable,
+    comfy_environment,
+    import_packs,
+    node_pack_dirs,
+    parse_gpus,
+    run,
+    weights_error,
+)
+from trellis_box.verify import verify
+
+
+class TestGpu:
+    def test_parses_nvidia_smi_rows(self) -> None:
+        gpus = parse_gpus("NVIDIA L40S, 46068, 8.9\nNVIDIA A100-SXM4-40GB, 40960, 8.0\n\n")
+        assert gpus == [Gpu("NVIDIA L40S", 46068 * 1024**2, "8.9"),
+                        Gpu("NVIDIA A100-SXM4-40GB", 40960 * 1024**2, "8.0")]
+        assert gpus[1].arch == "sm_80"
+
+    def test_a_name_with_a_comma_is_kept_whole(self) -> None:
+        assert parse_gpus("Acme, Inc. Accelerator, 24576, 8.6")[0].name == "Acme, Inc. Accelerator"
+
+    @pytest.mark.parametrize("line", ["NVIDIA L40S, [N/A], 8.9", "NVIDIA L40S, 46068, [N/A]",
+                                      "garbage"])
+    def test_an_unreadable_row_is_an_error_quoting_it(self, line: str) -> None:
+        with pytest.raises(GpuUnavailableError) as caught:
+            parse_gpus(line)
+        assert str(caught.value).startswith("nvidia-smi printed a GPU line this check cannot read")
+        assert repr(line) in str(caught.value)
+
+    def test_several_gpus_use_the_first_and_say_so(self, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+        setup = make_setup(tmp_path / "s", gpus=2)
+        monkeypatch.setenv("PATH", setup.env["PATH"])
+        found, results = run(settings.load(setup.env), PREFLIGHT[:3])
+        assert found.gpu is not None and found.gpu.count == 2
+        assert results[0].detail.endswith("(+1 more; ComfyUI uses the first)")
+        assert found.profile is not None and found.profile.max_resolution == "1536"
+
+
+def pack(root: Path, name: str, body: str) -> Path:
+    directory = root / "custom_nodes" / name
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "__init__.py").write_text(textwrap.dedent(body))
+    return directory
+
+
+def check(root: Path, *packs: Path, timeout: float = 60.0) -> dict[str, list[str]]:
+    return import_packs(root, list(packs), python=sys.executable, env=dict(os.environ),
+                        timeout=timeout)
+
+
+class TestNodeImports:
+    def test_packs_import_with_comfyuis_modules_and_relative_imports(
+            self, serve_setup: ServeSetup) -> None:
+        root = serve_setup.root
+        classes = check(root, *node_pack_dirs(root))
+        assert set(classes) == {"ComfyUI-Trellis2", "ComfyUI-BRIA_AI-RMBG"}
+        assert "Trellis2LoadModel" in classes["ComfyUI-Trellis2"]
+        assert classes["ComfyUI-BRIA_AI-RMBG"] == ["BRIA_RMBG_ModelLoader_Zho", "BRIA_RMBG_Zho"]
+
+    def test_a_pack_reading_comfyuis_command_line_at_import_still_loads(
+            self, serve_setup: ServeSetup) -> None:
+        # The stand-in's comfy.cli_args parses sys.argv at import, as ComfyUI's does when main.py
+        # enabled it: the check must not hand it its own arguments.
+        p = pack(serve_setup.root, "ArgsPack", """
+            from comfy.cli_args import args
+            import folder_paths
+            from .helper import NAME
+            NODE_CLASS_MAPPINGS = {NAME: object}
+            """)
+        (p / "helper.py").write_text("NAME = 'ArgsNode'\n")
+        assert check(serve_setup.root, p) == {"ArgsPack": ["ArgsNode"]}
+
+    def test_an_exception_at_import_fails_with_the_packs_own_traceback(
+            self, serve_setup: ServeSetup) -> None:
+        p = pack(serve_setup.root, "Broken.Pack", """
+            import os
+
+            def load():
+                raise RuntimeError("cumesh: CUDA kernel image missing for sm_89")
+
+            load()
+            """)
+        with pytest.raises(NodeImportError) as caught:
+            check(serve_setup.root, p)
+        text = str(caught.value)
+        assert text.startswith("node pack Broken.Pack failed to import; ComfyUI was not started")
+        assert "ComfyUI would have logged IMPORT FAILED and served without its nodes." in text
+        assert f'File "{p / "__init__.py"}", line 7, in <module>' in text
+        assert 'raise RuntimeError("cumesh: CUDA kernel image missing for sm_89")' in text
+        assert "fix: fix the error the traceback ends with" in text
+        assert caught.value.facts["exception"] == \
+            "RuntimeError: cumesh: CUDA kernel image missing for sm_89"
+
+    def test_an_abi_mismatch_points_at_the_torch_build(self, serve_setup: ServeSetup) -> None:
+        p = pack(serve_setup.root, "AbiPack", """
+            raise ImportError("/opt/venv/lib/python3.12/site-packages/o_voxel/_C.so: "
+                              "undefined symbol: _ZNK3c107SymBool14guard_or_falseEPKcl")
+            """)
+        with pytest.raises(NodeImportError) as caught:
+            check(serve_setup.root, p)
+        assert "fix: a compiled extension does not match the installed torch" in str(caught.value)
+
+    def test_a_pack_that_kills_the_interpreter_is_named(self, serve_setup: ServeSetup) -> None:
+        good = node_pack_dirs(serve_setup.root)[0]
+        crash = pack(serve_setup.root, "CrashPack", """
+            import os, signal, sys
+            sys.stderr.write("loading libcumesh.so\\n")
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGSEGV)
+            """)
+        with pytest.raises(NodeImportError) as caught:
+            check(serve_setup.root, good, crash)
+        text = str(caught.value)
+        assert text.startswith("node pack CrashPack failed to import")
+        assert f"the interpreter died with exit code {-11}" in text
+        assert "loading libcumesh.so" in text
+
+    def test_a_pack_that_hangs_is_stopped_and_named(self, serve_setup: ServeSetup) -> None:
+        p = pack(serve_setup.root, "HangPack", """
+            import threading
+            threading.Event().wait()
+            """)
+        with pytest.raises(NodeImportError) as caught:
+            check(serve_setup.root, p, timeout=3)
+        assert str(caught.value).startswith("node pack HangPack did not finish importing within 3 s")
+
+    def test_a_missing_pack_directory(self, serve_setup: ServeSetup) -> None:
+        gone = serve_setup.root / "custom_nodes" / "ComfyUI-Trellis2"
+        for path in sorted(gone.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+        with pytest.raises(NodeImportError) as caught:
+            check(serve_setup.root, *node_pack_dirs(serve_setup.root))
+        assert str(caught.value).startswith(
+            f"node pack ComfyUI-Trellis2 is missing: {gone / '__init__.py'} does not exist")
+
+
+class TestEnvironment:
+    def test_comfyui_always_runs_offline_and_says_what_it_overrode(self) -> None:
+        env, overridden = comfy_environment({"HF_HUB_OFFLINE": "0", "PATH": "/bin"})
+        assert env["HF_HUB_OFFLINE"] == env["TRANSFORMERS_OFFLINE"] == "1"
+        assert env["PATH"] == "/bin"
+        assert overridden == ["HF_HUB_OFFLINE=0"]
+
+    def test_attention_backends_default_to_the_workflows_and_keep_a_choice(self) -> None:
+        env, _ = comfy_environment({})
+        assert env["ATTN_BACKEND"] == env["SPARSE_ATTN_BACKEND"] == "xformers"
+        env, _ = comfy_environment({"ATTN_BACKEND": "flash_attn"})
+        assert env["ATTN_BACKEND"] == env["SPARSE_ATTN_BACKEND"] == "flash_attn"
+
+
+class TestDirectories:
+    def test_a_missing_directory_is_created(self, tmp_path: Path) -> None:
+        assert check_writable("output directory", tmp_path / "a" / "b") is None
+        assert (tmp_path / "a" / "b").is_dir()
+        assert list((tmp_path / "a" / "b").iterdir()) == []
+
+    def test_a_file_in_the_way_is_reported(self, tmp_path: Path) -> None:
+        (tmp_path / "output").write_text("not a directory")
+        problem = check_writable("output directory", tmp_path / "output" / "3D")
+        assert problem is not None
+        assert str(problem).startswith(f"output directory {tmp_path / 'output' / '3D'}: Not a directory")
+
+
+class TestWeights:
+    def test_problems_name_the_node_that_needs_the_file(self, serve_setup: ServeSetup) -> None:
+        root = serve_setup.root
+        rmbg = root / "custom_nodes" / "ComfyUI-BRIA_AI-RMBG" / "RMBG-1.4" / "model.pth"
+        config = root / "models" / "facebook" / "dinov3-vitl16-pretrain-lvd1689m" / "config.json"
+        rmbg.unlink()
+        config.unlink()
+        error = weights_error(verify(root))
+        text = str(error)
+        assert text.startswith(f"weight file missing: {config} (and 1 more problem)")
+        assert "BRIA_RMBG_ModelLoader_Zho and Trellis2LoadModel need it at the first generation; " \
+               "ComfyUI was not started." in text
+        assert f"volume mounted on {root / 'models'} hides it" in text
+        assert f"missing: {rmbg}" in text
+        assert [p["path"] for p in error.facts["problems"]] == [str(config), str(rmbg)]
+
+
+def test_fail_fast_reports_the_failed_step_then_raises(serve_setup: ServeSetup,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", serve_setup.without_gpu()["PATH"])
+    seen: list[StepResult] = []
+    with pytest.raises(TrellisBoxError) as caught:
+        run(settings.load(serve_setup.env), on_step=seen.append)
+    assert [r.name for r in seen] == ["gpu"]
+    assert seen[0].ok is False and seen[0].error is caught.value
+    assert seen[0].as_dict()["status"] == "failed"

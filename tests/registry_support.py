@@ -26,7 +26,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 START_TIMEOUT = 60.0
@@ -145,6 +144,9 @@ class EcrApi:
 
 @pytest.fixture(scope="session")
 def ecr_api() -> Iterator[EcrApi]:
+    # Imported here: moto's server pulls in Flask, and this module loads in every test session.
+    from moto.server import ThreadedMotoServer
+
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     try:
         server.start()

@@ -99,9 +99,11 @@ class _SwapRun:
             try:
                 self._do(step, result)
             except (Exception, KeyboardInterrupt) as exc:
-                # A failed drain before anything stopped changed nothing: no rollback needed.
                 if touched or not isinstance(step, (Drain, CutOff)):
                     self._roll_back(spec, swap_plan.previous, exc, result.cut_off)
+                elif isinstance(exc, TrellisBoxError) and exc.note is None:
+                    # A failed drain before anything stopped changed nothing: no rollback.
+                    exc.note = "nothing was stopped; what ran before still runs"
                 raise
             touched = touched or not isinstance(step, (Drain, CutOff))
             result.steps.append(_describe(step))
@@ -119,12 +121,16 @@ class _SwapRun:
                         spec_digest=spec.digest(), image_present=self.ops.image_present(spec.image))
         return plan(states, target, force=force)
 
+    def _entry(self, container_name: str) -> ContainerSpec | None:
+        return next((spec for spec in self.config.containers.values()
+                     if spec.container_name == container_name), None)
+
     def _endpoints(self, container_name: str) -> _Endpoints:
         """Where to probe and drain a container: its config entry, else what its labels kept."""
-        for spec in self.config.containers.values():
-            if spec.container_name == container_name:
-                return _Endpoints(spec.ready_url, spec.comfy_url, spec.ready_timeout,
-                                  spec.stop_timeout)
+        spec = self._entry(container_name)
+        if spec is not None:
+            return _Endpoints(spec.ready_url, spec.comfy_url, spec.ready_timeout,
+                              spec.stop_timeout)
         seen = self.observed.get(container_name)
         if seen is None or seen.ready_url is None or seen.comfy_url is None:
             raise SwapRefusedError(
@@ -159,9 +165,9 @@ class _SwapRun:
                 self._wait_ready(name)
 
     def _spec_of(self, container_name: str) -> ContainerSpec:
-        for spec in self.config.containers.values():
-            if spec.container_name == container_name:
-                return spec
+        spec = self._entry(container_name)
+        if spec is not None:
+            return spec
         raise SwapFailedError(
             f"container {container_name} was removed and is not in {self.config.path}",
             fix=f"add it to {self.config.path} to let swap re-create it",
@@ -179,7 +185,7 @@ class _SwapRun:
                            "refused): no queue to drain")
                 return None
             raise SwapRefusedError(
-                f"cannot read the ComfyUI queue of {container_name}; nothing was stopped",
+                f"cannot read the ComfyUI queue of {container_name}",
                 detail="\n".join(filter(None, [exc.message, exc.detail])),
                 fix=f"check that it serves ({url}/queue) and swap again, or pass --force to stop "
                     "it without draining (its jobs, if any, are cut off)",
@@ -200,7 +206,7 @@ class _SwapRun:
             if time.monotonic() >= deadline:
                 raise DrainTimeoutError(
                     f"the ComfyUI queue of {container_name} did not empty within "
-                    f"{self.drain_timeout:g} s; nothing was stopped",
+                    f"{self.drain_timeout:g} s",
                     detail=f"running: {', '.join(queue.running) or '-'}\n"
                            f"pending: {', '.join(queue.pending) or '-'}",
                     fix="swap again later, allow longer (--drain-timeout, swap.drain_timeout in "

@@ -22,6 +22,7 @@ from trellis_box.errors import (
     PromptLostError,
     PromptNodeError,
     PromptRejectedError,
+    UsageError,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -281,6 +282,11 @@ async def test_an_unreachable_server_is_named_with_the_fix() -> None:
     assert str(info.value).startswith("ComfyUI at http://127.0.0.1:9 did not answer GET /system_stats")
     assert "fix: check that the server runs and is reachable: curl http://127.0.0.1:9/system_stats" \
         in str(info.value)
+
+
+def test_a_server_url_without_scheme_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="server URL '127.0.0.1:8188' does not start with http://"):
+        ComfyClient("127.0.0.1:8188")
 
 
 def test_timeouts_refuse_zero() -> None:

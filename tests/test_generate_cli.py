@@ -100,6 +100,15 @@ def test_an_unreachable_server_is_exit_1_naming_the_url(tmp_path: Path,
     assert "error: ComfyUI at http://127.0.0.1:9 did not answer GET /system_stats" in err
 
 
+def test_an_output_path_that_is_a_file_is_named(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "out").write_text("a file, not a directory")
+    code = main(["generate", str(_inputs(tmp_path, 1)), "--server", "http://127.0.0.1:9",
+                 "--out", str(tmp_path / "out")])
+    assert code == 1
+    assert f"error: cannot write {tmp_path / 'out'}" in capsys.readouterr().err
+
+
 async def _queue_empty(url: str) -> bool:
     async with ComfyClient(url) as comfy:
         state = await comfy.queue()

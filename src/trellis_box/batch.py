@@ -34,6 +34,7 @@ from .errors import (
     TrellisBoxError,
     UsageError,
 )
+from .explain import write_failed
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 #: Attempts per input when the server forgets a prompt (restart) or runs out of memory with
@@ -89,12 +90,14 @@ class BatchReport:
 
 @dataclass(frozen=True)
 class Event:
-    """Something a person may want to see; ``message`` is set for per-node progress."""
+    """Something a person may want to see; ``message`` (and the class of the node it is about)
+    is set for per-node progress."""
 
     item: Item
     kind: str  # queued | progress | done
     message: protocol.PromptMessage | None = None
     outcome: Outcome | None = None
+    node_class: str | None = None
 
 
 Observer = Callable[[Event], None]
@@ -151,8 +154,12 @@ def finished_report(out_dir: Path, name: str, key: str) -> dict[str, Any] | None
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_failed(path, exc) from exc
 
 
 async def server_facts(comfy: ComfyClient) -> tuple[dict[str, Any], profiles.Profile | None]:
@@ -191,7 +198,10 @@ async def run_batch(server: str, inputs: list[Path], options: BatchOptions, *,
     items = plan(inputs)
     # Bad parameters fail here, before anything is uploaded (ComfyUI would run half the graph).
     workflow.validate(workflow.build(options.workflow, "input.png"), workflow.recorded_object_info())
-    options.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        options.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_failed(options.out_dir, exc) from exc
     async with ComfyClient(server, timeouts=timeouts) as comfy:
         facts, profile = await server_facts(comfy)
         wanted = options.workflow.resolution
@@ -278,7 +288,7 @@ class _Engine:
                 name = await self.comfy.upload_bytes(job.image.png, ".png")
                 job.graph = workflow.build(job.options, name)
                 job.prompt_id = await self.comfy.queue_prompt(
-                    job.graph, on_message=lambda m, i=job.item: self.emit(Event(i, "progress", m)))
+                    job.graph, on_message=lambda m, j=job: self._progress(j, m))
                 job.queued_at = time.monotonic()
                 self.ours.add(job.prompt_id)
                 self.emit(Event(job.item, "queued"))
@@ -287,6 +297,11 @@ class _Engine:
                 if attempt == MAX_ATTEMPTS - 1:
                     raise
                 await self.comfy.wait_connected()
+
+    def _progress(self, job: _Job, msg: protocol.PromptMessage) -> None:
+        node = getattr(msg, "node", None)
+        node_class = (job.graph.get(node) or {}).get("class_type") if node else None
+        self.emit(Event(job.item, "progress", msg, node_class=node_class))
 
     async def _follow(self, job: _Job) -> None:
         """Queue one job, wait for its end on the server, then bring its files home."""
@@ -397,7 +412,7 @@ class _Engine:
             "prompt_id": prompt_id,
             "error": exc.to_dict(),
         }
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(TrellisBoxError):
             _write_json(_paths(self.options.out_dir, item.name)["report"], report)
         self._done(Outcome(item, "failed", error=exc, report=report))
 

@@ -29,8 +29,9 @@ from .errors import (
     JobTimeoutError,
     PromptLostError,
     TrellisBoxError,
+    UsageError,
 )
-from .explain import execution_failure, given_up, interrupted, lost, rejected
+from .explain import execution_failure, given_up, interrupted, lost, rejected, write_failed
 
 MessageCallback = Callable[[protocol.PromptMessage], None]
 
@@ -144,6 +145,9 @@ class ComfyClient:
 
     def __init__(self, base_url: str, *, timeouts: Timeouts = Timeouts(),
                  client_id: str | None = None) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise UsageError(f"server URL {base_url!r} does not start with http:// or https://",
+                             fix="give the ComfyUI base URL, e.g. http://127.0.0.1:8188")
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts
         self.client_id = client_id or uuid.uuid4().hex
@@ -297,6 +301,10 @@ class ComfyClient:
                     async for chunk in resp.content.iter_chunked(1 << 20):
                         fh.write(chunk)
             os.replace(tmp, dest)
+        except OSError as exc:
+            if isinstance(exc, TrellisBoxError):
+                raise
+            raise write_failed(dest, exc) from exc
         finally:
             tmp.unlink(missing_ok=True)
         return dest

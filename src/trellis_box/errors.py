@@ -259,6 +259,12 @@ class OutputMissingError(TrellisBoxError):
     reference = "output-missing"
 
 
+class OutputWriteError(TrellisBoxError):
+    """A result could not be written under the output directory (disk full, permissions)."""
+
+    reference = "output-write"
+
+
 # --- serve: preflight, supervision, readiness ---
 
 class GpuUnavailableError(TrellisBoxError):
@@ -291,6 +297,12 @@ class DirectoryNotWritableError(TrellisBoxError):
     """A directory ComfyUI or its kernels write to is not writable by this process's user."""
 
     reference = "directory-not-writable"
+
+
+class PortInUseError(TrellisBoxError):
+    """ComfyUI's port is taken: serve would otherwise check and warm up someone else's server."""
+
+    reference = "port-in-use"
 
 
 class ComfyExitedError(TrellisBoxError):

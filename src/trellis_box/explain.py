@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from . import profiles, protocol, workflow
@@ -9,6 +10,7 @@ from .errors import (
     ExecutionFailedError,
     JobInterruptedError,
     OutOfMemoryError,
+    OutputWriteError,
     PromptLostError,
     PromptNodeError,
     PromptRejectedError,
@@ -101,3 +103,12 @@ def given_up(prompt_id: str, base_url: str, seconds: float) -> PromptLostError:
         fix="restart the server, then run the same command again: finished outputs are kept "
             "and skipped",
         prompt_id=prompt_id)
+
+
+def write_failed(path: Path, exc: OSError) -> OutputWriteError:
+    return OutputWriteError(
+        f"cannot write {path}",
+        detail=f"{exc.strerror or exc}",
+        fix="free disk space or make the output directory writable, then run the same command "
+            "again: finished outputs are kept and skipped",
+        path=str(path))

@@ -82,7 +82,6 @@ class _Display:
                                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                                  transient=True)
         self.task = self.progress.add_task("generating", total=None)
-        self.graphs: dict[str, str] = {}
 
     def __enter__(self) -> _Display:
         self.progress.start()
@@ -99,10 +98,10 @@ class _Display:
                 self.progress.console.print(f"[red]failed[/] {name}: {event.outcome.error.message}",
                                             highlight=False)
         elif isinstance(event.message, protocol.Progress):
-            self.progress.update(self.task, description=f"{name}: node {event.message.node} "
+            self.progress.update(self.task, description=f"{name}: {event.node_class} "
                                  f"step {event.message.value}/{event.message.max}")
         elif isinstance(event.message, protocol.Executing) and event.message.node:
-            self.progress.update(self.task, description=f"{name}: node {event.message.node}")
+            self.progress.update(self.task, description=f"{name}: {event.node_class}")
 
 
 def _as_data(report: BatchReport) -> dict[str, Any]:

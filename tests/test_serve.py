@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -52,6 +54,14 @@ def assert_never_ready(process: ServeProcess, setup: ServeSetup) -> None:
         assert state["phase"] == "failed"
 
 
+def wait_for_file(path: Path, serve: ServeProcess, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared; stderr:\n{serve.stderr}"
+        assert serve.proc.poll() is None, f"serve exited early; stderr:\n{serve.stderr}"
+        time.sleep(0.05)  # polling a file written by another process: no event to wait on
+
+
 def process_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -84,7 +94,7 @@ class TestReady:
         done = [e["phase"] for e in serve.events() if e["event"] == "phase_done"]
         assert done == ["preflight", "starting", "registering", "warming"]
         steps = [e["step"] for e in serve.events() if e["event"] == "step"]
-        assert steps == ["gpu", "cuda arch", "profile", "environment", "directories",
+        assert steps == ["gpu", "cuda arch", "profile", "environment", "directories", "port",
                          "comfyui root", "weights", "node imports"]
         assert all(e["status"] == "ok" and e["duration_s"] >= 0 for e in serve.events()
                    if e["event"] == "step")
@@ -211,6 +221,36 @@ class TestRefusesToStart:
             in serve.stderr
         assert "unrecognized arguments: --no-such-comfyui-flag" in serve.stderr
         assert_never_ready(serve, serve_setup)
+
+    def test_port_taken_by_another_server(self, serve_setup: ServeSetup,
+                                          start_serve: StartServe) -> None:
+        with socket.socket() as other:
+            other.bind(("127.0.0.1", 0))
+            other.listen()
+            port = other.getsockname()[1]
+            serve = start_serve(serve_setup, port=port)
+            assert serve.wait_exit() == 1
+        assert f"error: port {port} on 127.0.0.1 is not free; ComfyUI was not started" in serve.stderr
+        assert "TRELLIS_BOX_PORT / --port" in serve.stderr
+        assert serve.comfy_pid() is None
+        assert_never_ready(serve, serve_setup)
+
+    def test_sigterm_during_preflight_stops_the_import_check_at_once(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        init = serve_setup.root / "custom_nodes" / "ComfyUI-Trellis2" / "__init__.py"
+        marker = serve_setup.base / "importing"
+        init.write_text("import os, pathlib, threading\n"
+                        f"pathlib.Path({str(marker)!r}).write_text(str(os.getpid()))\n"
+                        "threading.Event().wait()\n")
+        serve = start_serve(serve_setup)
+        serve.wait_event("step", step="weights")
+        wait_for_file(marker, serve)
+        serve.signal(signal.SIGTERM)
+        assert serve.wait_exit(30) == 128 + signal.SIGTERM
+        assert serve.wait_event("stopped")["phase"] == "preflight"
+        assert process_gone(int(marker.read_text()))
+        assert serve.comfy_pid() is None
+        assert "ready" not in phases(serve)
 
     def test_missing_node_class_is_named_with_its_pack(
             self, serve_setup: ServeSetup, start_serve: StartServe) -> None:

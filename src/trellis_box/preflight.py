@@ -16,6 +16,7 @@ import errno
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +30,7 @@ from .errors import (
     GpuUnavailableError,
     GpuUnsupportedError,
     NodeImportError,
+    PortInUseError,
     TrellisBoxError,
     WeightsNotVerified,
 )
@@ -330,6 +332,27 @@ def _directories(settings: ServeSettings, found: Findings) -> str:
     return f"{len(dirs)} directories writable by uid {os.getuid()}"
 
 
+def _port(settings: ServeSettings, found: Findings) -> str:
+    # Bound the way aiohttp binds (SO_REUSEADDR): only a live listener makes it fail. On the host
+    # network another ComfyUI (the container this one is swapped with) may still hold the port,
+    # and serve would then register and warm up that server instead of its own.
+    family = socket.AF_INET6 if ":" in settings.listen else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((settings.listen, settings.port))
+        except OSError as exc:
+            raise PortInUseError(
+                f"port {settings.port} on {settings.listen} is not free; ComfyUI was not started",
+                detail=f"bind: {exc.strerror or exc}. Another server (another ComfyUI container on "
+                       "the host network?) listens there.",
+                fix=f"stop it (`trellis-box swap` stops the running GPU container first), or choose "
+                    f"another port: TRELLIS_BOX_PORT / --port",
+                port=settings.port, listen=settings.listen,
+            ) from None
+    return f"{settings.listen}:{settings.port} is free"
+
+
 # ---- weights -----------------------------------------------------------------------------------
 
 #: The node that reads each catalog model, for messages: the user meets the node, not the repo.
@@ -501,19 +524,25 @@ def _nodes(settings: ServeSettings, found: Findings) -> str:
 
 # ---- running the steps -------------------------------------------------------------------------
 
-PREFLIGHT: tuple[Step, ...] = (
-    Step("gpu", _gpu),
+_GPU = Step("gpu", _gpu)
+_AFTER_GPU: tuple[Step, ...] = (
     Step("cuda arch", _arch, needs=("gpu",)),
     Step("profile", _profile, needs=("gpu",)),
     Step("environment", _environment),
     Step("directories", _directories),
+)
+_COMFY: tuple[Step, ...] = (
     Step("comfyui root", _root),
     Step("weights", _weights, needs=("comfyui root",)),
     Step("node imports", _nodes, needs=("comfyui root", "environment")),
 )
 
-#: ``doctor``: the same checks plus the driver version, which serve leaves to CUDA itself.
-DOCTOR: tuple[Step, ...] = (PREFLIGHT[0], Step("driver", _driver, needs=("gpu",)), *PREFLIGHT[1:])
+#: ``serve``: everything that must hold before ComfyUI starts, cheapest first.
+PREFLIGHT: tuple[Step, ...] = (_GPU, *_AFTER_GPU, Step("port", _port), *_COMFY)
+
+#: ``doctor``: the same checks plus the driver version (serve leaves that to CUDA itself), minus
+#: the port, which a running server holds when doctor is run beside it.
+DOCTOR: tuple[Step, ...] = (_GPU, Step("driver", _driver, needs=("gpu",)), *_AFTER_GPU, *_COMFY)
 
 
 def run(settings: ServeSettings, steps: Sequence[Step] = PREFLIGHT, *, fail_fast: bool = True,

@@ -13,6 +13,7 @@ from tests.gltf_validator import validate_glb
 from tests.photos import object_photo
 from trellis_box import protocol, workflow
 from trellis_box.client import ComfyClient, Timeouts
+from trellis_box.explain import execution_failure
 from trellis_box.errors import (
     ComfyUnreachableError,
     ExecutionFailedError,
@@ -282,6 +283,18 @@ async def test_an_unreachable_server_is_named_with_the_fix() -> None:
     assert str(info.value).startswith("ComfyUI at http://127.0.0.1:9 did not answer GET /system_stats")
     assert "fix: check that the server runs and is reachable: curl http://127.0.0.1:9/system_stats" \
         in str(info.value)
+
+
+def test_out_of_memory_at_the_lowest_resolution_points_elsewhere() -> None:
+    graph = workflow.build(workflow.WorkflowOptions(resolution="512"), "a.png")
+    oom = protocol.ExecutionError("p", "6", GENERATOR, "torch.OutOfMemoryError",
+                                  "Allocation on device")
+    error = execution_failure(oom, graph)
+    assert isinstance(error, OutOfMemoryError) and error.facts["lower_resolution"] is None
+    assert "512 is the lowest resolution" in str(error)
+    other = execution_failure(protocol.ExecutionError("p", "7", "X", "RuntimeError", "boom\nmore"),
+                              graph)
+    assert type(other) is ExecutionFailedError and "  boom" in str(other) and "more" not in str(other)
 
 
 def test_a_server_url_without_scheme_is_a_usage_error() -> None:

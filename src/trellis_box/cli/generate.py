@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .. import protocol
-from ..batch import BatchOptions, BatchReport, Event, run_batch
+from ..batch import BatchOptions, BatchReport, Event, Outcome, run_batch
 from ..client import Timeouts
 from ..workflow import RESOLUTIONS, WorkflowOptions
 from ._errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL
@@ -117,14 +117,21 @@ def _as_data(report: BatchReport) -> dict[str, Any]:
             "name": o.item.name,
             "status": o.status,
             "glb": str(o.glb) if o.glb else None,
+            "seconds": round(o.seconds, 3),
             "error": o.error.to_dict() if o.error else None,
         } for o in report.outcomes],
     }
 
 
+def _server_seconds(outcome: Outcome) -> str:
+    """How long the server ran this image (its own timestamps), for images run now."""
+    server_ms = (outcome.report.get("timings") or {}).get("server_ms")
+    return f"{server_ms / 1000:.1f}" if outcome.status == "ok" and server_ms else ""
+
+
 def _render(console: Console, report: BatchReport) -> None:
     table = Table(title=f"trellis-box generate — resolution {report.resolution}")
-    for column in ("input", "status", "faces", "texture", "seconds", "result"):
+    for column in ("input", "status", "faces", "texture", "GPU s", "result"):
         table.add_column(column, overflow="fold")
     style = {"ok": "green", "skipped": "cyan", "failed": "red", "interrupted": "yellow"}
     for o in report.outcomes:
@@ -133,7 +140,7 @@ def _render(console: Console, report: BatchReport) -> None:
         table.add_row(o.item.name, f"[{style[o.status]}]{o.status}[/]",
                       f"{stats['faces']:,}" if stats else "",
                       str(stats.get("max_texture_size") or ""),
-                      f"{o.seconds:.1f}" if o.seconds else "", result)
+                      _server_seconds(o), result)
     console.print(table)
     failed = report.failed
     for o in failed:

@@ -168,6 +168,16 @@ class TestEnvironment:
         assert env["ATTN_BACKEND"] == env["SPARSE_ATTN_BACKEND"] == "flash_attn"
 
 
+    def test_a_missing_comfyui_interpreter_names_its_variable(self, serve_setup: ServeSetup) -> None:
+        env = {**serve_setup.env, "TRELLIS_BOX_PYTHON": str(serve_setup.base / "no-python")}
+        environment = next(step for step in PREFLIGHT if step.name == "environment")
+        _, results = run(settings.load(env), [environment], fail_fast=False)
+        error = results[0].error
+        assert error is not None and error.facts["variable"] == "TRELLIS_BOX_PYTHON"
+        assert str(error).startswith(
+            f"ComfyUI's Python interpreter {serve_setup.base / 'no-python'} is not an executable file")
+
+
 class TestDirectories:
     def test_a_missing_directory_is_created(self, tmp_path: Path) -> None:
         assert check_writable("output directory", tmp_path / "a" / "b") is None

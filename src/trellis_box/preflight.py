@@ -26,6 +26,7 @@ from pathlib import Path
 
 from . import catalog, pins
 from .errors import (
+    ConfigError,
     DirectoryNotWritableError,
     GpuUnavailableError,
     GpuUnsupportedError,
@@ -247,6 +248,14 @@ def comfy_environment(base: Mapping[str, str]) -> tuple[dict[str, str], list[str
 
 
 def _environment(settings: ServeSettings, found: Findings) -> str:
+    if shutil.which(settings.python) is None:
+        raise ConfigError(
+            f"ComfyUI's Python interpreter {settings.python} is not an executable file",
+            detail="serve starts ComfyUI and imports the node packs with it.",
+            fix="set TRELLIS_BOX_PYTHON to the interpreter ComfyUI's packages are installed in\n"
+                "(/opt/venv/bin/python in the image)",
+            variable="TRELLIS_BOX_PYTHON", path=settings.python,
+        )
     found.env, overridden = comfy_environment(os.environ)
     shown = " ".join(f"{k}={found.env[k]}" for k in (*OFFLINE_ENV, "ATTN_BACKEND", "SPARSE_ATTN_BACKEND"))
     return shown + (f" (overrode {', '.join(overridden)})" if overridden else "")
@@ -516,9 +525,8 @@ def _tail(text: str, lines: int) -> str:
 
 def _nodes(settings: ServeSettings, found: Findings) -> str:
     assert found.root is not None
-    env = found.env or comfy_environment(os.environ)[0]
     found.packs = import_packs(found.root, node_pack_dirs(found.root), python=settings.python,
-                               env=env, timeout=settings.import_timeout)
+                               env=found.env, timeout=settings.import_timeout)
     return "; ".join(f"{name}: {len(classes)} node classes" for name, classes in found.packs.items())
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -182,3 +183,22 @@ def test_absent_local_image_is_named(aws_env: EcrApi, capsys: pytest.CaptureFixt
     code, _, err = run_cli(capsys, "publish", "tb-absent/none:0", "--repository", "x")
     assert code == 2
     assert "image tb-absent/none:0 is not on this host" in err
+
+
+@pytest.mark.docker
+def test_unreachable_registry_is_not_called_a_refusal(
+        aws_env: EcrApi, labelled_image: str, capsys: pytest.CaptureFixture[str]) -> None:
+    closed = _closed_port()
+    code, _, err = run_cli(capsys, "publish", labelled_image, "--repository", repo_name(),
+                           "--create-repository", "--registry", f"127.0.0.1:{closed}")
+    assert code == 1
+    assert f"the Docker engine could not reach registry 127.0.0.1:{closed}" in err
+    assert "connection refused" in err
+    assert "refused the ECR login" not in err
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

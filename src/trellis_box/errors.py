@@ -411,6 +411,12 @@ class RegistryLoginRefusedError(TrellisBoxError):
     reference = "registry-login-refused"
 
 
+class RegistryUnreachableError(TrellisBoxError):
+    """The Docker engine could not reach the registry at all (DNS, connection, TLS)."""
+
+    reference = "registry-unreachable"
+
+
 class PushFailedError(TrellisBoxError):
     """The registry or the engine stopped the push."""
 

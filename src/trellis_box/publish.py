@@ -27,6 +27,7 @@ from .errors import (
     PublishImageError,
     PushFailedError,
     RegistryLoginRefusedError,
+    RegistryUnreachableError,
 )
 
 VERSION_LABEL = "org.opencontainers.image.version"
@@ -37,6 +38,8 @@ _TAG_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 # ECR says the credentials themselves are bad with these codes (not "missing").
 _BAD_CREDENTIALS = {"UnrecognizedClientException", "InvalidSignatureException",
                     "ExpiredTokenException", "InvalidClientTokenId"}
+# How the engine words a registry's refusal, as opposed to not reaching it.
+_REFUSALS = ("401", "403", "unauthorized", "denied", "authentication required")
 
 
 @dataclass(frozen=True)
@@ -253,9 +256,18 @@ def _login(client: docker.DockerClient, host: str, username: str, password: str)
     try:
         client.login(username=username, password=password, registry=host, reauth=True)
     except docker.errors.APIError as exc:
+        said = str(exc.explanation or exc)
+        if not any(word in said.lower() for word in _REFUSALS):
+            raise RegistryUnreachableError(
+                f"the Docker engine could not reach registry {host}",
+                detail=f"the engine said: {said}",
+                fix="check the engine's DNS and network path to the registry (proxy settings of "
+                    "dockerd), or pass --registry with an endpoint it can reach",
+                registry=host,
+            ) from exc
         raise RegistryLoginRefusedError(
             f"registry {host} refused the ECR login",
-            detail=f"the engine said: {exc.explanation or exc}",
+            detail=f"the engine said: {said}",
             fix="check that the registry belongs to the account and region of the credentials "
                 "(or that --registry points at that account's ECR endpoint)",
             registry=host,

@@ -292,19 +292,19 @@ def test_unwritable_output_dir_says_how_to_fix_it(serve_setup: ServeSetup,
 
 class TestPieces:
     def test_required_classes_come_from_the_workflow(self) -> None:
-        graph = build(warmup_options(low_vram=True), "x.png")
+        graph = build(warmup_options(), "x.png")
         assert required_classes() == sorted({n["class_type"] for n in graph.values()})
         assert "TrellisBoxGLBOutput" in required_classes()
 
-    def test_warm_up_uses_the_default_workflows_loader_inputs(self) -> None:
+    def test_warm_up_is_the_default_workflow_at_512(self) -> None:
+        """Same loader inputs as the default workflow, so the first request finds them loaded."""
         from trellis_box.workflow import LOAD_MODEL_NODE, RMBG_LOADER_NODE, WorkflowOptions
 
-        for low_vram in (True, False):
-            warm = build(warmup_options(low_vram), "a.png")
-            default = build(WorkflowOptions(low_vram=low_vram), "a.png")
-            for node in (LOAD_MODEL_NODE, RMBG_LOADER_NODE):
-                assert warm[node] == default[node]
-        assert warmup_options(True).resolution == "512"
+        warm, default = build(warmup_options(), "a.png"), build(WorkflowOptions(), "a.png")
+        for node in (LOAD_MODEL_NODE, RMBG_LOADER_NODE):
+            assert warm[node] == default[node]
+        assert warmup_options().resolution == "512"
+        assert warmup_options(seed=7).seed == 7
 
     def test_state_file_is_replaced_whole(self, tmp_path: Path) -> None:
         state = StateFile(tmp_path / "deep" / "state.json")
@@ -348,4 +348,7 @@ class TestPieces:
         assert s.output_dir == Path("/opt/comfyui/output")
         assert s.cache_dirs["TRITON_CACHE_DIR"] == Path("/home/u/.triton")
         assert s.base_url == "http://127.0.0.1:8188"
+        both = settings.load({"TRELLIS_BOX_LISTEN": "::1,127.0.0.1", "TRELLIS_BOX_PORT": "9"})
+        assert both.listen_addresses == ("::1", "127.0.0.1")
+        assert both.base_url == "http://[::1]:9"
         assert s.cuda_archs == ("sm_80", "sm_86", "sm_89", "sm_90")

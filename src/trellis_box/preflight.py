@@ -345,21 +345,22 @@ def _port(settings: ServeSettings, found: Findings) -> str:
     # Bound the way aiohttp binds (SO_REUSEADDR): only a live listener makes it fail. On the host
     # network another ComfyUI (the container this one is swapped with) may still hold the port,
     # and serve would then register and warm up that server instead of its own.
-    family = socket.AF_INET6 if ":" in settings.listen else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((settings.listen, settings.port))
-        except OSError as exc:
-            raise PortInUseError(
-                f"port {settings.port} on {settings.listen} is not free; ComfyUI was not started",
-                detail=f"bind: {exc.strerror or exc}. Another server (another ComfyUI container on "
-                       "the host network?) listens there.",
-                fix=f"stop it (`trellis-box swap` stops the running GPU container first), or choose "
-                    f"another port: TRELLIS_BOX_PORT / --port",
-                port=settings.port, listen=settings.listen,
-            ) from None
-    return f"{settings.listen}:{settings.port} is free"
+    for address in settings.listen_addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((address, settings.port))
+            except OSError as exc:
+                raise PortInUseError(
+                    f"port {settings.port} on {address} is not free; ComfyUI was not started",
+                    detail=f"bind: {exc.strerror or exc}. Another server (another ComfyUI container "
+                           "on the host network?) listens there.",
+                    fix="stop it (`trellis-box swap` stops the running GPU container first), or "
+                        "choose another port: TRELLIS_BOX_PORT / --port",
+                    port=settings.port, listen=address,
+                ) from None
+    return f"port {settings.port} is free on {', '.join(settings.listen_addresses)}"
 
 
 # ---- weights -----------------------------------------------------------------------------------

@@ -97,15 +97,15 @@ def required_classes() -> list[str]:
     return sorted({node["class_type"] for node in graph.values()})
 
 
-def warmup_options(low_vram: bool, seed: int = 0) -> WorkflowOptions:
-    """The default workflow at 512: loader inputs equal the default's, so models are reused."""
-    return WorkflowOptions(resolution=WARMUP_RESOLUTION, low_vram=low_vram, seed=seed,
-                           glb_prefix=f"{WARMUP_SUBFOLDER}/warmup",
-                           cutout_prefix=f"{WARMUP_SUBFOLDER}/cutout")
+def warmup_options(seed: int = 0) -> WorkflowOptions:
+    """The default workflow at 512. Every other input is the default's, the model loaders'
+    included, so the models the warm-up loads are the ones the first default request finds."""
+    return dataclasses.replace(WorkflowOptions(), resolution=WARMUP_RESOLUTION, seed=seed,
+                               glb_prefix=f"{WARMUP_SUBFOLDER}/warmup",
+                               cutout_prefix=f"{WARMUP_SUBFOLDER}/cutout")
 
 
-async def run_test_job(client: ComfyClient, *, low_vram: bool, timeout: float,
-                       seed: int = 0) -> JobResult:
+async def run_test_job(client: ComfyClient, *, timeout: float, seed: int = 0) -> JobResult:
     """Upload the bundled image and run the warm-up workflow; the client's errors pass through.
 
     A job that ends without a GLB in ``/history`` is a failure too: that is what users ask for.
@@ -113,7 +113,7 @@ async def run_test_job(client: ComfyClient, *, low_vram: bool, timeout: float,
     check against a server that may have run it already needs a fresh ``seed``.
     """
     name = await client.upload_image(warmup_image())
-    result = await client.run(build(warmup_options(low_vram, seed), name), timeout=timeout)
+    result = await client.run(build(warmup_options(seed), name), timeout=timeout)
     if not result.files(GLB_OUTPUT_NODE, "3d"):
         raise WarmupFailedError(
             f"test job {result.prompt_id} finished without a GLB",
@@ -373,7 +373,7 @@ class Server:
             await self._check_classes(client)
             if s.warmup:
                 self._enter(Phase.WARMING)
-                await self._warm_up(client, found.profile)
+                await self._warm_up(client)
             else:
                 self.emit("warmup_skipped", reason="disabled (--no-warmup / TRELLIS_BOX_WARMUP=0)")
         self._enter(Phase.READY, ready=True, error=None)
@@ -416,11 +416,10 @@ class Server:
             )
         self.emit("registered", node_classes=len(needed))
 
-    async def _warm_up(self, client: ComfyClient, profile: Profile) -> None:
+    async def _warm_up(self, client: ComfyClient) -> None:
         started = time.monotonic()
         try:
-            result = await run_test_job(client, low_vram=profile.low_vram,
-                                        timeout=self.settings.warmup_timeout)
+            result = await run_test_job(client, timeout=self.settings.warmup_timeout)
         except WarmupFailedError:
             raise
         except TrellisBoxError as exc:
@@ -441,15 +440,13 @@ class Server:
 # ---- doctor ------------------------------------------------------------------------------------
 
 
-async def check_server(url: str, *, timeout: float, low_vram_if_unknown: bool) -> str:
+async def check_server(url: str, *, timeout: float) -> str:
     """Run the warm-up job against a running server; one line on success, the client's error
-    (or :class:`WarmupFailedError`) otherwise. The server's own profile decides ``low_vram``."""
+    (or :class:`WarmupFailedError`) otherwise."""
     async with ComfyClient(url, timeouts=Timeouts(connect=5.0)) as client:
         info = await client.trellis_info()
-        low_vram = ((info or {}).get("profile") or {}).get("low_vram", low_vram_if_unknown)
         started = time.monotonic()
-        result = await run_test_job(client, low_vram=bool(low_vram), timeout=timeout,
-                                    seed=secrets.randbelow(2**31))
+        result = await run_test_job(client, timeout=timeout, seed=secrets.randbelow(2**31))
     phase = "plain ComfyUI (no /trellis-box/info)" if info is None else f"phase {info.get('phase')}"
     return (f"{url}: prompt {result.prompt_id} made a GLB at {WARMUP_RESOLUTION} in "
             f"{time.monotonic() - started:.1f} s ({phase})")
@@ -461,7 +458,6 @@ def doctor_steps(server: str | None, *, job_timeout: float) -> tuple[Step, ...]:
         return DOCTOR
 
     def job(settings: ServeSettings, found: Findings) -> str:
-        fallback = found.profile.low_vram if found.profile is not None else True
-        return asyncio.run(check_server(server, timeout=job_timeout, low_vram_if_unknown=fallback))
+        return asyncio.run(check_server(server, timeout=job_timeout))
 
     return (*DOCTOR, Step("test job", job))

@@ -54,9 +54,15 @@ class ServeSettings:
     stop_grace: float
 
     @property
+    def listen_addresses(self) -> tuple[str, ...]:
+        """ComfyUI's ``--listen`` takes a comma-separated list (``0.0.0.0,::``)."""
+        return tuple(a.strip() for a in self.listen.split(",") if a.strip()) or ("0.0.0.0",)
+
+    @property
     def base_url(self) -> str:
-        """Where serve itself talks to ComfyUI: loopback, whatever address ComfyUI listens on."""
-        host = "127.0.0.1" if self.listen in ("0.0.0.0", "::", "") else self.listen
+        """Where serve itself talks to ComfyUI: loopback when it listens on every address."""
+        first = self.listen_addresses[0]
+        host = "127.0.0.1" if first in ("0.0.0.0", "::") else first
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"

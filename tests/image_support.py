@@ -54,13 +54,13 @@ def gencode(arch: int, *, ptx: bool = False, specific: bool = False) -> str:
     return f"arch=compute_{arch}{a},code={code}"
 
 
-def compile_cuda_so(dest: Path, gencodes: Iterable[str]) -> Path:
+def compile_cuda_so(dest: Path, gencodes: Iterable[str], *flags: str) -> Path:
     """A real CUDA shared object carrying exactly the requested cubins and PTX."""
     if shutil.which(NVCC) is None:
         pytest.fail("nvcc is missing: the architecture check is tested against nvcc output")
     src = dest.with_suffix(".cu")
     src.write_text(KERNEL)
-    cmd = [NVCC, "-shared", "-Xcompiler", "-fPIC", "-o", str(dest), str(src)]
+    cmd = [NVCC, "-shared", "-Xcompiler", "-fPIC", *flags, "-o", str(dest), str(src)]
     for g in gencodes:
         cmd += ["-gencode", g]
     subprocess.run(cmd, check=True, capture_output=True)

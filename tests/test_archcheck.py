@@ -29,6 +29,8 @@ VARIANTS = {
     "sm120_only": [gencode(120), gencode(120, ptx=True)],
     "sm90a_only": [gencode(90, specific=True)],
 }
+# Relocatable device code puts a second fatbin in __nv_relfatbin.
+RDC = [gencode(80), gencode(90, ptx=True)]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,9 @@ def sos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("cuda")
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {n: pool.submit(compile_cuda_so, out / f"{n}.so", g) for n, g in VARIANTS.items()}
+        rdc = pool.submit(compile_cuda_so, out / "rdc.so", RDC, "-rdc=true")
         built = {n: f.result() for n, f in futures.items()}
+        built["rdc"] = rdc.result()
     built["host_only"] = compile_host_so(out / "host_only.so")
     return built
 
@@ -48,6 +52,8 @@ def test_reads_the_cubins_and_ptx_nvcc_embedded(sos: dict[str, Path]) -> None:
         GpuCode(a, "cubin") for a in (80, 86, 89, 90))
     assert archcheck.fatbin_codes(sos["sm90a_only"].read_bytes()) == (
         GpuCode(90, "cubin", arch_specific=True),)
+    assert archcheck.fatbin_codes(sos["rdc"].read_bytes()) == (
+        GpuCode(80, "cubin"), GpuCode(90, "ptx"))
 
 
 def test_an_extension_with_every_target_passes(sos: dict[str, Path]) -> None:
@@ -69,6 +75,14 @@ def test_cubin_runs_on_later_minor_versions_ptx_covers_later_majors(sos: dict[st
 def test_newer_or_arch_specific_code_does_not_run_on_older_gpus(sos: dict[str, Path]) -> None:
     [sm120] = archcheck.scan([sos["sm120_only"]], TARGETS)
     assert sm120.missing == ("sm_80", "sm_86", "sm_89", "sm_90")
+    with pytest.raises(MissingGpuCodeError) as caught:
+        archcheck.check([sos["sm120_only"]], TARGETS)
+    # Nothing to narrow the targets to: the fix names only the rebuild.
+    assert "CUDA_ARCHS" not in str(caught.value) and '8.9 9.0+PTX")' in str(caught.value)
+    with pytest.raises(MissingGpuCodeError) as caught:
+        archcheck.check([sos["sm120_only"]], (*TARGETS, 120))
+    assert caught.value.facts["missing"] == ["sm_80", "sm_86", "sm_89", "sm_90"]  # targets' order
+    assert '--build-arg CUDA_ARCHS="sm_120"' in str(caught.value)
     [sm90a] = archcheck.scan([sos["sm90a_only"]], TARGETS)
     assert sm90a.missing == ("sm_80", "sm_86", "sm_89")
 
@@ -90,7 +104,7 @@ def test_a_wheel_without_a_target_fails_naming_wheel_member_and_arch(
                            "flex_gemm-0.0.1-py3-none-any.whl")
     assert ("flex_gemm-0.0.1-py3-none-any.whl: flex_gemm/kernels/_C.so\n"
             "    has sm_86 cubin, compute_86 PTX; cannot run on sm_80") in text
-    assert 'fix: use wheels built for every target' in text
+    assert 'fix: use wheels built for every target (TORCH_CUDA_ARCH_LIST="8.0 8.6 8.9 9.0+PTX")' in text
     assert '--build-arg CUDA_ARCHS="sm_86 sm_89 sm_90"' in text
     assert "cumesh" not in text
     assert caught.value.facts["missing"] == ["sm_80"]
@@ -100,10 +114,10 @@ def test_installed_packages_are_found_without_import_and_named_by_wheel(
         sos: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     site = tmp_path / "site"
     pkg = site / "o_voxel"
-    pkg.mkdir(parents=True)
+    (pkg / "lib").mkdir(parents=True)
     # Importing the package would fail: the check must not import it (o_voxel imports torch).
     (pkg / "__init__.py").write_text("raise ImportError('imported')\n")
-    shutil.copy(sos["sm120_only"], pkg / "_C.so")
+    shutil.copy(sos["sm120_only"], pkg / "lib" / "libovoxel.so.12")
     dist = site / "o_voxel-0.0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: o_voxel\nVersion: 0.0.1\n")
@@ -113,7 +127,7 @@ def test_installed_packages_are_found_without_import_and_named_by_wheel(
     assert dirs == [pkg]
     with pytest.raises(MissingGpuCodeError) as caught:
         archcheck.check(dirs, TARGETS)
-    assert "wheel o_voxel 0.0.1: o_voxel/_C.so" in str(caught.value)
+    assert "wheel o_voxel 0.0.1: o_voxel/lib/libovoxel.so.12" in str(caught.value)
 
 
 def test_a_missing_extension_package_is_named() -> None:

@@ -171,21 +171,23 @@ def check(paths: Iterable[Path], targets: Iterable[int]) -> list[ExtensionReport
     reports = scan(paths, targets)
     failing = [r for r in reports if r.missing]
     if failing:
-        missing = sorted({a for r in failing for a in r.missing})
+        missing = [f"sm_{t}" for t in targets if any(f"sm_{t}" in r.missing for r in failing)]
+        covered = [f"sm_{t}" for t in targets if f"sm_{t}" not in missing]
+        cuda_arch_list = " ".join(f"{t // 10}.{t % 10}" for t in targets)
         lines = [
             f"{r.source}: {r.member}\n  has {', '.join(map(str, r.codes))}; "
             f"cannot run on {' '.join(r.missing)}"
             for r in failing
         ]
+        fix = f'use wheels built for every target (TORCH_CUDA_ARCH_LIST="{cuda_arch_list}+PTX")'
+        if covered:
+            fix += f' or build for the GPUs they do run on:\n--build-arg CUDA_ARCHS="{" ".join(covered)}"'
         raise MissingGpuCodeError(
             f"{len(failing)} compiled extension(s) lack GPU code for {' '.join(missing)}: "
             + ", ".join(sorted({r.source for r in failing})),
             detail="\n".join(lines)
             + "\non those GPUs the first request would fail with 'no kernel image is available'",
-            fix="use wheels built for every target (TORCH_CUDA_ARCH_LIST=\"8.0 8.6 8.9 9.0+PTX\"), or "
-            "narrow the targets:\n--build-arg CUDA_ARCHS=\""
-            + " ".join(f"sm_{t}" for t in targets if f"sm_{t}" not in missing)
-            + '" (those GPUs only)',
+            fix=fix,
             missing=missing,
             extensions=[f"{r.source}: {r.member}" for r in failing],
         )
@@ -204,13 +206,13 @@ def _shared_objects(paths: Iterable[Path]) -> Iterator[tuple[str, str, bytes]]:
             )
         if path.is_dir():
             source = _distribution_of(path)
-            for so in sorted(path.rglob("*.so")):
+            for so in sorted(p for p in path.rglob("*") if p.is_file() and _is_shared_object(p.name)):
                 yield source, str(so.relative_to(path.parent)), so.read_bytes()
         elif path.suffix == ".whl":
             try:
                 with zipfile.ZipFile(path) as wheel:
                     for member in sorted(wheel.namelist()):
-                        if member.endswith(".so") or ".so." in Path(member).name:
+                        if _is_shared_object(Path(member).name):
                             yield path.name, member, wheel.read(member)
             except (zipfile.BadZipFile, OSError) as exc:
                 raise UnreadableExtensionError(
@@ -221,6 +223,10 @@ def _shared_objects(paths: Iterable[Path]) -> Iterator[tuple[str, str, bytes]]:
                 ) from exc
         else:
             yield path.name, path.name, path.read_bytes()
+
+
+def _is_shared_object(name: str) -> bool:
+    return name.endswith(".so") or ".so." in name  # libfoo.so.12 too
 
 
 def _distribution_of(package_dir: Path) -> str:

@@ -19,6 +19,7 @@ from trellis_box.preflight import (
     StepResult,
     check_writable,
     comfy_environment,
+    covering_target,
     import_packs,
     node_pack_dirs,
     parse_gpus,
@@ -54,6 +55,18 @@ class TestGpu:
         assert found.gpu is not None and found.gpu.count == 2
         assert results[0].detail.endswith("(+1 more; ComfyUI uses the first)")
         assert found.profile is not None and found.profile.max_resolution == "1536"
+
+
+@pytest.mark.parametrize(("arch", "built", "covered"), [
+    ("sm_89", ("sm_80", "sm_86", "sm_89", "sm_90"), "sm_89"),
+    ("sm_87", ("sm_80", "sm_86", "sm_90"), "sm_86"),   # same major, higher minor: runs
+    ("sm_80", ("sm_86", "sm_89"), None),                # lower minor: does not
+    ("sm_100", ("sm_80", "sm_90"), None),               # another major: does not
+    ("sm_75", ("sm_80",), None),
+])
+def test_which_built_architecture_runs_on_a_gpu(arch: str, built: tuple[str, ...],
+                                                covered: str | None) -> None:
+    assert covering_target(arch, built) == covered
 
 
 def pack(root: Path, name: str, body: str) -> Path:

@@ -115,9 +115,9 @@ class Step:
 # ---- GPU ---------------------------------------------------------------------------------------
 
 
-def nvidia_smi(args: Sequence[str], *, env: Mapping[str, str] | None = None) -> str:
+def nvidia_smi(args: Sequence[str]) -> str:
     """Run ``nvidia-smi`` with ``args``; its stdout, or :class:`GpuUnavailableError`."""
-    exe = shutil.which(NVIDIA_SMI, path=(env or os.environ).get("PATH"))
+    exe = shutil.which(NVIDIA_SMI)
     if exe is None:
         raise GpuUnavailableError(
             f"no CUDA GPU visible: {NVIDIA_SMI} is not on PATH",
@@ -126,8 +126,7 @@ def nvidia_smi(args: Sequence[str], *, env: Mapping[str, str] | None = None) -> 
             fix=_GPU_FIX,
         )
     try:
-        done = subprocess.run([exe, *args], capture_output=True, text=True, timeout=60,
-                              env=dict(env) if env is not None else None)
+        done = subprocess.run([exe, *args], capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
         raise GpuUnavailableError(
             f"no CUDA GPU visible: {exe} did not answer within 60 s",
@@ -179,9 +178,22 @@ def _gpu(settings: ServeSettings, found: Findings) -> str:
     return found.gpu.describe() + more
 
 
+def covering_target(arch: str, built: Sequence[str]) -> str | None:
+    """The built target whose code runs on ``arch``, or None.
+
+    Every target was checked at build time to have a cubin of the same major version with an
+    equal or lower minor, or PTX of an equal or lower capability; both run on a GPU of the same
+    major version and an equal or higher minor (CUDA's binary compatibility).
+    """
+    cc = int(arch.removeprefix("sm_"))
+    return max((t for t in built if int(t.removeprefix("sm_")) // 10 == cc // 10
+                and int(t.removeprefix("sm_")) <= cc), key=lambda t: int(t[3:]), default=None)
+
+
 def _arch(settings: ServeSettings, found: Findings) -> str:
     assert found.gpu is not None
-    if found.gpu.arch not in settings.cuda_archs:
+    target = covering_target(found.gpu.arch, settings.cuda_archs)
+    if target is None:
         raise GpuUnsupportedError(
             f"GPU architecture {found.gpu.arch} ({found.gpu.name}) is not one this image was built for",
             detail=f"The compiled extensions (cumesh, flex_gemm, nvdiffrast, o_voxel) carry code for\n"
@@ -192,7 +204,8 @@ def _arch(settings: ServeSettings, found: Findings) -> str:
                 "--build-arg CUDA_ARCHS naming it",
             arch=found.gpu.arch, cuda_archs=list(settings.cuda_archs),
         )
-    return f"{found.gpu.arch} is in the image's build ({' '.join(settings.cuda_archs)})"
+    runs = "is" if target == found.gpu.arch else f"runs the {target} code"
+    return f"{found.gpu.arch} {runs} in the image's build ({' '.join(settings.cuda_archs)})"
 
 
 def _profile(settings: ServeSettings, found: Findings) -> str:

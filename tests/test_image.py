@@ -65,6 +65,15 @@ def test_the_token_is_in_no_layer_history_entry_or_config(
                              text=True, check=True).stdout
     assert hub_mirror.token not in inspect and "HF_TOKEN" not in inspect
 
+    # Not even the stage that used it keeps it (exported here from the build cache).
+    weights_tag = final_image.tag + "-weights-stage"
+    done = final_image.rebuild(weights_tag, final_image.context, "--target=weights")
+    assert done.returncode == 0, done.stderr[-3000:]
+    stage = tmp_path / "weights-stage.tar"
+    subprocess.run([docker_cli(), "save", "-o", str(stage), weights_tag], check=True)
+    found = _scan_image_archive(stage, [token, weight])
+    assert found[weight] and not found[token], found[token]
+
 
 def _scan_image_archive(path: Path, needles: list[bytes]) -> dict[bytes, list[str]]:
     """Where each needle occurs: every member of ``docker save`` output, layers opened file by file."""

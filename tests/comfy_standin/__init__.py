@@ -15,7 +15,7 @@ from pathlib import Path
 FILES = Path(__file__).resolve().parent / "comfy_root"
 NODE_PACK_DIR = "trellis_box_nodes"
 RMBG_WEIGHTS = Path("custom_nodes", "ComfyUI-BRIA_AI-RMBG", "RMBG-1.4", "model.pth")
-# The stand-in packs take their schemas from here (standin_schema.py reads it).
+# The stand-in packs take their schemas from here (comfy_root/standin/schema.py reads it).
 SCHEMAS = "standin_object_info.json"
 
 

@@ -12,7 +12,7 @@ import os
 
 from PIL import Image, ImageChops
 
-import standin_schema
+from standin.schema import display_name, recorded
 
 MODEL_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RMBG-1.4", "model.pth")
 BACKGROUND_TOLERANCE = 24
@@ -23,8 +23,8 @@ class StandinRMBGModel:
         self.path = path
 
 
-@standin_schema.recorded("BRIA_RMBG_ModelLoader_Zho")
-class BRIA_RMBG_ModelLoader_Zho:
+@recorded("BRIA_RMBG_ModelLoader_Zho")
+class StandinRMBGLoader:
     FUNCTION = "load_model"
 
     def load_model(self) -> list[StandinRMBGModel]:
@@ -33,8 +33,8 @@ class BRIA_RMBG_ModelLoader_Zho:
         return [StandinRMBGModel(MODEL_PATH)]
 
 
-@standin_schema.recorded("BRIA_RMBG_Zho")
-class BRIA_RMBG_Zho:
+@recorded("BRIA_RMBG_Zho")
+class StandinRMBG:
     FUNCTION = "remove_background"
 
     def remove_background(self, rmbgmodel: StandinRMBGModel, image: list[Image.Image]
@@ -53,7 +53,7 @@ class BRIA_RMBG_Zho:
 
 
 NODE_CLASS_MAPPINGS = {
-    "BRIA_RMBG_ModelLoader_Zho": BRIA_RMBG_ModelLoader_Zho,
-    "BRIA_RMBG_Zho": BRIA_RMBG_Zho,
+    "BRIA_RMBG_ModelLoader_Zho": StandinRMBGLoader,
+    "BRIA_RMBG_Zho": StandinRMBG,
 }
-NODE_DISPLAY_NAME_MAPPINGS = {name: standin_schema.display_name(name) for name in NODE_CLASS_MAPPINGS}
+NODE_DISPLAY_NAME_MAPPINGS = {name: display_name(name) for name in NODE_CLASS_MAPPINGS}

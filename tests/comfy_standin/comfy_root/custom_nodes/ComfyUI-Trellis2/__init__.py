@@ -17,9 +17,9 @@ from PIL import Image, ImageOps, ImageSequence
 
 import folder_paths
 import nodes
-import standin_options
-import standin_schema
 from comfy.utils import ProgressBar
+from standin import options
+from standin.schema import display_name, recorded, recorded_object_info
 
 from .standin_mesh import TexturedBox
 
@@ -40,8 +40,8 @@ class MeshWithVoxel:
         self.seed, self.pipeline_type, self.image_size = seed, pipeline_type, image_size
 
 
-@standin_schema.recorded("Trellis2LoadModel")
-class Trellis2LoadModel:
+@recorded("Trellis2LoadModel")
+class StandinLoadModel:
     FUNCTION = "loadmodel"
 
     def loadmodel(self, modelname: str, backend: str, device: str, low_vram: bool,
@@ -49,8 +49,8 @@ class Trellis2LoadModel:
         return (StandinPipeline(modelname, backend, device, low_vram),)
 
 
-@standin_schema.recorded("Trellis2LoadImageWithTransparency")
-class Trellis2LoadImageWithTransparency:
+@recorded("Trellis2LoadImageWithTransparency")
+class StandinLoadImageWithAlpha:
     """LoadImage plus the frames as stored (``image_with_alpha`` keeps RGBA)."""
 
     FUNCTION = "load_image"
@@ -69,8 +69,8 @@ class Trellis2LoadImageWithTransparency:
         return images, masks, originals
 
 
-@standin_schema.recorded("Trellis2PreProcessImage")
-class Trellis2PreProcessImage:
+@recorded("Trellis2PreProcessImage")
+class StandinPreProcess:
     FUNCTION = "process"
 
     def process(self, image: list[Image.Image]) -> tuple[list[Image.Image]]:
@@ -99,8 +99,8 @@ class Trellis2PreProcessImage:
         return Image.alpha_composite(black, cropped).convert("RGB")
 
 
-@standin_schema.recorded("Trellis2MeshWithVoxelGenerator")
-class Trellis2MeshWithVoxelGenerator:
+@recorded("Trellis2MeshWithVoxelGenerator")
+class StandinGenerator:
     """Progress steps as recorded (36 by default, ``progress_steps``). The pinned upstream node
     itself counts 5 stages (4 without texture), so clients must read ``max`` from the messages."""
 
@@ -111,23 +111,23 @@ class Trellis2MeshWithVoxelGenerator:
                 texture_steps: int, max_num_tokens: int, max_views: int,
                 sparse_structure_resolution: int, generate_texture_slat: bool,
                 use_tiled_decoder: bool) -> tuple[MeshWithVoxel]:
-        options = standin_options.current
-        steps = max(1, options.progress_steps)
+        timing = options.current
+        steps = max(1, timing.progress_steps)
         pbar = ProgressBar(steps)
         for _ in range(steps):
-            time.sleep(options.exec_seconds / steps)
+            time.sleep(timing.exec_seconds / steps)
             pbar.update(1)
         return (MeshWithVoxel(seed, pipeline_type, image[0].size),)
 
 
-@standin_schema.recorded("Trellis2PostProcessAndUnWrapAndRasterizer")
-class Trellis2PostProcessAndUnWrapAndRasterizer:
+@recorded("Trellis2PostProcessAndUnWrapAndRasterizer")
+class StandinPostProcess:
     FUNCTION = "process"
 
     def process(self, mesh: MeshWithVoxel, texture_size: int, **settings: Any
                 ) -> tuple[TexturedBox, list[Image.Image], list[Image.Image]]:
         box = TexturedBox(seed=mesh.seed, texture_side=min(texture_size, 64),
-                          target_bytes=standin_options.current.glb_bytes,
+                          target_bytes=options.current.glb_bytes,
                           metadata={"pipeline_type": mesh.pipeline_type, **settings})
         side = box.texture_side_for_target()
         base_color = Image.new("RGB", (side, side), (128, 128, 128))
@@ -135,8 +135,8 @@ class Trellis2PostProcessAndUnWrapAndRasterizer:
         return (box, [base_color], [metallic_roughness])
 
 
-@standin_schema.recorded("Trellis2ExportMesh")
-class Trellis2ExportMesh:
+@recorded("Trellis2ExportMesh")
+class StandinExportMesh:
     FUNCTION = "process"
 
     def process(self, trimesh: TexturedBox, filename_prefix: str, file_format: str,
@@ -156,14 +156,19 @@ def _not_simulated(name: str) -> type:
     def process(self: Any, **inputs: Any) -> tuple[Any, ...]:
         raise NotImplementedError(f"the ComfyUI stand-in does not simulate {name}")
 
-    return standin_schema.recorded(name)(type(name, (), {"FUNCTION": "process", "process": process}))
+    attributes = {"FUNCTION": "process", "process": process}
+    return recorded(name)(type(f"NotSimulated_{name}", (), attributes))
 
 
-_SIMULATED = [Trellis2LoadModel, Trellis2LoadImageWithTransparency, Trellis2PreProcessImage,
-              Trellis2MeshWithVoxelGenerator, Trellis2PostProcessAndUnWrapAndRasterizer,
-              Trellis2ExportMesh]
-NODE_CLASS_MAPPINGS: dict[str, type] = {cls.__name__: cls for cls in _SIMULATED}
-for _name, _info in standin_schema.recorded_object_info().items():
+NODE_CLASS_MAPPINGS: dict[str, type] = {
+    "Trellis2LoadModel": StandinLoadModel,
+    "Trellis2LoadImageWithTransparency": StandinLoadImageWithAlpha,
+    "Trellis2PreProcessImage": StandinPreProcess,
+    "Trellis2MeshWithVoxelGenerator": StandinGenerator,
+    "Trellis2PostProcessAndUnWrapAndRasterizer": StandinPostProcess,
+    "Trellis2ExportMesh": StandinExportMesh,
+}
+for _name, _info in recorded_object_info().items():
     if _info["python_module"] == PACK and _name not in NODE_CLASS_MAPPINGS:
         NODE_CLASS_MAPPINGS[_name] = _not_simulated(_name)
-NODE_DISPLAY_NAME_MAPPINGS = {name: standin_schema.display_name(name) for name in NODE_CLASS_MAPPINGS}
+NODE_DISPLAY_NAME_MAPPINGS = {name: display_name(name) for name in NODE_CLASS_MAPPINGS}

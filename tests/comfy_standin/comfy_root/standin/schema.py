@@ -1,5 +1,5 @@
-"""Node class attributes taken from the recorded ``/object_info`` (standin_object_info.json,
-which ``install`` copies from the package's verbatim copy of the recording).
+"""Node class attributes taken from the recorded ``/object_info`` (``standin_object_info.json``
+in the ComfyUI root, which ``install`` copies from the package's verbatim copy of the recording).
 
 The stand-in packs and core nodes declare only their behaviour; their schemas come from the
 recording, so ``/object_info`` of the stand-in is the real server's, input for input.
@@ -13,7 +13,8 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-_RECORDING = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standin_object_info.json")
+_RECORDING = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "standin_object_info.json")
 
 
 @cache

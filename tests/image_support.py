@@ -198,15 +198,17 @@ def final_image(stack_image: str, python_image: str, hub_mirror: HubMirror,
     return BuiltImage(FINAL_IMAGE, context, done.stderr, build_args, env)
 
 
-def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.5) -> T:
-    """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes."""
+def wait_for(predicate: Callable[[], T], timeout: float, what: Callable[[], str],
+             interval: float = 0.5) -> T:
+    """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes; ``what`` says
+    what was awaited, evaluated at the timeout (so it can include the latest logs)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what()}")
         time.sleep(interval)
 
 

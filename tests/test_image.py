@@ -181,7 +181,8 @@ def test_container_runs_offline_as_non_root_becomes_ready_writes_output_and_stop
         return container.attrs["State"].get("Health", {}).get("Status") == "healthy"
 
     # The image's own HEALTHCHECK (ready endpoint) turning healthy is the readiness event.
-    wait_for(healthy, timeout=240, what=f"{name} healthy\n{container_logs(docker_client, name)}")
+    wait_for(healthy, timeout=240,
+             what=lambda: f"{name} healthy\n{container_logs(docker_client, name)}")
     assert container.attrs["NetworkSettings"]["Networks"].keys() == {"none"}
 
     assert _get(name, "/trellis-box/health")[0] == 200

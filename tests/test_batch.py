@@ -43,6 +43,13 @@ def test_directories_expand_to_their_images_in_order(tmp_path: Path) -> None:
     assert [i.name for i in items] == ["a", "b"]
 
 
+def test_our_cutouts_are_not_inputs_when_the_output_is_the_input_folder(tmp_path: Path) -> None:
+    _png(tmp_path / "chair.png")
+    _png(tmp_path / "chair.cutout.png")
+    assert [i.name for i in batch.plan([tmp_path], out_dir=tmp_path)] == ["chair"]
+    assert len(batch.plan([tmp_path], out_dir=tmp_path / "elsewhere")) == 2
+
+
 def test_an_input_named_twice_runs_once(tmp_path: Path) -> None:
     a = _png(tmp_path / "a.png")
     assert len(batch.plan([a, tmp_path / "." / "a.png", tmp_path])) == 1

@@ -103,17 +103,21 @@ class Event:
 Observer = Callable[[Event], None]
 
 
-def plan(inputs: list[Path]) -> list[Item]:
+def plan(inputs: list[Path], *, out_dir: Path | None = None) -> list[Item]:
     """Expand directories (their image files, sorted) and give every input a unique name.
 
     Two inputs with the same stem get the stem plus a short hash of their path, so names are
-    stable from one run to the next whatever else is in the batch.
+    stable from one run to the next whatever else is in the batch. Cutouts we wrote are not
+    inputs, should ``out_dir`` be one of the directories.
     """
+    ours = out_dir.resolve() if out_dir is not None else None
     sources: list[Path] = []
     for path in inputs:
         if path.is_dir():
+            skip_cutouts = path.resolve() == ours
             sources += sorted(p for p in path.iterdir()
-                              if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                              if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                              and not (skip_cutouts and p.name.endswith(".cutout.png")))
         else:
             sources.append(path)
     unique = list(dict.fromkeys(p.resolve() if p.exists() else p for p in sources))
@@ -195,7 +199,7 @@ async def server_facts(comfy: ComfyClient) -> tuple[dict[str, Any], profiles.Pro
 async def run_batch(server: str, inputs: list[Path], options: BatchOptions, *,
                     timeouts: Timeouts = Timeouts(), on_event: Observer | None = None) -> BatchReport:
     """Generate a GLB for every input; returns one outcome each (cancelling returns early)."""
-    items = plan(inputs)
+    items = plan(inputs, out_dir=options.out_dir)
     # Bad parameters fail here, before anything is uploaded (ComfyUI would run half the graph).
     workflow.validate(workflow.build(options.workflow, "input.png"), workflow.recorded_object_info())
     try:

@@ -453,7 +453,9 @@ class ComfyClient:
         down_since, backoff = loop.time(), 0.1
         while True:
             try:
+                # Preview frames can be large; a frame over the limit would cost a reconnect.
                 async with self._session.ws_connect(ws_url, heartbeat=self.timeouts.heartbeat,
+                                                    max_msg_size=64 << 20,
                                                     timeout=aiohttp.ClientWSTimeout(
                                                         ws_close=self.timeouts.connect)) as ws:
                     self._ws_generation += 1

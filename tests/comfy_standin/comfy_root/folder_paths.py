@@ -89,7 +89,8 @@ def exists_annotated_filepath(name: str) -> bool:
     return os.path.exists(get_annotated_filepath(name))
 
 
-def add_model_folder_path(folder_name: str, full_folder_path: str, is_default: bool = False) -> None:
+def add_model_folder_path(folder_name: str, full_folder_path: str,
+                          is_default: bool = False) -> None:
     """Register a folder for a kind of model; ``is_default`` puts it first in the search."""
     folders, _ = folder_names_and_paths.setdefault(folder_name, ([], set()))
     if full_folder_path in folders:

@@ -175,7 +175,7 @@ class Api:
         return _empty()
 
     async def interrupt(self, request: web.Request) -> web.Response:
-        """Stops the running prompt; with a ``prompt_id``, only if that prompt is the one running."""
+        """Stop the running prompt; with a ``prompt_id``, only if that prompt is running."""
         try:
             body = await request.json()
         except json.JSONDecodeError:

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aiohttp import web
 
@@ -123,8 +123,9 @@ class Standin:
         for host in args.listen.split(","):
             site = web.TCPSite(runner, host, args.port)
             await site.start()
-            sockets = site._server.sockets if site._server is not None else None
-            port = sockets[0].getsockname()[1] if sockets else args.port
+            # aiohttp 3.8 (Debian bookworm) has no public way to read the bound port.
+            bound = cast("asyncio.Server | None", site._server)
+            port = bound.sockets[0].getsockname()[1] if bound and bound.sockets else args.port
             shown = f"[{host}]" if ":" in host else host
             log.info(f"To see the GUI go to: http://{shown}:{port}")
         await asyncio.gather(delivery, worker)

@@ -50,7 +50,8 @@ def signatures(prompt: Prompt) -> dict[str, str]:
                 parts.append(node_id)
             for name in sorted(node["inputs"]):
                 value = node["inputs"][name]
-                parts.append([name, ["link", sign(value[0]), value[1]] if is_link(value) else value])
+                linked = is_link(value)
+                parts.append([name, ["link", sign(value[0]), value[1]] if linked else value])
             text = json.dumps(parts, sort_keys=True, default=repr)
             done[node_id] = hashlib.sha256(text.encode()).hexdigest()
         return done[node_id]

@@ -37,7 +37,10 @@ class _PngWriter:
     compress_level = 4
 
     def __init__(self) -> None:
-        self.output_dir = folder_paths.get_directory_by_type(self.type)
+        self.output_dir = self._folder()
+
+    def _folder(self) -> str:
+        return folder_paths.get_output_directory()
 
     def save_images(self, images: Batch, filename_prefix: str = "ComfyUI", prompt: Any = None,
                     extra_pnginfo: Any = None) -> dict[str, Any]:
@@ -76,6 +79,9 @@ class PreviewImage(_PngWriter):
 
     type = "temp"
     compress_level = 1
+
+    def _folder(self) -> str:
+        return folder_paths.get_temp_directory()
 
     def __init__(self) -> None:
         super().__init__()

@@ -46,7 +46,8 @@ class NodeFailed(Exception):
 
 def _shown(value: Any) -> Any:
     """A node input as ``current_inputs`` shows it: JSON values as they are, objects as text."""
-    return value if value is None or isinstance(value, (int, float, bool, str, dict)) else str(value)
+    plain = value is None or isinstance(value, (int, float, bool, str, dict))
+    return value if plain else str(value)
 
 
 class Executor:
@@ -171,7 +172,8 @@ class Executor:
         board.finished(node_id)
         ran.append(node_id)
 
-    def _arguments(self, prompt: Prompt, node_id: str, extra_data: dict[str, Any]) -> dict[str, Any]:
+    def _arguments(self, prompt: Prompt, node_id: str, extra_data: dict[str, Any]
+                   ) -> dict[str, Any]:
         """Keyword arguments of the node function: constants, linked results, hidden values."""
         node_class = class_of(prompt, node_id)
         spec = registry.inputs_of(node_class)

@@ -28,7 +28,7 @@ def links_into(prompt: Prompt, node_id: str) -> Iterator[tuple[str, str, int]]:
 
 
 def upstream_of(prompt: Prompt, node_id: str) -> set[str]:
-    """Every node ``node_id`` depends on, directly or not (dangling links are left to validation)."""
+    """Every node ``node_id`` depends on, directly or not (validation reports dangling links)."""
     found: set[str] = set()
     todo = [node_id]
     while todo:

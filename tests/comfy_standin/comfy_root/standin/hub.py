@@ -25,7 +25,8 @@ class Hub:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, activity: Activity,
-                 status: Callable[[], dict[str, Any]], features: Callable[[], dict[str, Any]]) -> None:
+                 status: Callable[[], dict[str, Any]],
+                 features: Callable[[], dict[str, Any]]) -> None:
         self._loop = loop
         self._activity = activity
         self._status = status

@@ -15,7 +15,8 @@ from standin.graph import Prompt, class_of, links_into
 
 
 class RunPlan:
-    def __init__(self, prompt: Prompt, outputs: list[str], is_cached: Callable[[str], bool]) -> None:
+    def __init__(self, prompt: Prompt, outputs: list[str],
+                 is_cached: Callable[[str], bool]) -> None:
         self._prompt = prompt
         # Node -> sources it still waits for; dict order is the order nodes were discovered.
         self._waiting: dict[str, set[str]] = {}
@@ -56,7 +57,8 @@ class RunPlan:
     def _output_within(self, node_id: str, steps: int) -> bool:
         if registry.is_output(class_of(self._prompt, node_id)):
             return True
-        return steps > 0 and any(self._output_within(c, steps - 1) for c in self._consumers[node_id])
+        consumers = self._consumers[node_id]
+        return steps > 0 and any(self._output_within(c, steps - 1) for c in consumers)
 
     def finished(self, node_id: str) -> None:
         del self._waiting[node_id]

@@ -33,7 +33,9 @@ def problem(kind: str, message: str, details: str, **extra_info: Any) -> Problem
 
 def qualified_name(cls: type) -> str:
     """How ComfyUI names exception types: ``RuntimeError``, ``torch.OutOfMemoryError``."""
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 @dataclasses.dataclass

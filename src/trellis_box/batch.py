@@ -208,10 +208,14 @@ async def run_batch(server: str, inputs: list[Path], options: BatchOptions, *,
         raise write_failed(options.out_dir, exc) from exc
     async with ComfyClient(server, timeouts=timeouts) as comfy:
         facts, profile = await server_facts(comfy)
-        wanted = options.workflow.resolution
-        resolution = (wanted if profile is None else
-                      profiles.choose_resolution(wanted, profile, auto=options.auto_resolution))
-        engine = _Engine(comfy, options, facts, resolution, on_event or (lambda e: None))
+        run_options = options.workflow
+        if profile is not None:
+            # low_vram as the container's warm-up loaded the model: other loader inputs would
+            # make ComfyUI load it again on the first image.
+            run_options = replace(run_options, low_vram=profile.low_vram, resolution=(
+                profiles.choose_resolution(run_options.resolution, profile,
+                                           auto=options.auto_resolution)))
+        engine = _Engine(comfy, options, facts, run_options, on_event or (lambda e: None))
         return await engine.run(items)
 
 
@@ -228,11 +232,11 @@ class _Job:
 
 class _Engine:
     def __init__(self, comfy: ComfyClient, options: BatchOptions, facts: dict[str, Any],
-                 resolution: str, emit: Observer) -> None:
+                 run_options: workflow.WorkflowOptions, emit: Observer) -> None:
         self.comfy, self.options, self.facts, self.emit = comfy, options, facts, emit
         # The key keeps the *requested* options: a downgrade must not make a re-run miss.
         self.requested = options.workflow
-        self.run_options = replace(options.workflow, resolution=resolution)
+        self.run_options = run_options
         self.slots = asyncio.Semaphore(1 + max(options.depth, 1))
         self.downloads = asyncio.Semaphore(options.downloads)
         self.ours: set[str] = set()
@@ -394,6 +398,7 @@ class _Engine:
             "input": self._input_facts(job),
             "parameters": self.requested.as_dict(),
             "resolution": job.options.resolution,
+            "low_vram": job.options.low_vram,
             "seed": job.options.seed,
             "server": self.facts,
         }

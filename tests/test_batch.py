@@ -151,7 +151,8 @@ async def test_a_folder_becomes_glb_cutout_and_report_per_image(
     assert {GENERATOR, "TrellisBoxGLBOutput"} <= set(classes), classes
     assert min(classes.values()) >= 0
     assert sum(classes.values()) <= data["timings"]["client_seconds"] + 0.01
-    assert data["glb"]["faces"] > 0 and data["glb"]["bytes"] == (out / "object-0.glb").stat().st_size
+    assert data["glb"]["faces"] > 0
+    assert data["glb"]["bytes"] == (out / "object-0.glb").stat().st_size
     assert data["input"]["sha256"] and data["input"]["path"].endswith("object-0.png")
     issues = validate_glb(out / "object-1.glb")["issues"]
     assert issues["numErrors"] == 0, issues["messages"]
@@ -274,7 +275,8 @@ async def test_a_server_restart_mid_batch_loses_no_image(comfy_standin: StartSta
 
 async def test_a_dropping_websocket_and_a_slow_view_lose_nothing(
         comfy_standin: StartStandin, tmp_path: Path) -> None:
-    server = _start(comfy_standin, tmp_path, exec_seconds=0.2, progress_steps=10, drop_ws_after=9, view_delay=0.5)
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.2, progress_steps=10,
+                    drop_ws_after=9, view_delay=0.5)
     _photos(tmp_path / "in", 3)
     report = await batch.run_batch(server.url, [tmp_path / "in"], _opts(tmp_path / "out"),
                                    timeouts=FAST)
@@ -299,12 +301,14 @@ async def test_out_of_memory_steps_down_with_auto_resolution(comfy_standin: Star
 
 async def test_a_24gb_gpu_refuses_1536_or_steps_down(comfy_standin: StartStandin,
                                                      tmp_path: Path) -> None:
-    server = _start(comfy_standin, tmp_path, exec_seconds=0.1, gpu_name="NVIDIA A10G", vram_bytes=23_609_475_072)
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1, gpu_name="NVIDIA A10G",
+                    vram_bytes=23_609_475_072)
     _photos(tmp_path / "in", 1)
     out = tmp_path / "out"
     with pytest.raises(ResolutionUnsupportedError, match="resolution 1536 does not fit") as info:
         await batch.run_batch(server.url, [tmp_path / "in"],
-                              _opts(out, workflow=WorkflowOptions(resolution="1536")), timeouts=FAST)
+                              _opts(out, workflow=WorkflowOptions(resolution="1536")),
+                              timeouts=FAST)
     assert "fix: use --resolution 1024, or --auto-resolution" in str(info.value)
     assert list(server.input_dir.iterdir()) == []  # refused before any upload
     report = await batch.run_batch(server.url, [tmp_path / "in"],
@@ -320,7 +324,8 @@ async def test_the_container_state_decides_the_allowed_resolutions(
         "phase": "ready", "ready": True, "allowed_resolutions": ["512"], "error": None,
         "profile": {"gpu_name": "tiny", "vram_bytes": 1, "low_vram": True, "max_resolution": "512"},
     }))
-    server = _start(comfy_standin, tmp_path, exec_seconds=0.1, env={"TRELLIS_BOX_STATE": str(state)})
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1,
+                    env={"TRELLIS_BOX_STATE": str(state)})
     _photos(tmp_path / "in", 1)
     with pytest.raises(ResolutionUnsupportedError, match="fix: use --resolution 512"):
         await batch.run_batch(server.url, [tmp_path / "in"], _opts(tmp_path / "out"),

@@ -187,10 +187,10 @@ async def server_facts(comfy: ComfyClient) -> tuple[dict[str, Any], profiles.Pro
     if info and info.get("allowed_resolutions") is not None:
         p = info.get("profile") or {}
         allowed = tuple(str(r) for r in info["allowed_resolutions"])
+        top = p.get("max_resolution") or (allowed[-1] if allowed else None)
         return facts, profiles.Profile(
             str(p.get("gpu_name") or device.get("name") or "gpu"), int(p.get("vram_bytes") or 0),
-            bool(p.get("low_vram", True)), p.get("max_resolution") or (allowed[-1] if allowed else None),
-            allowed)
+            bool(p.get("low_vram", True)), top, allowed)
     if device.get("type") in (None, "cpu"):
         return facts, None
     return facts, profiles.profile_for(int(device.get("vram_total") or 0))

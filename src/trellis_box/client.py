@@ -124,7 +124,8 @@ class _Tracker:
             if self._node is not None:
                 node, since = self._node
                 self.node_seconds[node] = self.node_seconds.get(node, 0.0) + now - since
-            self._node = (msg.node, now) if isinstance(msg, protocol.Executing) and msg.node else None
+            starts = isinstance(msg, protocol.Executing) and msg.node is not None
+            self._node = (msg.node, now) if starts else None  # type: ignore[assignment]
             if isinstance(msg, protocol.Executing) and msg.node is None:
                 self.done.set()
         if self.on_message is not None:
@@ -233,7 +234,8 @@ class ComfyClient:
 
     async def trellis_info(self) -> dict[str, Any] | None:
         """``/trellis-box/info`` from our node pack, or ``None`` on a plain ComfyUI."""
-        return await self._json("GET", "/trellis-box/info", absent_on_404=True)  # type: ignore[no-any-return]
+        info = await self._json("GET", "/trellis-box/info", absent_on_404=True)
+        return info  # type: ignore[no-any-return]
 
     async def history(self, prompt_id: str) -> dict[str, Any] | None:
         """The history entry of one prompt, or ``None`` while it has none."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -295,7 +296,7 @@ class _Engine:
                 name = await self.comfy.upload_bytes(job.image.png, ".png")
                 job.graph = workflow.build(job.options, name)
                 job.prompt_id = await self.comfy.queue_prompt(
-                    job.graph, on_message=lambda m, j=job: self._progress(j, m))
+                    job.graph, on_message=functools.partial(self._progress, job))
                 job.queued_at = time.monotonic()
                 self.ours.add(job.prompt_id)
                 self.emit(Event(job.item, "queued"))

@@ -124,9 +124,9 @@ class _Tracker:
             if self._node is not None:
                 node, since = self._node
                 self.node_seconds[node] = self.node_seconds.get(node, 0.0) + now - since
-            starts = isinstance(msg, protocol.Executing) and msg.node is not None
-            self._node = (msg.node, now) if starts else None  # type: ignore[assignment]
-            if isinstance(msg, protocol.Executing) and msg.node is None:
+            running = msg.node if isinstance(msg, protocol.Executing) else None
+            self._node = (running, now) if running is not None else None
+            if isinstance(msg, protocol.Executing) and running is None:
                 self.done.set()
         if self.on_message is not None:
             self.on_message(msg)

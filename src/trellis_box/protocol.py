@@ -175,7 +175,7 @@ def parse(frame: str | bytes | dict[str, Any]) -> Message:
         return parser(data)  # type: ignore[no-any-return]
     except (KeyError, TypeError, ValueError, AttributeError):
         # A known type whose shape changed upstream: ignored like an unknown one.
-        return Unknown(kind, data)
+        return Unknown(str(kind), data)
 
 
 def prompt_of(message: Message) -> str | None:

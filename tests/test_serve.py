@@ -39,7 +39,8 @@ def get(url: str) -> tuple[int, dict[str, Any]]:
 
 
 def read_state(setup: ServeSetup) -> dict[str, Any]:
-    return json.loads(setup.state.read_text())
+    state: dict[str, Any] = json.loads(setup.state.read_text())
+    return state
 
 
 def phases(process: ServeProcess) -> list[str]:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import catalog, pins
 from .errors import (
@@ -482,31 +483,33 @@ def import_packs(root: Path, packs: Sequence[Path], *, python: str, env: Mapping
             done = subprocess.run(cmd, cwd=root, env=dict(env), capture_output=True, text=True,
                                   errors="replace", timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            records = _records(results)
-            pack = records[-1]["pack"] if records else str(packs[0])
+            started = _records(results)
+            name = Path(started[-1]["pack"]).name if started else packs[0].name
             raise NodeImportError(
-                f"node pack {Path(pack).name} did not finish importing within {timeout:g} s",
-                detail="An import that hangs is usually waiting on the network (offline here) or a lock.",
-                fix="run `trellis-box doctor` for the traceback context, or raise TRELLIS_BOX_IMPORT_TIMEOUT",
-                pack=Path(pack).name,
+                f"node pack {name} did not finish importing within {timeout:g} s",
+                detail="An import that hangs usually waits for the network (there is none here, by\n"
+                       "design) or for a lock; a slow disk can make a large import slow.",
+                fix="find what the pack waits for at import, or raise TRELLIS_BOX_IMPORT_TIMEOUT",
+                pack=name,
             ) from None
         records = _records(results)
     classes: dict[str, list[str]] = {}
     for record in records:
+        name = Path(record["pack"]).name
         if record["state"] == "ok":
-            classes[Path(record["pack"]).name] = record["classes"]
+            classes[name] = list(record["classes"])
         elif record["state"] == "failed":
-            raise _import_failed(Path(record["pack"]).name, record["traceback"])
-    unfinished = [r for r in records if r["state"] == "importing"
-                  and Path(r["pack"]).name not in classes]
+            raise _import_failed(name, str(record["traceback"]))
+    unfinished = [Path(r["pack"]).name for r in records
+                  if r["state"] == "importing" and Path(r["pack"]).name not in classes]
     if unfinished or done.returncode != 0:
-        pack = Path(unfinished[0]["pack"]).name if unfinished else "?"
         tail = "\n".join(done.stderr.strip().splitlines()[-20:]) or "(no output)"
-        raise _import_failed(pack, f"the interpreter died with exit code {done.returncode}:\n{tail}")
+        raise _import_failed(unfinished[0] if unfinished else "(before the first pack)",
+                             f"the interpreter died with exit code {done.returncode}:\n{tail}")
     return classes
 
 
-def _records(path: Path) -> list[dict[str, object]]:
+def _records(path: Path) -> list[dict[str, Any]]:
     try:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     except FileNotFoundError:

@@ -262,7 +262,8 @@ class Server:
         try:
             self._start(found)
             ready = asyncio.ensure_future(self._become_ready(found))
-            await asyncio.wait({ready, exited, stop}, return_when=asyncio.FIRST_COMPLETED)
+            first: set[asyncio.Future[Any]] = {ready, exited, stop}
+            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
             if not (stop.done() or exited.done()) and ready.exception() is not None:
                 error = ready.exception()
                 assert error is not None

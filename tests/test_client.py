@@ -228,6 +228,21 @@ async def test_a_dropped_websocket_loses_no_job(comfy_standin: StartStandin, tmp
     assert reconnects >= 3
 
 
+async def test_jobs_that_end_while_the_websocket_is_down_are_found_through_history(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """Every connection is cut right after its greeting: no prompt message ever arrives, so
+    each completion can only come from reconciling through /history."""
+    server = comfy_standin(exec_seconds=0.2, drop_ws_after=1)
+    seen = _Seen()
+    async with ComfyClient(server.url, timeouts=FAST) as comfy:
+        ids = [await comfy.queue_prompt(await _graph(comfy, tmp_path, i), on_message=seen)
+               for i in range(2)]
+        results = await asyncio.gather(*(comfy.wait(i) for i in ids))
+    assert seen.messages == []
+    assert [len(r.files(workflow.GLB_OUTPUT_NODE, "3d")) for r in results] == [1, 1]
+    assert results[0].started_ms and results[1].finished_ms
+
+
 async def test_a_restarted_server_reports_its_prompt_lost(comfy_standin: StartStandin,
                                                           tmp_path: Path) -> None:
     server = comfy_standin(exec_seconds=30)

@@ -253,6 +253,19 @@ class TestRefusesToStart:
         assert serve.comfy_pid() is None
         assert "ready" not in phases(serve)
 
+    def test_comfyui_that_never_answers_is_stopped_at_the_start_timeout(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        env = serve_setup.environment(COMFY_STANDIN_STARTUP_DELAY="120",
+                                      TRELLIS_BOX_START_TIMEOUT="2")
+        serve = start_serve(serve_setup, env=env)
+        assert serve.wait_exit() == 1
+        assert f"error: ComfyUI did not answer on http://127.0.0.1:{serve.port} within 2 s" \
+            in serve.stderr
+        assert "TRELLIS_BOX_START_TIMEOUT" in serve.stderr
+        comfy = serve.comfy_pid()
+        assert comfy is not None and process_gone(comfy)
+        assert_never_ready(serve, serve_setup)
+
     def test_missing_node_class_is_named_with_its_pack(
             self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
         shutil.rmtree(serve_setup.root / "custom_nodes" / "trellis_box_nodes")

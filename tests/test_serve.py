@@ -139,6 +139,23 @@ class TestReady:
         assert "ready" not in phases(serve)
         assert read_state(serve_setup)["ready"] is False
 
+    def test_comfyui_ignoring_sigterm_is_killed_after_the_grace_period(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        # A custom node may install its own handler; ComfyUI loads it in its main thread.
+        stubborn = serve_setup.root / "custom_nodes" / "ignores_sigterm"
+        stubborn.mkdir()
+        (stubborn / "__init__.py").write_text(
+            "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nNODE_CLASS_MAPPINGS = {}\n")
+        serve = start_serve(serve_setup, "--no-warmup",
+                            env=serve_setup.environment(TRELLIS_BOX_STOP_GRACE="0.5"))
+        serve.wait_event("phase", phase="ready")
+        comfy = serve.comfy_pid()
+        assert comfy is not None
+        serve.signal(signal.SIGTERM)
+        assert serve.wait_exit(30) == 128 + signal.SIGKILL
+        assert serve.wait_event("killing")["after_s"] == 0.5
+        assert process_gone(comfy)
+
     def test_comfyui_dying_after_ready_ends_serve_with_its_status(
             self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
         serve = start_serve(serve_setup, "--no-warmup")

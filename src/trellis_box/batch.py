@@ -430,10 +430,10 @@ class _Engine:
         if not self.ours:
             return
         with contextlib.suppress(TrellisBoxError):
-            state = await self.comfy.queue()
-            pending = [p for p in state.pending if p in self.ours]
+            pending = [p for p in (await self.comfy.queue()).pending if p in self.ours]
             if pending:
                 await self.comfy.delete_pending(pending)
-            for running in state.running:
+            # Read again: one of ours may have started between the read and the delete.
+            for running in (await self.comfy.queue()).running:
                 if running in self.ours:
                     await self.comfy.interrupt(running)

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,9 @@ class TestReady:
         status, info = get(f"{serve.url}/trellis-box/info")
         assert status == 200 and info["allowed_resolutions"] == ["512", "1024", "1536"]
 
-        # Every phase was logged with its duration, in order.
+        # Every phase was logged with its duration, in order, each line a timestamped JSON record.
         assert phases(serve) == ["preflight", "starting", "registering", "warming", "ready"]
+        assert all(datetime.fromisoformat(e["ts"]).tzinfo is not None for e in serve.events())
         done = [e["phase"] for e in serve.events() if e["event"] == "phase_done"]
         assert done == ["preflight", "starting", "registering", "warming"]
         steps = [e["step"] for e in serve.events() if e["event"] == "step"]

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 import sys
-import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,8 @@ from ._output import JsonOption, emit, err
 
 def _log(event: str, **fields: Any) -> None:
     """One JSON line per event on stderr: what `docker logs` and log shippers read."""
-    record = {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "logger": "trellis-box",
-              "event": event, **fields}
+    ts = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    record = {"ts": ts, "logger": "trellis-box", "event": event, **fields}
     sys.stderr.write(json.dumps(record, default=str) + "\n")
     sys.stderr.flush()
 

@@ -33,8 +33,8 @@ def test_a_good_machine_passes_every_check(serve_setup: ServeSetup, monkeypatch:
     code, report = doctor(serve_setup, monkeypatch, capsys)
     assert code == 0 and report["ok"] is True
     checks = by_name(report)
-    assert list(checks) == ["gpu", "driver", "cuda arch", "profile", "environment", "directories",
-                            "comfyui root", "weights", "node imports"]
+    assert list(checks) == ["gpu", "driver", "cuda arch", "profile", "environment",
+                            "comfyui root", "directories", "weights", "node imports"]
     assert all(c["status"] == "ok" for c in checks.values())
     assert checks["gpu"]["detail"] == "NVIDIA L40S, 45.0 GiB, compute capability 8.9 (sm_89)"
     assert checks["driver"]["detail"].startswith("driver 550.127.05")
@@ -75,6 +75,21 @@ def test_an_unsuitable_gpu_names_what_is_wrong(
     check = by_name(report)[step]
     assert check["status"] == "failed" and check["detail"] == text
     assert check["error"]["fix"]
+
+
+def test_a_mistyped_root_is_named_and_nothing_is_created_under_it(
+        serve_setup: ServeSetup, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for name, value in serve_setup.env.items():
+        monkeypatch.setenv(name, value)
+    wrong = serve_setup.base / "comfyiu"
+    code = main(["doctor", "--json", "--comfy-root", str(wrong)])
+    checks = by_name(json.loads(capsys.readouterr().out))
+    assert code == 1
+    assert checks["comfyui root"]["detail"] == f"not a ComfyUI root: {wrong}"
+    for name in ("directories", "weights", "node imports"):
+        assert checks[name]["status"] == "skipped"
+    assert not wrong.exists()
 
 
 def test_a_24gb_card_gets_low_vram_and_1024_at_most(

@@ -97,8 +97,8 @@ class TestReady:
         done = [e["phase"] for e in serve.events() if e["event"] == "phase_done"]
         assert done == ["preflight", "starting", "registering", "warming"]
         steps = [e["step"] for e in serve.events() if e["event"] == "step"]
-        assert steps == ["gpu", "cuda arch", "profile", "environment", "directories", "port",
-                         "comfyui root", "weights", "node imports"]
+        assert steps == ["gpu", "cuda arch", "profile", "environment", "comfyui root",
+                         "directories", "port", "weights", "node imports"]
         assert all(e["status"] == "ok" and e["duration_s"] >= 0 for e in serve.events()
                    if e["event"] == "step")
         # The warm-up ran one prompt and cleaned up its outputs.

@@ -554,10 +554,11 @@ _AFTER_GPU: tuple[Step, ...] = (
     Step("cuda arch", _arch, needs=("gpu",)),
     Step("profile", _profile, needs=("gpu",)),
     Step("environment", _environment),
-    Step("directories", _directories),
+    # Before anything is created under it: a mistyped root must not grow an output folder.
+    Step("comfyui root", _root),
+    Step("directories", _directories, needs=("comfyui root",)),
 )
 _COMFY: tuple[Step, ...] = (
-    Step("comfyui root", _root),
     Step("weights", _weights, needs=("comfyui root",)),
     Step("node imports", _nodes, needs=("comfyui root", "environment")),
 )

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import comfy.model_management as mm
-from standin import registry
+from standin import core_nodes, registry
 from standin.core_nodes import ImageScale, LoadImage, Preview3D, PreviewImage, SaveGLB, SaveImage
 
 __all__ = ["LOADED_MODULE_DIRS", "NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS",
            "ImageScale", "LoadImage", "Preview3D", "PreviewImage", "SaveGLB", "SaveImage",
            "before_node_execution", "interrupt_processing"]
 
+# As in ComfyUI, the core node types are there as soon as this module is imported.
+core_nodes.register()
 NODE_CLASS_MAPPINGS = registry.NODE_CLASSES
 NODE_DISPLAY_NAME_MAPPINGS = registry.DISPLAY_NAMES
 LOADED_MODULE_DIRS = registry.PACK_DIRS

@@ -25,7 +25,7 @@ import comfy.utils
 import comfyui_version
 import folder_paths
 from comfy.cli_args import args
-from standin import core_nodes, files, options, pack_loader  # noqa: F401 - core_nodes registers the core node types on import
+from standin import core_nodes, files, options, pack_loader
 from standin.api import Api
 from standin.executor import Executor, Outcome
 from standin.hub import Hub
@@ -142,9 +142,10 @@ def _prepare_folders() -> None:
         folder_paths.set_temp_directory(os.path.join(os.path.abspath(args.temp_directory), "temp"))
     os.makedirs(folder_paths.get_output_directory(), exist_ok=True)
     os.makedirs(folder_paths.get_input_directory(), exist_ok=True)
-    # Previews of earlier runs are never served again.
+    # Previews of earlier runs are never served again. The folder itself may stay (a volume's
+    # mount point, or a parent the server cannot write), so it may exist afterwards.
     shutil.rmtree(folder_paths.get_temp_directory(), ignore_errors=True)
-    os.makedirs(folder_paths.get_temp_directory())
+    os.makedirs(folder_paths.get_temp_directory(), exist_ok=True)
 
 
 def main() -> None:
@@ -161,6 +162,7 @@ def main() -> None:
     standin = Standin(loop)
     server.PromptServer(standin)
     allowed = list(args.whitelist_custom_nodes) if args.disable_all_custom_nodes else None
+    core_nodes.register()  # first, so no pack can replace a core node type
     pack_loader.load_all(folder_paths.get_folder_paths("custom_nodes"), allowed)
     standin.mount_routes()
     comfy.utils.set_progress_bar_global_hook(standin.report_progress)

@@ -189,5 +189,8 @@ class Preview3D:
 
 CORE = {"LoadImage": LoadImage, "SaveImage": SaveImage, "PreviewImage": PreviewImage,
         "ImageScale": ImageScale, "SaveGLB": SaveGLB, "Preview3D": Preview3D}
-registry.NODE_CLASSES.update(CORE)
-registry.DISPLAY_NAMES.update({name: display_name(name) for name in CORE})
+
+
+def register() -> None:
+    registry.NODE_CLASSES.update(CORE)
+    registry.DISPLAY_NAMES.update({name: display_name(name) for name in CORE})

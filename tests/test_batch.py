@@ -18,8 +18,10 @@ from tests.photos import object_photo
 from trellis_box import batch
 from trellis_box.client import ComfyClient, Timeouts
 from trellis_box.errors import (
+    ComfyUnreachableError,
     ImageInputError,
     OutOfMemoryError,
+    PromptLostError,
     PromptNodeError,
     ResolutionUnsupportedError,
     UsageError,
@@ -271,6 +273,32 @@ async def test_a_server_restart_mid_batch_loses_no_image(comfy_standin: StartSta
     await restarter
     assert [o.status for o in report.outcomes] == ["ok"] * 4, [str(o.error) for o in report.failed]
     assert len(list((tmp_path / "out").glob("*.glb"))) == 4
+
+
+async def test_a_server_that_stays_down_fails_the_rest_without_hanging(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=1.0)
+    _photos(tmp_path / "in", 5)
+    first_done = asyncio.Event()
+
+    def on_event(event: batch.Event) -> None:
+        if event.kind == "done":
+            first_done.set()
+
+    async def stop_after_first() -> None:
+        await first_done.wait()
+        await asyncio.to_thread(server.stop)
+
+    stopper = asyncio.create_task(stop_after_first())
+    report = await batch.run_batch(server.url, [tmp_path / "in"], _opts(tmp_path / "out"),
+                                   timeouts=Timeouts(poll=0.5, reconnect=2.0), on_event=on_event)
+    await stopper
+    statuses = [o.status for o in report.outcomes]
+    assert statuses[0] == "ok" and statuses.count("failed") >= 3, statuses
+    errors = {type(o.error) for o in report.failed}
+    assert errors <= {ComfyUnreachableError, PromptLostError}, errors
+    last = report.outcomes[-1].error
+    assert isinstance(last, ComfyUnreachableError) and server.url in str(last)
 
 
 async def test_a_dropping_websocket_and_a_slow_view_lose_nothing(

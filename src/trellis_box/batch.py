@@ -257,7 +257,11 @@ class _Engine:
                 if job is None:
                     continue
                 await self.slots.acquire()
-                tasks.append(asyncio.create_task(self._follow(job), name=f"job {item.name}"))
+                # Queued here, one after the other, so the server runs inputs in their order.
+                if await self._submit_or_fail(job):
+                    tasks.append(asyncio.create_task(self._follow(job), name=f"job {item.name}"))
+                else:
+                    self.slots.release()
             await asyncio.gather(*tasks)
         except asyncio.CancelledError:
             interrupted = True
@@ -311,13 +315,29 @@ class _Engine:
         node_class = (job.graph.get(node) or {}).get("class_type") if node else None
         self.emit(Event(job.item, "progress", msg, node_class=node_class))
 
+    async def _submit_or_fail(self, job: _Job) -> bool:
+        try:
+            await self._submit(job)
+        except TrellisBoxError as exc:
+            self._failed_job(job, exc)
+            return False
+        return True
+
+    def _failed_job(self, job: _Job, exc: TrellisBoxError) -> None:
+        if isinstance(exc, ComfyUnreachableError):
+            self.broken = exc
+        self._fail(job.item, exc, key=job.key, input_facts=self._input_facts(job),
+                   prompt_id=job.prompt_id)
+
     async def _follow(self, job: _Job) -> None:
-        """Queue one job, wait for its end on the server, then bring its files home."""
+        """Follow a queued job to its end on the server (queueing it again where that helps),
+        then bring its files home."""
         slot_held = True
         try:
             result = None
             for attempt in range(MAX_ATTEMPTS):
-                await self._submit(job)
+                if attempt:
+                    await self._submit(job)
                 try:
                     result = await self.comfy.wait(job.prompt_id or "",
                                                    timeout=self.options.job_timeout)
@@ -337,10 +357,7 @@ class _Engine:
             self._done(Outcome(job.item, "ok", report=report,
                                seconds=time.monotonic() - job.queued_at))
         except TrellisBoxError as exc:
-            if isinstance(exc, ComfyUnreachableError):
-                self.broken = exc
-            self._fail(job.item, exc, key=job.key, input_facts=self._input_facts(job),
-                       prompt_id=job.prompt_id)
+            self._failed_job(job, exc)
         finally:
             if slot_held:
                 self.slots.release()

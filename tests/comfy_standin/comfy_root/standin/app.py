@@ -140,12 +140,12 @@ def _prepare_folders() -> None:
     if args.temp_directory:
         # ComfyUI keeps its temp files in a "temp" folder inside the given one.
         folder_paths.set_temp_directory(os.path.join(os.path.abspath(args.temp_directory), "temp"))
-    os.makedirs(folder_paths.get_output_directory(), exist_ok=True)
-    os.makedirs(folder_paths.get_input_directory(), exist_ok=True)
+    temp = folder_paths.get_temp_directory()
     # Previews of earlier runs are never served again. The folder itself may stay (a volume's
     # mount point, or a parent the server cannot write), so it may exist afterwards.
-    shutil.rmtree(folder_paths.get_temp_directory(), ignore_errors=True)
-    os.makedirs(folder_paths.get_temp_directory(), exist_ok=True)
+    shutil.rmtree(temp, ignore_errors=True)
+    for folder in (folder_paths.get_output_directory(), folder_paths.get_input_directory(), temp):
+        os.makedirs(folder, exist_ok=True)
 
 
 def main() -> None:

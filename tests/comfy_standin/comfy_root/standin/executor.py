@@ -92,8 +92,10 @@ class Executor:
                 summary = {"prompt_id": prompt_id, "node_id": node_id,
                            "node_type": prompt[node_id]["class_type"], "executed": list(ran)}
                 if isinstance(failure.cause, mm.InterruptProcessingException):
+                    # Broadcast: whoever pressed stop learns it, even without a client id.
                     status("execution_interrupted", summary, to_all=True)
                 else:
+                    # current_outputs: ComfyUI lists every node of the prompt here.
                     status("execution_error", {**summary, **failure.report,
                                                "current_outputs": list(prompt)})
                 break

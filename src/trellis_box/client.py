@@ -325,8 +325,12 @@ class ComfyClient:
         try:
             async with self._http("POST", "/prompt",
                                   json={"prompt": graph, "client_id": self.client_id}) as resp:
-                body = await resp.json(content_type=None) if resp.content_type.endswith(
-                    "json") else {}
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:
+                    body = None
+                if not isinstance(body, dict):
+                    raise await self._unexpected(resp, "POST", "/prompt")
                 if resp.status == 400:
                     raise rejected(body.get("error") or {}, body.get("node_errors") or {}, graph)
                 if resp.status != 200 or "prompt_id" not in body:

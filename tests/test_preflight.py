@@ -13,16 +13,13 @@ import pytest
 from tests.serve_support import ServeSetup, make_setup
 from trellis_box import settings
 from trellis_box.errors import GpuUnavailableError, NodeImportError, TrellisBoxError
+from trellis_box.gpu_probe import Gpu, covering_target, parse_gpus
+from trellis_box.node_imports import import_packs, node_pack_dirs
 from trellis_box.preflight import (
     PREFLIGHT,
-    Gpu,
     StepResult,
     check_writable,
     comfy_environment,
-    covering_target,
-    import_packs,
-    node_pack_dirs,
-    parse_gpus,
     run,
     weights_error,
 )

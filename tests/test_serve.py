@@ -25,7 +25,8 @@ import pytest
 from tests.serve_support import ServeProcess, ServeSetup, make_setup
 from trellis_box import settings
 from trellis_box.errors import ConfigError
-from trellis_box.serve import StateFile, comfy_command, required_classes, warmup_options
+from trellis_box.serve import StateFile, comfy_command, required_classes
+from trellis_box.warmup import warmup_options
 from trellis_box.workflow import build
 
 StartServe = Callable[..., ServeProcess]

@@ -13,63 +13,44 @@ packs have imported torch.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from . import catalog, pins
+from . import catalog
 from .errors import (
     ConfigError,
     DirectoryNotWritableError,
     GpuUnavailableError,
     GpuUnsupportedError,
-    NodeImportError,
     PortInUseError,
     TrellisBoxError,
     WeightsNotVerified,
 )
+from .gpu_probe import (
+    GPU_FIX,
+    GPU_QUERY,
+    NVIDIA_SMI,
+    Gpu,
+    covering_target,
+    driver_version,
+    nvidia_smi,
+    parse_gpus,
+)
+from .node_imports import import_packs, node_pack_dirs
 from .profiles import Profile, profile_for
 from .settings import OFFLINE_ENV, ServeSettings
 from .verify import VerifyReport, verify
 from .workflow import WorkflowOptions
 
-NVIDIA_SMI = "nvidia-smi"
-GPU_QUERY = ["--query-gpu=name,memory.total,compute_cap", "--format=csv,noheader,nounits"]
-MIB = 1024 * 1024
 # CUDA 12.x runs on drivers from 525.60.13 on (minor version compatibility); torch 2.7.0+cu126
 # needs CUDA 12.
 MIN_DRIVER = (525, 60, 13)
-
-_GPU_FIX = (
-    "start the container with GPU access: `docker run --gpus all ...` (compose: a device\n"
-    "reservation with `capabilities: [gpu]`); the host needs the NVIDIA driver and the NVIDIA\n"
-    "Container Toolkit (check with `nvidia-smi` on the host)"
-)
-
-
-@dataclass(frozen=True)
-class Gpu:
-    name: str
-    vram_bytes: int
-    compute_cap: str
-    count: int = 1
-
-    @property
-    def arch(self) -> str:
-        """``8.9`` -> ``sm_89``: the name ``nvcc`` and our pins use."""
-        return "sm_" + self.compute_cap.replace(".", "")
-
-    def describe(self) -> str:
-        return f"{self.name}, {self.vram_bytes / 1024**3:.1f} GiB, compute capability " \
-               f"{self.compute_cap} ({self.arch})"
 
 
 @dataclass
@@ -116,79 +97,18 @@ class Step:
 # ---- GPU ---------------------------------------------------------------------------------------
 
 
-def nvidia_smi(args: Sequence[str]) -> str:
-    """Run ``nvidia-smi`` with ``args``; its stdout, or :class:`GpuUnavailableError`."""
-    exe = shutil.which(NVIDIA_SMI)
-    if exe is None:
-        raise GpuUnavailableError(
-            f"no CUDA GPU visible: {NVIDIA_SMI} is not on PATH",
-            detail="The container was started without GPU access (the NVIDIA runtime mounts\n"
-                   "nvidia-smi and the driver into it), or this machine has no NVIDIA driver.",
-            fix=_GPU_FIX,
-        )
-    try:
-        done = subprocess.run([exe, *args], capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        raise GpuUnavailableError(
-            f"no CUDA GPU visible: {exe} did not answer within 60 s",
-            detail="The driver is busy or hung.",
-            fix="check the GPU on the host with `nvidia-smi`; a hung driver needs a host reboot",
-        ) from None
-    if done.returncode != 0:
-        said = (done.stdout + done.stderr).strip() or "(no output)"
-        raise GpuUnavailableError(
-            f"no CUDA GPU visible: {exe} failed with exit code {done.returncode}",
-            detail=said,
-            fix=_GPU_FIX,
-            exit_status=done.returncode,
-        )
-    return done.stdout
-
-
-def parse_gpus(text: str) -> list[Gpu]:
-    """Rows of ``name, memory.total [MiB], compute_cap`` as printed for :data:`GPU_QUERY`."""
-    gpus = []
-    for line in filter(str.strip, text.splitlines()):
-        # A name may hold commas; the two numbers after it never do.
-        head, _, cap = line.rpartition(",")
-        name, _, mib = head.rpartition(",")
-        try:
-            if not name.strip() or not cap.strip().replace(".", "", 1).isdigit():
-                raise ValueError(line)
-            gpus.append(Gpu(name.strip(), int(float(mib)) * MIB, cap.strip()))
-        except ValueError:
-            raise GpuUnavailableError(
-                f"{NVIDIA_SMI} printed a GPU line this check cannot read",
-                detail=f"{line!r} (expected: name, memory.total in MiB, compute capability)",
-                fix="update the NVIDIA driver; nvidia-smi reports compute_cap from driver 510 on",
-            ) from None
-    return gpus
-
-
 def _gpu(settings: ServeSettings, found: Findings) -> str:
     gpus = parse_gpus(nvidia_smi(GPU_QUERY))
     if not gpus:
         raise GpuUnavailableError(
             f"no CUDA GPU visible: {NVIDIA_SMI} lists no device",
             detail="The driver answers but no GPU is assigned to this container.",
-            fix=_GPU_FIX,
+            fix=GPU_FIX,
         )
     # ComfyUI runs on the first device it sees; with several, the others stay idle.
     found.gpu = Gpu(gpus[0].name, gpus[0].vram_bytes, gpus[0].compute_cap, count=len(gpus))
     more = f" (+{len(gpus) - 1} more; ComfyUI uses the first)" if len(gpus) > 1 else ""
     return found.gpu.describe() + more
-
-
-def covering_target(arch: str, built: Sequence[str]) -> str | None:
-    """The built target whose code runs on ``arch``, or None.
-
-    Every target was checked at build time to have a cubin of the same major version with an
-    equal or lower minor, or PTX of an equal or lower capability; both run on a GPU of the same
-    major version and an equal or higher minor (CUDA's binary compatibility).
-    """
-    cc = int(arch.removeprefix("sm_"))
-    return max((t for t in built if int(t.removeprefix("sm_")) // 10 == cc // 10
-                and int(t.removeprefix("sm_")) <= cc), key=lambda t: int(t[3:]), default=None)
 
 
 def _arch(settings: ServeSettings, found: Findings) -> str:
@@ -221,10 +141,6 @@ def _profile(settings: ServeSettings, found: Findings) -> str:
         )
     return f"{profile.name}: low_vram {'on' if profile.low_vram else 'off'}, resolutions " \
            f"{', '.join(profile.allowed_resolutions)}"
-
-
-def driver_version() -> str:
-    return nvidia_smi(["--query-gpu=driver_version", "--format=csv,noheader"]).splitlines()[0].strip()
 
 
 def _driver(settings: ServeSettings, found: Findings) -> str:
@@ -422,122 +338,6 @@ def weights_error(report: VerifyReport) -> WeightsNotVerified:
             "missing or damaged file.",
         problems=[p.to_dict() for p in report.problems],
     )
-
-
-# ---- node packs --------------------------------------------------------------------------------
-
-# Run in the ComfyUI root with ComfyUI's interpreter. It loads each pack exactly as ComfyUI's
-# nodes.load_custom_node does for a directory (module name = path with "." -> "_x_", registered in
-# sys.modules before exec_module, so relative imports work), with the root first on sys.path as
-# main.py has it, and argv reset so a pack importing comfy.cli_args parses an empty command line.
-# Results go to a file, one JSON line each, "importing" first: a pack that kills the interpreter
-# (a bad .so segfaults) is still named.
-_IMPORT_CHECK = r"""
-import importlib.util, json, os, sys, traceback
-results, root, packs = sys.argv[1], sys.argv[2], sys.argv[3:]
-sys.argv = [os.path.join(root, "main.py")]
-sys.path.insert(0, root)
-def note(record):
-    with open(results, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
-for pack in packs:
-    note({"pack": pack, "state": "importing"})
-    name = pack.replace(".", "_x_")
-    try:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(pack, "__init__.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    except BaseException:
-        note({"pack": pack, "state": "failed", "traceback": traceback.format_exc()})
-    else:
-        classes = sorted(getattr(module, "NODE_CLASS_MAPPINGS", None) or {})
-        note({"pack": pack, "state": "ok", "classes": classes})
-"""
-
-
-def node_pack_dirs(root: Path) -> list[Path]:
-    """The upstream packs the pipeline needs (from the pins), in load order."""
-    return [root / "custom_nodes" / repo.dir for repo in pins.load().node_packs.values()]
-
-
-def import_packs(root: Path, packs: Sequence[Path], *, python: str, env: Mapping[str, str],
-                 timeout: float) -> dict[str, list[str]]:
-    """Import each pack as ComfyUI would, in one child interpreter; pack name -> its node classes.
-
-    Raises :class:`NodeImportError` with the pack's own traceback for the first that fails.
-    """
-    for pack in packs:
-        if not (pack / "__init__.py").is_file():
-            raise NodeImportError(
-                f"node pack {pack.name} is missing: {pack / '__init__.py'} does not exist",
-                detail="ComfyUI would start without its nodes; the workflow needs them.",
-                fix="rebuild the image (Dockerfile.trellis2 clones every pinned node pack), or remove\n"
-                    f"a volume mounted over {pack.parent}",
-                pack=pack.name, path=pack,
-            )
-    with tempfile.TemporaryDirectory(prefix="trellis-box-imports-") as tmp:
-        results = Path(tmp) / "results.jsonl"
-        cmd = [python, "-c", _IMPORT_CHECK, str(results), str(root), *map(str, packs)]
-        try:
-            done = subprocess.run(cmd, cwd=root, env=dict(env), capture_output=True, text=True,
-                                  errors="replace", timeout=timeout, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            started = _records(results)
-            name = Path(started[-1]["pack"]).name if started else packs[0].name
-            raise NodeImportError(
-                f"node pack {name} did not finish importing within {timeout:g} s",
-                detail="An import that hangs usually waits for the network (there is none here, by\n"
-                       "design) or for a lock; a slow disk can make a large import slow.",
-                fix="find what the pack waits for at import, or raise TRELLIS_BOX_IMPORT_TIMEOUT",
-                pack=name,
-            ) from None
-        records = _records(results)
-    classes: dict[str, list[str]] = {}
-    for record in records:
-        name = Path(record["pack"]).name
-        if record["state"] == "ok":
-            classes[name] = list(record["classes"])
-        elif record["state"] == "failed":
-            raise _import_failed(name, str(record["traceback"]))
-    unfinished = [Path(r["pack"]).name for r in records
-                  if r["state"] == "importing" and Path(r["pack"]).name not in classes]
-    if unfinished or done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-20:]) or "(no output)"
-        raise _import_failed(unfinished[0] if unfinished else "(before the first pack)",
-                             f"the interpreter died with exit code {done.returncode}:\n{tail}")
-    return classes
-
-
-def _records(path: Path) -> list[dict[str, Any]]:
-    try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    except FileNotFoundError:
-        return []
-
-
-def _import_failed(pack: str, traceback_text: str) -> NodeImportError:
-    last = traceback_text.strip().splitlines()[-1] if traceback_text.strip() else ""
-    if "undefined symbol" in last or "ABI" in last:
-        fix = "a compiled extension does not match the installed torch: rebuild the image from\n" \
-              "Dockerfile.trellis2, which installs the pinned torch and the matching wheels"
-    elif last.startswith(("ModuleNotFoundError", "ImportError")):
-        fix = "a Python package the pack imports is not installed: rebuild the image from\n" \
-              "Dockerfile.trellis2 (it installs every pinned requirement), or add the package"
-    else:
-        fix = "fix the error the traceback ends with, then restart; `trellis-box doctor` repeats this check"
-    return NodeImportError(
-        f"node pack {pack} failed to import; ComfyUI was not started",
-        detail="ComfyUI would have logged IMPORT FAILED and served without its nodes.\n"
-               "The pack's own traceback:\n" + _tail(traceback_text, 60),
-        fix=fix,
-        pack=pack, exception=last,
-    )
-
-
-def _tail(text: str, lines: int) -> str:
-    kept = text.rstrip().splitlines()
-    return "\n".join((["..."] if len(kept) > lines else []) + kept[-lines:])
 
 
 def _nodes(settings: ServeSettings, found: Findings) -> str:

@@ -27,7 +27,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -35,12 +34,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from . import pins
-from .client import ComfyClient, JobResult, Timeouts
+from .client import ComfyClient, Timeouts
 from .errors import (
     ComfyExitedError,
     ComfyStartTimeoutError,
@@ -49,18 +47,16 @@ from .errors import (
     TrellisBoxError,
     WarmupFailedError,
 )
-from .preflight import DOCTOR, Findings, Step, StepResult
+from .preflight import Findings, StepResult
 from .preflight import run as run_preflight
 from .profiles import Profile
 from .settings import ServeSettings
-from .workflow import GLB_OUTPUT_NODE, WorkflowOptions, build, recorded_object_info
+from .warmup import WARMUP_SUBFOLDER, run_test_job
+from .workflow import WorkflowOptions, build, recorded_object_info
 
 #: Event sink: ``emit("phase", phase="warming", ...)``; the CLI turns each into one JSON line.
 Emit = Callable[..., None]
 
-WARMUP_RESOLUTION = "512"
-#: Output subfolder of warm-up and doctor jobs, removed after a warm-up: not the user's files.
-WARMUP_SUBFOLDER = "trellis-box-warmup"
 POLL_SECONDS = 0.25
 
 
@@ -86,42 +82,10 @@ class Stopped(BaseException):
         return 128 + self.signum
 
 
-def warmup_image() -> Path:
-    """The bundled warm-up photo: an object on a plain background."""
-    return Path(str(resources.files("trellis_box").joinpath("data/warmup.png")))
-
-
 def required_classes() -> list[str]:
     """Every node class the workflow uses, read off the graph ``workflow.build`` makes."""
     graph = build(WorkflowOptions(), "warmup.png")
     return sorted({node["class_type"] for node in graph.values()})
-
-
-def warmup_options(seed: int = 0) -> WorkflowOptions:
-    """The default workflow at 512. Every other input is the default's, the model loaders'
-    included, so the models the warm-up loads are the ones the first default request finds."""
-    return dataclasses.replace(WorkflowOptions(), resolution=WARMUP_RESOLUTION, seed=seed,
-                               glb_prefix=f"{WARMUP_SUBFOLDER}/warmup",
-                               cutout_prefix=f"{WARMUP_SUBFOLDER}/cutout")
-
-
-async def run_test_job(client: ComfyClient, *, timeout: float, seed: int = 0) -> JobResult:
-    """Upload the bundled image and run the warm-up workflow; the client's errors pass through.
-
-    A job that ends without a GLB in ``/history`` is a failure too: that is what users ask for.
-    ComfyUI answers a prompt it has run before from its cache without running a node, so a
-    check against a server that may have run it already needs a fresh ``seed``.
-    """
-    name = await client.upload_image(warmup_image())
-    result = await client.run(build(warmup_options(seed), name), timeout=timeout)
-    if not result.files(GLB_OUTPUT_NODE, "3d"):
-        raise WarmupFailedError(
-            f"test job {result.prompt_id} finished without a GLB",
-            detail=f"Node {GLB_OUTPUT_NODE} (TrellisBoxGLBOutput) reported no 3d output in /history.",
-            fix="check that the trellis_box_nodes pack is installed in custom_nodes/ and loaded",
-            prompt_id=result.prompt_id,
-        )
-    return result
 
 
 # ---- the state file ----------------------------------------------------------------------------
@@ -436,29 +400,3 @@ class Server:
         shutil.rmtree(self.settings.output_dir / WARMUP_SUBFOLDER, ignore_errors=True)
         self.emit("warmed", prompt_id=result.prompt_id, duration_s=round(time.monotonic() - started, 3),
                   node_seconds={k: round(v, 3) for k, v in result.node_seconds.items()})
-
-
-# ---- doctor ------------------------------------------------------------------------------------
-
-
-async def check_server(url: str, *, timeout: float) -> str:
-    """Run the warm-up job against a running server; one line on success, the client's error
-    (or :class:`WarmupFailedError`) otherwise."""
-    async with ComfyClient(url, timeouts=Timeouts(connect=5.0)) as client:
-        info = await client.trellis_info()
-        started = time.monotonic()
-        result = await run_test_job(client, timeout=timeout, seed=secrets.randbelow(2**31))
-    phase = "plain ComfyUI (no /trellis-box/info)" if info is None else f"phase {info.get('phase')}"
-    return (f"{url}: prompt {result.prompt_id} made a GLB at {WARMUP_RESOLUTION} in "
-            f"{time.monotonic() - started:.1f} s ({phase})")
-
-
-def doctor_steps(server: str | None, *, job_timeout: float) -> tuple[Step, ...]:
-    """``doctor``'s checks: preflight's, the driver, and with ``server`` a test job against it."""
-    if server is None:
-        return DOCTOR
-
-    def job(settings: ServeSettings, found: Findings) -> str:
-        return asyncio.run(check_server(server, timeout=job_timeout))
-
-    return (*DOCTOR, Step("test job", job))

@@ -17,7 +17,8 @@ from rich.table import Table
 from .. import settings as settings_mod
 from ..preflight import StepResult
 from ..preflight import run as run_checks
-from ..serve import Server, doctor_steps
+from ..doctor import doctor_steps
+from ..serve import Server
 from ._output import JsonOption, emit, err
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -245,6 +246,10 @@ async def test_an_interrupted_batch_keeps_what_finished_and_resumes(
     assert finished and len(finished) < 5
     assert {o.status for o in report.outcomes} <= {"ok", "interrupted"}
     await _eventually(lambda: _queue_empty(server.url))
+    with urllib.request.urlopen(f"{server.url}/history", timeout=10) as response:
+        ran = [h["status"]["status_str"] for h in json.load(response).values()]
+    # Our queued prompts were withdrawn and the running one interrupted, not left to run.
+    assert ran.count("success") <= len(finished) + 1 and len(ran) < 5
     assert not [p for p in out.iterdir() if p.name.endswith(".part")]
     server.set_faults(exec_seconds=0.1)
     resumed = await batch.run_batch(server.url, [tmp_path / "in"], _opts(out), timeouts=FAST)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,11 @@ async def _queue_empty(url: str) -> bool:
     return not state.running and not state.pending
 
 
+def _server_history(url: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{url}/history", timeout=10) as response:
+        return list(json.load(response).values())
+
+
 def _wait_for(check: Any, what: str, deadline: float = 60.0) -> None:
     end = time.monotonic() + deadline
     while not check():
@@ -144,6 +150,10 @@ def test_ctrl_c_stops_the_running_job_keeps_finished_ones_and_a_rerun_resumes(
     assert kept and len(kept) < 4
     assert not [p for p in out.iterdir() if p.name.endswith(".part")]
     _wait_for(lambda: asyncio.run(_queue_empty(server.url)), "an empty server queue")
+    # Withdrawn, not left to run: at most the image that ended as Ctrl-C came ran to success.
+    ran = _server_history(server.url)
+    assert sum(h["status"]["status_str"] == "success" for h in ran) <= len(kept) + 1
+    assert len(ran) < 4 or any(h["status"]["status_str"] == "error" for h in ran)
     server.set_faults(exec_seconds=0.1)
     rerun = subprocess.run([*cmd, "--json"], capture_output=True, text=True, env=env, timeout=120)
     assert rerun.returncode == 0, rerun.stderr

@@ -34,7 +34,7 @@ from trellis_box import archcheck, pins
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "Dockerfile.trellis2"
 # What the build context needs (.dockerignore keeps the rest out of a real build as well).
-CONTEXT_FILES = (DOCKERFILE, ".dockerignore", "pyproject.toml", "README.md", "src", "docker")
+CONTEXT_FILES = (DOCKERFILE, ".dockerignore", "pyproject.toml", "README.md", "src", "image")
 PYTHON_IMAGE = "trellis-box-test/image-python:bookworm"
 STACK_IMAGE = "trellis-box-test/image-stack:standin"
 FINAL_IMAGE = "trellis-box-test/comfyui-trellis2:standin"
@@ -214,7 +214,8 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: Callable[[], str]
 
 def container_logs(client: docker.DockerClient, name: str) -> str:
     try:
-        return client.containers.get(name).logs().decode(errors="replace")[-4000:]
+        logs: bytes = client.containers.get(name).logs()
+        return logs.decode(errors="replace")[-4000:]
     except docker.errors.NotFound:
         return "(container gone)"
 

@@ -156,11 +156,11 @@ def test_readme_names_the_pinned_commits() -> None:
 
 
 def test_the_weights_stage_sees_the_models_code_and_not_the_rest(tmp_path: Path) -> None:
-    """docker/weights_closure.py: what decides whether a code change re-downloads the weights."""
+    """image/weights_closure.py: what decides whether a code change re-downloads the weights."""
     import runpy
     import shutil
 
-    closure = runpy.run_path(str(ROOT / "docker" / "weights_closure.py"))
+    closure = runpy.run_path(str(ROOT / "image" / "weights_closure.py"))
     src = tmp_path / "src"
     shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     closure["main"](src, tmp_path / "out")

@@ -178,7 +178,8 @@ def test_container_runs_offline_as_non_root_becomes_ready_writes_output_and_stop
         container.reload()
         if container.status != "running":
             pytest.fail(f"container stopped ({container.status}):\n{container_logs(docker_client, name)}")
-        return container.attrs["State"].get("Health", {}).get("Status") == "healthy"
+        health: str | None = container.attrs["State"].get("Health", {}).get("Status")
+        return health == "healthy"
 
     # The image's own HEALTHCHECK (ready endpoint) turning healthy is the readiness event.
     wait_for(healthy, timeout=240,

@@ -44,7 +44,7 @@ def imported(src: Path, file: Path) -> set[str]:
             module = ".".join([*base, *(node.module.split(".") if node.module else [])])
             names.add(module)
             names.update(f"{module}.{a.name}" for a in node.names)  # `from . import models`
-    found = set()
+    found: set[str] = set()
     for name in names:
         if name == PACKAGE or name.startswith(PACKAGE + "."):
             parts = name.split(".")

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 # Fixture modules, one per real component: add yours here.
-pytest_plugins = ["tests.docker_support", "tests.hub_mirror", "tests.registry_support", "tests.comfy_standin.fixtures", "tests.serve_support", "tests.image_support"]
+pytest_plugins = [
+    "tests.docker_support",
+    "tests.hub_mirror",
+    "tests.registry_support",
+    "tests.comfy_standin.fixtures",
+    "tests.serve_support",
+    "tests.image_support",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("TRELLIS_BOX_SHARED", REPO_ROOT.parent / "shared"))
@@ -24,6 +31,8 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
             monkeypatch.delenv(name, raising=False)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    # The readiness state file defaults to /tmp: a test must never read another run's.
+    monkeypatch.setenv("TRELLIS_BOX_STATE", str(home / "trellis-box-state.json"))
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("TERM", "dumb")

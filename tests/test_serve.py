@@ -65,6 +65,14 @@ def wait_for_file(path: Path, serve: ServeProcess, timeout: float = 60.0) -> Non
         time.sleep(0.05)  # polling a file written by another process: no event to wait on
 
 
+def wait_until_gone(pid: int, serve: ServeProcess, timeout: float = 30.0) -> None:
+    """An orphan is reaped by init, not by us: poll until it is (no event tells us)."""
+    deadline = time.monotonic() + timeout
+    while not process_gone(pid):
+        assert time.monotonic() < deadline, f"process {pid} still runs; stderr:\n{serve.stderr}"
+        time.sleep(0.05)
+
+
 def process_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -158,6 +166,16 @@ class TestReady:
         assert serve.wait_exit(30) == 128 + signal.SIGKILL
         assert serve.wait_event("killing")["after_s"] == 0.5
         assert process_gone(comfy)
+
+    def test_comfyui_does_not_outlive_a_killed_serve(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        serve = start_serve(serve_setup, "--no-warmup")
+        serve.wait_event("phase", phase="ready")
+        comfy = serve.comfy_pid()
+        assert comfy is not None
+        serve.signal(signal.SIGKILL)
+        assert serve.wait_exit(30) == -signal.SIGKILL
+        wait_until_gone(comfy, serve)
 
     def test_comfyui_dying_after_ready_ends_serve_with_its_status(
             self, serve_setup: ServeSetup, start_serve: StartServe) -> None:

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -58,6 +60,7 @@ from .workflow import WorkflowOptions, build, recorded_object_info
 Emit = Callable[..., None]
 
 POLL_SECONDS = 0.25
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class Phase(StrEnum):
@@ -152,6 +155,24 @@ def _stop_on_signals() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """In the child before exec: SIGKILL it when serve dies, even by SIGKILL.
+
+    In a container the runtime ends every process with PID 1; elsewhere (a shell, a test, a
+    supervisor without process groups) ComfyUI would go on holding the port and the GPU.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def arrange() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # serve died before the request was in place
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return arrange
 
 
 class Server:
@@ -262,7 +283,8 @@ class Server:
         # Its own process group: a terminal's Ctrl-C reaches serve only, which forwards it once,
         # and a stop reaches every process ComfyUI started.
         self._proc = subprocess.Popen(cmd, cwd=self.settings.comfy_root, env=found.env,
-                                      stdin=subprocess.DEVNULL, process_group=0)
+                                      stdin=subprocess.DEVNULL, process_group=0,
+                                      preexec_fn=_die_with_parent(os.getpid()))
         self.emit("comfyui_started", pid=self._proc.pid)
 
     def _on_signal(self, signum: int) -> None:

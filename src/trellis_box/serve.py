@@ -176,6 +176,9 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
 
 
 class Server:
+    """One run of ``trellis-box serve``: ``Server(settings, emit).run()`` returns the exit code
+    (errors before ComfyUI is ready are raised, after marking the state file ``failed``)."""
+
     def __init__(self, settings: ServeSettings, emit: Emit) -> None:
         self.settings = settings
         self.emit = emit
@@ -217,7 +220,7 @@ class Server:
                 self.emit("phase", phase=Phase.PREFLIGHT.value)
                 try:
                     found = self._preflight()
-                except TrellisBoxError as exc:
+                except Exception as exc:  # known or not, the state must say "failed"
                     self._fail(exc)
                     raise
                 return asyncio.run(self._supervise(found))

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.serve_support import ServeProcess, ServeSetup, make_setup
-from trellis_box import settings
+from trellis_box import pins, settings
 from trellis_box.errors import ConfigError
 from trellis_box.serve import StateFile, comfy_command, required_classes
 from trellis_box.warmup import warmup_options
@@ -403,4 +403,4 @@ class TestPieces:
         both = settings.load({"TRELLIS_BOX_LISTEN": "::1,127.0.0.1", "TRELLIS_BOX_PORT": "9"})
         assert both.listen_addresses == ("::1", "127.0.0.1")
         assert both.base_url == "http://[::1]:9"
-        assert s.cuda_archs == ("sm_80", "sm_86", "sm_89", "sm_90")
+        assert s.cuda_archs == pins.load().cuda_archs

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from PIL import Image
 
@@ -27,7 +28,8 @@ from trellis_box.errors import (
     ResolutionUnsupportedError,
     UsageError,
 )
-from trellis_box.workflow import WorkflowOptions
+from trellis_box.warmup import warmup_options
+from trellis_box.workflow import LOAD_MODEL_NODE, WorkflowOptions, build
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -363,3 +365,27 @@ async def test_the_container_state_decides_the_allowed_resolutions(
     with pytest.raises(ResolutionUnsupportedError, match="fix: use --resolution 512"):
         await batch.run_batch(server.url, [tmp_path / "in"], _opts(tmp_path / "out"),
                               timeouts=FAST)
+
+
+async def test_low_vram_follows_the_container_profile(comfy_standin: StartStandin,
+                                                      tmp_path: Path) -> None:
+    """The warm-up loads the models with the profile's low_vram; generate must send the same, or
+    ComfyUI loads them again for the first image."""
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({
+        "phase": "ready", "ready": True, "allowed_resolutions": ["512", "1024", "1536"],
+        "error": None, "profile": {"gpu_name": "H100", "vram_bytes": 85_024_112_640,
+                                   "low_vram": False, "max_resolution": "1536"},
+    }))
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1, env={"TRELLIS_BOX_STATE": str(state)})
+    _photos(tmp_path / "in", 1)
+    report = await batch.run_batch(server.url, [tmp_path / "in"], _opts(tmp_path / "out"),
+                                   timeouts=FAST)
+    assert report.outcomes[0].status == "ok"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.url}/history") as resp:
+            history = await resp.json()
+    (entry,) = history.values()
+    sent = entry["prompt"][2]
+    assert sent[LOAD_MODEL_NODE]["inputs"]["low_vram"] is False
+    assert sent[LOAD_MODEL_NODE] == build(warmup_options(low_vram=False), "x.png")[LOAD_MODEL_NODE]

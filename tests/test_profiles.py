@@ -26,11 +26,16 @@ def test_24gb_cards_top_out_at_1024_with_low_vram_on(vram: int) -> None:
 
 
 @pytest.mark.parametrize("vram", [A100_40, L40S, H100_80])
-def test_40gb_and_larger_cards_allow_1536_without_low_vram(vram: int) -> None:
+def test_40gb_and_larger_cards_allow_1536(vram: int) -> None:
     profile = profile_for(vram)
     assert profile.max_resolution == "1536"
     assert profile.allowed_resolutions == ("512", "1024", "1536")
-    assert profile.low_vram is False
+
+
+@pytest.mark.parametrize(("vram", "low_vram"), [(A100_40, True), (L40S, True), (H100_80, False)])
+def test_only_80gb_cards_run_without_low_vram(vram: int, low_vram: bool) -> None:
+    """Peaks above 60 GB are reported with low_vram off: a 40 or 48 GB card keeps it on."""
+    assert profile_for(vram).low_vram is low_vram
 
 
 def test_a_20gb_card_is_below_the_minimum() -> None:

@@ -92,7 +92,7 @@ class TestReady:
         state = read_state(serve_setup)
         assert state["ready"] is True and state["error"] is None
         assert state["profile"] == {"gpu_name": "NVIDIA L40S", "vram_bytes": 46068 * 1024**2,
-                                    "low_vram": False, "max_resolution": "1536"}
+                                    "low_vram": True, "max_resolution": "1536"}
         assert state["allowed_resolutions"] == ["512", "1024", "1536"]
         assert state["pins"]["comfyui"]["commit"] == "a125cd84b054a57729b5eecab930ca9408719832"
         status, body = get(f"{serve.url}/trellis-box/ready")
@@ -355,6 +355,8 @@ class TestPieces:
         warm, default = build(warmup_options(), "a.png"), build(WorkflowOptions(), "a.png")
         for node in (LOAD_MODEL_NODE, RMBG_LOADER_NODE):
             assert warm[node] == default[node]
+        unparked = build(warmup_options(low_vram=False), "a.png")
+        assert unparked[LOAD_MODEL_NODE]["inputs"]["low_vram"] is False
         assert warmup_options().resolution == "512"
         assert warmup_options(seed=7).seed == 7
 

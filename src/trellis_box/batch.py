@@ -209,12 +209,15 @@ async def run_batch(server: str, inputs: list[Path], options: BatchOptions, *,
         raise write_failed(options.out_dir, exc) from exc
     async with ComfyClient(server, timeouts=timeouts) as comfy:
         facts, profile = await server_facts(comfy)
-        # Every other input stays the default's: the model loaders' inputs then equal those of
-        # the container's warm-up, and the first image finds the models already loaded.
+        # low_vram is the profile's and every other loader input the default's: the model
+        # loaders' inputs then equal those of the container's warm-up, and the first image
+        # finds the models already loaded.
         run_options = options.workflow
         if profile is not None:
-            run_options = replace(run_options, resolution=profiles.choose_resolution(
-                run_options.resolution, profile, auto=options.auto_resolution))
+            run_options = replace(run_options, low_vram=profile.low_vram,
+                                  resolution=profiles.choose_resolution(
+                                      run_options.resolution, profile,
+                                      auto=options.auto_resolution))
         engine = _Engine(comfy, options, facts, run_options, on_event or (lambda e: None))
         return await engine.run(items)
 

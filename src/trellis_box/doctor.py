@@ -18,7 +18,9 @@ async def check_server(url: str, *, timeout: float) -> str:
     async with ComfyClient(url, timeouts=Timeouts(connect=5.0)) as client:
         info = await client.trellis_info()
         started = time.monotonic()
-        result = await run_test_job(client, timeout=timeout, seed=secrets.randbelow(2**31))
+        profile = (info or {}).get("profile") or {}
+        result = await run_test_job(client, timeout=timeout, seed=secrets.randbelow(2**31),
+                                    low_vram=bool(profile.get("low_vram", True)))
     phase = "plain ComfyUI (no /trellis-box/info)" if info is None else f"phase {info.get('phase')}"
     return (f"{url}: prompt {result.prompt_id} made a GLB at {WARMUP_RESOLUTION} in "
             f"{time.monotonic() - started:.1f} s ({phase})")

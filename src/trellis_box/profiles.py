@@ -3,7 +3,11 @@
 Facts this encodes (research/upstream-facts.md §3.8, §5): TRELLIS.2 needs about 24 GB; 1536 needs
 about 40 GB; a 23 GB A10G ran out of memory at 1024/1536 cascade, so 24 GB cards (A10G, L4) top out
 at 1024 with ``low_vram`` on; L40S 48 GB and A100 40 GB run 1536. ``low_vram`` (models parked on
-the CPU between stages) is on below about 40 GB.
+the CPU between stages) stays on below 64 GiB: with it off, peaks above 60 GB are reported
+(microsoft/TRELLIS.2#24), more than a 40 or 48 GB card holds. Only 80 GB cards run without it.
+
+The profile decides ``low_vram`` for every job: the container's warm-up and ``generate`` both send
+the profile's value, so the model loader's inputs match and the warm-up's loaded models are reused.
 
 Thresholds are in GiB of *reported* memory, below the marketing size: an A10G reports about
 22 GiB, an A100 40 GB about 39.6 GiB, an L40S about 44.5 GiB.
@@ -20,8 +24,10 @@ GIB = 1024**3
 
 #: Reported memory from which the 24 GB class starts (an A10G's ~22 GiB clears it, a 20 GB card does not).
 MIN_VRAM_BYTES = 21 * GIB
-#: Reported memory from which 1536 fits and ``low_vram`` goes off (an A100 40 GB's ~39.6 GiB clears it).
+#: Reported memory from which 1536 fits (an A100 40 GB's ~39.6 GiB clears it).
 LARGE_VRAM_BYTES = 38 * GIB
+#: Reported memory from which ``low_vram`` goes off (80 GB cards; a 48 GB L40S keeps it on).
+UNPARKED_VRAM_BYTES = 64 * GIB
 
 #: What each resolution needs, in the marketing GB users know their cards by (for messages).
 NEEDS_GB: dict[str, int] = {"512": 24, "1024": 24, "1536": 40}
@@ -46,8 +52,11 @@ class Profile:
 
 def profile_for(vram_bytes: int) -> Profile:
     """The profile of a GPU reporting ``vram_bytes`` in total (``/system_stats`` ``vram_total``)."""
+    if vram_bytes >= UNPARKED_VRAM_BYTES:
+        return Profile("80gb-class", vram_bytes, low_vram=False, max_resolution="1536",
+                       allowed_resolutions=RESOLUTIONS)
     if vram_bytes >= LARGE_VRAM_BYTES:
-        return Profile("40gb-class", vram_bytes, low_vram=False, max_resolution="1536",
+        return Profile("40gb-class", vram_bytes, low_vram=True, max_resolution="1536",
                        allowed_resolutions=RESOLUTIONS)
     if vram_bytes >= MIN_VRAM_BYTES:
         return Profile("24gb-class", vram_bytes, low_vram=True, max_resolution="1024",

@@ -363,7 +363,7 @@ class Server:
             await self._check_classes(client)
             if s.warmup:
                 self._enter(Phase.WARMING)
-                await self._warm_up(client)
+                await self._warm_up(client, low_vram=found.profile.low_vram)
             else:
                 self.emit("warmup_skipped", reason="disabled (--no-warmup / TRELLIS_BOX_WARMUP=0)")
         self._enter(Phase.READY, ready=True, error=None)
@@ -406,10 +406,11 @@ class Server:
             )
         self.emit("registered", node_classes=len(needed))
 
-    async def _warm_up(self, client: ComfyClient) -> None:
+    async def _warm_up(self, client: ComfyClient, *, low_vram: bool) -> None:
         started = time.monotonic()
         try:
-            result = await run_test_job(client, timeout=self.settings.warmup_timeout)
+            result = await run_test_job(client, timeout=self.settings.warmup_timeout,
+                                        low_vram=low_vram)
         except WarmupFailedError:
             raise
         except TrellisBoxError as exc:

@@ -24,15 +24,18 @@ def warmup_image() -> Path:
     return Path(str(resources.files("trellis_box").joinpath("data/warmup.png")))
 
 
-def warmup_options(seed: int = 0) -> WorkflowOptions:
-    """The default workflow at 512. Every other input is the default's, the model loaders'
-    included, so the models the warm-up loads are the ones the first default request finds."""
+def warmup_options(seed: int = 0, *, low_vram: bool = True) -> WorkflowOptions:
+    """The default workflow at 512 with the GPU profile's ``low_vram``, as ``generate`` sends it.
+    Every other input is the default's, the model loaders' included, so the models the warm-up
+    loads are the ones the first default request finds."""
     return dataclasses.replace(WorkflowOptions(), resolution=WARMUP_RESOLUTION, seed=seed,
+                               low_vram=low_vram,
                                glb_prefix=f"{WARMUP_SUBFOLDER}/warmup",
                                cutout_prefix=f"{WARMUP_SUBFOLDER}/cutout")
 
 
-async def run_test_job(client: ComfyClient, *, timeout: float, seed: int = 0) -> JobResult:
+async def run_test_job(client: ComfyClient, *, timeout: float, seed: int = 0,
+                       low_vram: bool = True) -> JobResult:
     """Upload the bundled image and run the warm-up workflow; the client's errors pass through.
 
     A job that ends without a GLB in ``/history`` is a failure too: that is what users ask for.
@@ -40,7 +43,7 @@ async def run_test_job(client: ComfyClient, *, timeout: float, seed: int = 0) ->
     check against a server that may have run it already needs a fresh ``seed``.
     """
     name = await client.upload_image(warmup_image())
-    result = await client.run(build(warmup_options(seed), name), timeout=timeout)
+    result = await client.run(build(warmup_options(seed, low_vram=low_vram), name), timeout=timeout)
     if not result.files(GLB_OUTPUT_NODE, "3d"):
         raise WarmupFailedError(
             f"test job {result.prompt_id} finished without a GLB",

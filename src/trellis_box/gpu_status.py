@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .docker_ops import DockerOps, Observed
-from .errors import ComfyResponseError, ComfyUnreachableError
+from .errors import ComfyResponseError, ComfyUnreachableError, GpuUnavailableError
 from .gpu_config import GpuConfig
+from .gpu_probe import nvidia_smi
 from .swap_probes import probe_ready, read_queue
-
-NVIDIA_SMI_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
@@ -87,20 +84,17 @@ def _describe(seen: Observed, name: str | None, ready_url: str | None, comfy_url
 
 
 def gpu_memory() -> tuple[list[GpuMemory] | None, str | None]:
-    """Per-GPU memory from ``nvidia-smi``, or ``None`` and why not."""
-    binary = shutil.which("nvidia-smi")
-    if binary is None:
-        return None, "nvidia-smi not found: no GPU memory figures"
+    """Per-GPU memory from ``nvidia-smi``, or ``None`` and why not (status goes on without it)."""
     try:
-        done = subprocess.run(
-            [binary, "--query-gpu=index,name,memory.used,memory.total",
-             "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT, check=True)
+        answer = nvidia_smi(["--query-gpu=index,name,memory.used,memory.total",
+                             "--format=csv,noheader,nounits"])
         gpus = []
-        for line in done.stdout.splitlines():
+        for line in answer.splitlines():
             if line.strip():
                 index, name, used, total = (part.strip() for part in line.split(","))
                 gpus.append(GpuMemory(int(index), name, int(used), int(total)))
         return gpus, None
-    except (OSError, subprocess.SubprocessError, ValueError) as exc:
-        return None, f"nvidia-smi failed: {exc}"
+    except GpuUnavailableError as exc:
+        return None, f"no GPU memory figures: {exc.message}"
+    except ValueError as exc:
+        return None, f"no GPU memory figures: nvidia-smi answered unreadably ({exc})"

@@ -191,3 +191,13 @@ def test_cli_finds_packages_through_another_interpreter_and_fails_the_build(
 
     code = cli.main(["--python", sys.executable, "--archs", "sm_86", "/no/such.whl"])
     assert code == 1 and "no such wheel, .so or directory: /no/such.whl" in capsys.readouterr().err
+
+
+def test_cli_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    # Rich takes "[default: ...]" for markup and drops it unless escaped.
+    from trellis_box.cli import archcheck as cli
+
+    assert cli.main(["--help"]) == 0
+    shown = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "[default: pins.toml]" in shown
+    assert "[default: the installed cumesh, flex_gemm" in shown

@@ -32,3 +32,11 @@ def test_list_table_shows_licence_gated_and_target(run_cli: RunCli) -> None:
     rows = [line for line in result.out.splitlines() if line.startswith("│ dinov3")]
     assert rows and " yes " in rows[0]
 
+
+
+def test_help_keeps_the_bracketed_examples(run_cli: RunCli) -> None:
+    # Rich takes "[dinov3]" for markup and drops it unless escaped.
+    result = run_cli("models", "list", "--help")
+    assert "[dinov3] repo" in " ".join(result.out.split())
+    verify_help = " ".join(run_cli("models", "verify", "--help").out.split())
+    assert "Lock file to check against" in verify_help

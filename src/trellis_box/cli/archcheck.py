@@ -20,10 +20,10 @@ from ._output import JsonOption, emit
 
 def arch(
     paths: list[Path] = typer.Argument(
-        None, help="Wheels, .so files or package directories [default: the installed "
+        None, help="Wheels, .so files or package directories \\[default: the installed "
                    + ", ".join(archcheck.EXTENSION_PACKAGES) + "]."),
     archs: str = typer.Option(None, "--archs",
-                              help='Target GPUs, e.g. "sm_80 sm_86 sm_89 sm_90" [default: pins.toml].'),
+                              help='Target GPUs, e.g. "sm_86 sm_89 sm_90" \\[default: pins.toml].'),
     python: str = typer.Option(None, "--python",
                                help="Find the installed packages with this interpreter (ComfyUI's)."),
     as_json: bool = JsonOption,

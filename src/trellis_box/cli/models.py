@@ -27,10 +27,13 @@ if TYPE_CHECKING:
 models_app = typer.Typer(name="models", help="The weights: list, fetch, lock and verify them.",
                          no_args_is_help=True)
 
-ConfigOption = typer.Option(None, "--config", help="TOML with per-model source overrides ([dinov3] repo = ...).",
+ConfigOption = typer.Option(None, "--config", help="TOML with per-model source overrides (\\[dinov3] repo = ...).",
                             dir_okay=False)
 LockOption = typer.Option(None, "--lock", help="Lock file to use/write (default: the package's weights.lock.json).",
                           dir_okay=False)
+VerifyLockOption = typer.Option(None, "--lock", dir_okay=False,
+                                help="Lock file to check against (default: the one fetch baked into the "
+                                     "tree, else the package's weights.lock.json).")
 TokenFileOption = typer.Option(None, "--token-file", help="File holding a Hugging Face token.", dir_okay=False)
 RootOption = typer.Option(..., "--comfy-root", help="The ComfyUI root (the directory with main.py).")
 
@@ -174,7 +177,7 @@ def lock_(
 def verify(
     comfy_root: Path = RootOption,
     full: bool = typer.Option(False, "--full", help="Also check every sha256 against the lock."),
-    lock: Path | None = LockOption,
+    lock: Path | None = VerifyLockOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Offline: is every weight present (and intact, with --full)? Non-zero exit if not."""

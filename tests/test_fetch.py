@@ -362,3 +362,20 @@ def test_an_unreachable_hub_is_named_with_the_air_gapped_alternative(
     assert f"error: cannot reach http://127.0.0.1:9 for {TRELLIS}" in result.err
     assert "air-gapped: `trellis-box models fetch --from DIR`" in result.err
     assert placed_files(root) == []
+
+
+@pytest.mark.parametrize("meta", ["", '{"size": 31', "[]"])
+def test_a_partial_whose_record_was_cut_by_a_kill_starts_over(
+        meta: str, root: Path, tmp_path: Path, hub_mirror: HubMirror, run_cli: RunCli) -> None:
+    """A kill while the record beside a partial file is written leaves it empty or cut."""
+    tree = write_local_tree(tmp_path / "airgap", hub_mirror)
+    area = root / "models/.trellis-box/staging/dinov3"
+    partial = area / "partial" / (BIG_FILE[1] + ".part")
+    partial.parent.mkdir(parents=True)
+    (area / "commit").write_text("local")
+    partial.write_bytes(b"\0" * 1000)
+    partial.with_name(partial.name + ".json").write_text(meta)
+    result = run_cli(*fetch_args(root, tmp_path / "lock.json", "--from", str(tree)))
+    assert result.code == 0, result.text
+    assert_fetched(root, hub_mirror)
+    assert not area.exists()

@@ -308,10 +308,9 @@ def _download_all(plans: list[_Plan], source: Source, progress: FetchProgress, w
 def _download(source: Source, plan: _Plan, job: _Job, progress: FetchProgress,
               stop: threading.Event) -> int:
     offset, validator = 0, None
-    if job.partial.is_file() and job.meta.is_file():
-        meta = json.loads(job.meta.read_text())
-        if meta.get("size") == job.size and job.partial.stat().st_size <= job.size:
-            offset, validator = job.partial.stat().st_size, meta.get("validator")
+    meta = _read_meta(job.meta) if job.partial.is_file() else {}
+    if meta.get("size") == job.size and job.partial.stat().st_size <= job.size:
+        offset, validator = job.partial.stat().st_size, meta.get("validator")
     job.partial.parent.mkdir(parents=True, exist_ok=True)
     (plan.area / "commit").write_text(_stamp(plan))
     received = 0
@@ -367,6 +366,16 @@ def _download(source: Source, plan: _Plan, job: _Job, progress: FetchProgress,
     job.sha256 = sha256
     progress.finished(job.key)
     return received
+
+
+def _read_meta(path: Path) -> dict[str, object]:
+    """A partial download's record; a run killed while writing it leaves it empty or cut, and the
+    download then starts over rather than fail every later run."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _place(plan: _Plan, root: Path) -> None:

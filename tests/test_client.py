@@ -258,6 +258,21 @@ async def test_a_restarted_server_reports_its_prompt_lost(comfy_standin: StartSt
     assert again.files(workflow.GLB_OUTPUT_NODE, "3d")
 
 
+async def test_a_server_that_stays_down_gives_its_prompt_up_as_unreachable(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    server = comfy_standin(exec_seconds=30)
+    seen = _Seen()
+    async with ComfyClient(server.url, timeouts=Timeouts(poll=0.5, reconnect=2.0)) as comfy:
+        prompt_id = await comfy.queue_prompt(await _graph(comfy, tmp_path), on_message=seen)
+        await seen.until(protocol.ExecutionStart)
+        await asyncio.to_thread(server.stop)
+        with pytest.raises(ComfyUnreachableError) as info:
+            await comfy.wait(prompt_id)
+    assert str(info.value).startswith(
+        f"ComfyUI at {server.url} stayed unreachable for 2 s; prompt {prompt_id} is given up")
+    assert "fix: restart the server, then run the same command again" in str(info.value)
+
+
 async def test_a_slow_view_completes_and_a_stalled_one_leaves_no_partial_file(
         comfy_standin: StartStandin, tmp_path: Path) -> None:
     server = comfy_standin(exec_seconds=0.1)

@@ -27,7 +27,6 @@ from .errors import (
     ComfyResponseError,
     ComfyUnreachableError,
     JobTimeoutError,
-    PromptLostError,
     TrellisBoxError,
     UsageError,
 )
@@ -105,7 +104,8 @@ class _Tracker:
     def __init__(self, prompt_id: str, graph: dict[str, Any], on_message: MessageCallback | None):
         self.prompt_id, self.graph, self.on_message = prompt_id, graph, on_message
         self.done = asyncio.Event()
-        self.lost: PromptLostError | None = None
+        #: Why the prompt ended without a result the server can tell: forgotten, or given up.
+        self.lost: TrellisBoxError | None = None
         self.started_at: float | None = None
         self.last_seen = asyncio.get_running_loop().time()
         self.node_seconds: dict[str, float] = {}
@@ -361,8 +361,6 @@ class ComfyClient:
         loop = asyncio.get_running_loop()
         try:
             while not tracker.done.is_set():
-                if tracker.lost is not None:
-                    raise tracker.lost
                 wait_for = self.timeouts.poll
                 if limit is not None and tracker.started_at is not None:
                     left = tracker.started_at + limit - loop.time()
@@ -378,6 +376,8 @@ class ComfyClient:
                 if not tracker.done.is_set() and loop.time() - tracker.last_seen >= self.timeouts.poll:
                     with contextlib.suppress(ComfyUnreachableError):
                         await self._reconcile(tracker)
+            if tracker.lost is not None:
+                raise tracker.lost
             return await self._result(tracker)
         finally:
             self._trackers.pop(prompt_id, None)

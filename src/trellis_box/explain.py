@@ -7,6 +7,7 @@ from typing import Any
 
 from . import profiles, protocol, workflow
 from .errors import (
+    ComfyUnreachableError,
     ExecutionFailedError,
     JobInterruptedError,
     OutOfMemoryError,
@@ -96,8 +97,9 @@ def rejected(error: dict[str, Any], node_errors: dict[str, Any], graph: dict[str
         error_type=error.get("type"))
 
 
-def given_up(prompt_id: str, base_url: str, seconds: float) -> PromptLostError:
-    return PromptLostError(
+def given_up(prompt_id: str, base_url: str, seconds: float) -> ComfyUnreachableError:
+    # Unreachable, not lost: queueing the prompt again cannot help while the server is away.
+    return ComfyUnreachableError(
         f"ComfyUI at {base_url} stayed unreachable for {seconds:g} s; prompt {prompt_id} is "
         "given up",
         fix="restart the server, then run the same command again: finished outputs are kept "

@@ -77,6 +77,18 @@ def test_an_unsuitable_gpu_names_what_is_wrong(
     assert check["error"]["fix"]
 
 
+def test_an_a100_is_not_told_to_run_on_an_a100(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The default build has no sm_80 code: the fix names the GPUs it has and how to add sm_80."""
+    setup = make_setup(tmp_path / "doctor", compute_cap="8.0", name="NVIDIA A100-SXM4-40GB",
+                       memory_mib=40960)
+    code, report = doctor(setup, monkeypatch, capsys)
+    assert code == 1
+    fix = " ".join(by_name(report)["cuda arch"]["error"]["fix"].split())
+    assert fix.startswith("run on a GPU this image was built for (A10G sm_86, L4/L40S sm_89, H100 sm_90)")
+    assert "--build-arg CUDA_ARCHS including sm_80" in fix
+
+
 def test_a_mistyped_root_is_named_and_nothing_is_created_under_it(
         serve_setup: ServeSetup, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

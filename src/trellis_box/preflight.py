@@ -111,6 +111,14 @@ def _gpu(settings: ServeSettings, found: Findings) -> str:
     return found.gpu.describe() + more
 
 
+#: The cloud GPUs of each architecture, so a fix names cards a user can rent.
+GPUS_BY_ARCH = {"sm_80": "A100", "sm_86": "A10G", "sm_89": "L4/L40S", "sm_90": "H100"}
+
+
+def _known_gpus(archs: Sequence[str]) -> str:
+    return ", ".join(f"{GPUS_BY_ARCH[a]} {a}" if a in GPUS_BY_ARCH else a for a in archs)
+
+
 def _arch(settings: ServeSettings, found: Findings) -> str:
     assert found.gpu is not None
     target = covering_target(found.gpu.arch, settings.cuda_archs)
@@ -120,9 +128,9 @@ def _arch(settings: ServeSettings, found: Findings) -> str:
             detail=f"The compiled extensions (cumesh, flex_gemm, nvdiffrast, o_voxel) carry code for\n"
                    f"{' '.join(settings.cuda_archs)}; on {found.gpu.arch} the first generation would\n"
                    "fail with \"no kernel image is available for execution on the device\".",
-            fix="run on a GPU of a listed architecture (A100 sm_80, A10G sm_86, L4/L40S sm_89,\n"
-                "H100 sm_90), or build the image with extensions compiled for this one and\n"
-                "--build-arg CUDA_ARCHS naming it",
+            fix=f"run on a GPU this image was built for ({_known_gpus(settings.cuda_archs)}), or rebuild\n"
+                f"it with --build-arg CUDA_ARCHS including {found.gpu.arch} and extension wheels compiled\n"
+                "for it (the build's architecture check refuses wheels without its code)",
             arch=found.gpu.arch, cuda_archs=list(settings.cuda_archs),
         )
     runs = "is" if target == found.gpu.arch else f"runs the {target} code"
@@ -136,7 +144,8 @@ def _profile(settings: ServeSettings, found: Findings) -> str:
         raise GpuUnsupportedError(
             f"GPU {found.gpu.name} is too small for TRELLIS.2",
             detail=f"It reports {profile.describe()}; TRELLIS.2 needs about 24 GB at any resolution.",
-            fix="run on a GPU with at least 24 GB (A10G, L4, L40S, A100, H100)",
+            fix=f"run on a GPU with at least 24 GB that this image was built for "
+                f"({_known_gpus(settings.cuda_archs)})",
             vram_bytes=found.gpu.vram_bytes,
         )
     return f"{profile.name}: low_vram {'on' if profile.low_vram else 'off'}, resolutions " \

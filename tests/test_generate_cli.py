@@ -40,14 +40,22 @@ def test_a_folder_gives_files_and_a_summary_table(comfy_standin: StartStandin, t
     server = _start(comfy_standin, tmp_path, exec_seconds=0.1)
     out = tmp_path / "out"
     code = main(["generate", str(_inputs(tmp_path, 2)), "--server", server.url, "--out", str(out),
-                 "--seed", "5", "--steps", "8", "--texture-size", "1024"])
+                 "--seed", "5", "--steps", "8", "--texture-size", "1024", "--no-remesh",
+                 "--attention", "flash_attn"])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "trellis-box generate — resolution 1024" in printed and "2 of 2 done" in printed
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"item-{i}{ext}" for i in range(2) for ext in (".glb", ".cutout.png", ".json"))
-    params = json.loads((out / "item-0.json").read_text())["parameters"]
+    report = json.loads((out / "item-0.json").read_text())
+    params = report["parameters"]
     assert (params["seed"], params["shape_steps"], params["texture_size"]) == (5, 8, 1024)
+    # What the server ran, from its own history.
+    with urllib.request.urlopen(f"{server.url}/history/{report['prompt_id']}") as resp:
+        graph = json.load(resp)[report["prompt_id"]]["prompt"][2]
+    assert graph["6"]["inputs"]["seed"] == 5 and graph["6"]["inputs"]["texture_steps"] == 8
+    assert graph["7"]["inputs"]["remesh"] is False
+    assert graph["5"]["inputs"]["backend"] == "flash_attn"
 
 
 def test_json_output_and_exit_code_3_when_an_input_failed(

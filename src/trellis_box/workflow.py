@@ -398,7 +398,7 @@ def _describe(spec: list[Any]) -> str:
 _GENERATE_FLAGS = {
     "seed": "--seed", "resolution": "--resolution", "sparse_structure_steps": "--sparse-structure-steps",
     "shape_steps": "--shape-steps", "texture_steps": "--texture-steps", "texture_size": "--texture-size",
-    "target_face_num": "--target-faces",
+    "target_face_num": "--target-faces", "remesh": "--remesh/--no-remesh", "attention": "--attention",
 }
 
 

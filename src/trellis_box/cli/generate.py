@@ -14,7 +14,7 @@ from rich.table import Table
 from .. import protocol
 from ..batch import BatchOptions, BatchReport, Event, Outcome, run_batch
 from ..client import Timeouts
-from ..workflow import RESOLUTIONS, WorkflowOptions
+from ..workflow import ATTENTION_BACKENDS, RESOLUTIONS, WorkflowOptions
 from ._errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL
 from ._output import JsonOption, emit, err
 
@@ -50,6 +50,10 @@ def generate(
     texture_steps: int = typer.Option(_DEFAULTS.texture_steps, "--texture-steps"),
     texture_size: int = typer.Option(_DEFAULTS.texture_size, "--texture-size"),
     target_faces: int = typer.Option(_DEFAULTS.target_face_num, "--target-faces"),
+    remesh: bool = typer.Option(_DEFAULTS.remesh, "--remesh/--no-remesh",
+                                help="Remesh before simplifying (the node's default)."),
+    attention: str = typer.Option(_DEFAULTS.attention, "--attention",
+                                  help=f"Attention backend: {', '.join(ATTENTION_BACKENDS)}."),
     timeout: float = typer.Option(3600.0, "--timeout", min=1.0,
                                   help="Seconds one image may run on the server."),
     as_json: bool = JsonOption,
@@ -60,7 +64,8 @@ def generate(
         sparse_structure_steps=steps if steps is not None else sparse_structure_steps,
         shape_steps=steps if steps is not None else shape_steps,
         texture_steps=steps if steps is not None else texture_steps,
-        texture_size=texture_size, target_face_num=target_faces)
+        texture_size=texture_size, target_face_num=target_faces, remesh=remesh,
+        attention=attention)
     batch = BatchOptions(out_dir=out, workflow=options, auto_resolution=auto_resolution,
                          job_timeout=timeout)
     if as_json:

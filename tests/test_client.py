@@ -333,5 +333,8 @@ def test_a_server_url_without_scheme_is_a_usage_error() -> None:
 
 
 def test_timeouts_refuse_zero() -> None:
-    with pytest.raises(ValueError, match="Timeouts.poll must be > 0"):
+    with pytest.raises(UsageError, match=r"Timeouts.poll must be > 0 \(got 0\)") as info:
         Timeouts(poll=0)
+    assert "fix: give poll a positive number of seconds" in str(info.value)
+    with pytest.raises(UsageError, match="or None for no limit"):
+        Timeouts(job=-1)

@@ -55,7 +55,10 @@ class Timeouts:
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
             if value is not None and value <= 0:
-                raise ValueError(f"Timeouts.{name} must be > 0 (got {value}); use None for no limit")
+                raise UsageError(f"Timeouts.{name} must be > 0 (got {value})",
+                                 fix=f"give {name} a positive number of seconds"
+                                     + (", or None for no limit" if name == "job" else ""),
+                                 field=f"Timeouts.{name}")
 
 
 @dataclass(frozen=True)

@@ -310,7 +310,8 @@ def _download(source: Source, plan: _Plan, job: _Job, progress: FetchProgress,
     offset, validator = 0, None
     meta = _read_meta(job.meta) if job.partial.is_file() else {}
     if meta.get("size") == job.size and job.partial.stat().st_size <= job.size:
-        offset, validator = job.partial.stat().st_size, meta.get("validator")
+        offset, kept = job.partial.stat().st_size, meta.get("validator")
+        validator = kept if isinstance(kept, str) else None
     job.partial.parent.mkdir(parents=True, exist_ok=True)
     (plan.area / "commit").write_text(_stamp(plan))
     received = 0

@@ -89,12 +89,16 @@ def test_the_key_changes_with_the_image_and_with_any_parameter() -> None:
 
 
 def test_a_report_counts_as_finished_only_with_its_files_and_the_same_key(tmp_path: Path) -> None:
-    report = {"status": "ok", "key": "sha256:k"}
+    report = {"status": "ok", "key": "sha256:k", "glb": {"bytes": 4}}
     (tmp_path / "a.json").write_text(json.dumps(report))
     assert batch.finished_report(tmp_path, "a", "sha256:k") is None  # no GLB yet
     (tmp_path / "a.glb").write_bytes(b"glTF")
+    assert batch.finished_report(tmp_path, "a", "sha256:k") is None  # no cutout yet
     (tmp_path / "a.cutout.png").write_bytes(b"png")
     assert batch.finished_report(tmp_path, "a", "sha256:k") == report
+    (tmp_path / "a.glb").write_bytes(b"glT")  # cut short since the report was written
+    assert batch.finished_report(tmp_path, "a", "sha256:k") is None
+    (tmp_path / "a.glb").write_bytes(b"glTF")
     assert batch.finished_report(tmp_path, "a", "sha256:other") is None
     (tmp_path / "a.json").write_text(json.dumps({**report, "status": "failed"}))
     assert batch.finished_report(tmp_path, "a", "sha256:k") is None

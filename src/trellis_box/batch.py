@@ -146,15 +146,22 @@ def _paths(out_dir: Path, name: str) -> dict[str, Path]:
 
 
 def finished_report(out_dir: Path, name: str, key: str) -> dict[str, Any] | None:
-    """The report of a finished run of the same job, or ``None`` if it must (re)run."""
+    """The report of a finished run of the same job, or ``None`` if it must (re)run.
+
+    The GLB must still have the size the report recorded: one cut short or replaced since (a
+    copy interrupted, an editor's export over it) is generated again rather than kept.
+    """
     paths = _paths(out_dir, name)
     try:
         report = json.loads(paths["report"].read_text())
+        glb_bytes = paths["glb"].stat().st_size
     except (OSError, ValueError):
         return None
     if report.get("status") != "ok" or report.get("key") != key:
         return None
-    return report if paths["glb"].is_file() and paths["cutout"].is_file() else None
+    if (report.get("glb") or {}).get("bytes") != glb_bytes:
+        return None
+    return report if paths["cutout"].is_file() else None
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

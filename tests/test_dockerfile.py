@@ -112,6 +112,18 @@ def test_final_stage_runs_offline_non_root_with_health_check_and_serve(
     assert [i.stage for i in dockerfile if "trellis_box.cli.archcheck" in i.args] == ["final"]
 
 
+def test_the_real_base_installs_what_later_stages_run(dockerfile: list[Instruction]) -> None:
+    """CI builds on Debian stand-ins, so a tool missing from Rocky Linux would only show on a GPU
+    machine: every such tool's package is installed by the stage the real stack starts from."""
+    dnf = " ".join(i.args for i in dockerfile if i.stage == "python-base" and "dnf install" in i.args)
+    final = " ".join(i.args for i in dockerfile if i.stage == "final" and i.keyword == "RUN")
+    for tool, package in (("useradd", "shadow-utils"), ("git ", "git-core")):
+        if tool in final or tool in " ".join(i.args for i in dockerfile if i.stage == "upstream-stack"):
+            assert package in dnf.split(), f"{tool} runs, but python-base does not install {package}"
+    # Triton compiles its launcher with the system compiler and Python's headers at run time.
+    assert {"gcc", '"python${PYTHON_VERSION}-devel"'} <= set(dnf.split())
+
+
 def test_compose_builds_with_the_secret_reserves_the_gpu_and_uses_the_health_check(
         dockerfile: list[Instruction]) -> None:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())

@@ -110,4 +110,7 @@ def _render(console: Console, result: PublishResult) -> None:
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
-    app.command("publish", epilog=EXAMPLES)(publish_command)
+    # One line for the command list of `trellis-box --help` (the docstring wraps mid-sentence).
+    app.command("publish", epilog=EXAMPLES,
+                short_help="Tag IMAGE with version, commit and weights lock; push it to ECR.")(
+        publish_command)

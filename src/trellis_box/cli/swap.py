@@ -145,5 +145,8 @@ def _duration(seconds: float | None) -> str:
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
-    app.command("swap", epilog=SWAP_EXAMPLES)(swap_command)
+    # One line for the command list of `trellis-box --help` (the docstring wraps mid-sentence).
+    app.command("swap", epilog=SWAP_EXAMPLES,
+                short_help="Run NAME alone on the GPU: drain, stop, start, wait until ready; "
+                           "roll back on failure.")(swap_command)
     app.command("status")(status_command)

@@ -92,7 +92,7 @@ def parse_archs(spec: str | Iterable[str]) -> tuple[int, ...]:
         raise ConfigError(
             f"invalid CUDA architecture list: {' '.join(names) or '(empty)'!r}",
             detail=f"not of the form sm_NN: {', '.join(bad)}" if bad else "no architecture given",
-            fix='give real architectures, e.g. CUDA_ARCHS="sm_80 sm_86 sm_89 sm_90"',
+            fix='give real architectures, e.g. CUDA_ARCHS="sm_86 sm_89 sm_90" (the default)',
         )
     return tuple(int(_ARCH.match(n).group(1)) for n in names)  # type: ignore[union-attr]
 

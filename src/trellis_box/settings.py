@@ -164,5 +164,5 @@ def _archs(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     archs = tuple(raw.replace(",", " ").split())
     for arch in archs:
         if not (arch.startswith("sm_") and arch[3:].isdigit()):
-            raise _bad(name, raw, "GPU architectures such as \"sm_80 sm_86 sm_89 sm_90\"")
+            raise _bad(name, raw, "GPU architectures such as \"sm_86 sm_89 sm_90\"")
     return archs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -165,6 +166,32 @@ async def test_a_folder_becomes_glb_cutout_and_report_per_image(
     assert data["input"]["sha256"] and data["input"]["path"].endswith("object-0.png")
     issues = validate_glb(out / "object-1.glb")["issues"]
     assert issues["numErrors"] == 0, issues["messages"]
+
+
+async def test_two_prompts_wait_behind_the_running_one_and_never_more(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """The GPU never waits for an upload: while one image runs, two more are queued."""
+    server = _start(comfy_standin, tmp_path, exec_seconds=1.5)
+    _photos(tmp_path / "in", 6)
+    seen: list[tuple[int, int]] = []
+    finished = asyncio.Event()
+
+    async def sample_queue() -> None:
+        async with ComfyClient(server.url) as comfy:
+            while not finished.is_set():
+                state = await comfy.queue()
+                seen.append((len(state.running), len(state.pending)))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(finished.wait(), 0.05)
+
+    sampler = asyncio.create_task(sample_queue())
+    report = await batch.run_batch(server.url, [tmp_path / "in"], _opts(tmp_path / "out"),
+                                   timeouts=FAST)
+    finished.set()
+    await sampler
+    assert [o.status for o in report.outcomes] == ["ok"] * 6
+    assert (1, 2) in seen, seen
+    assert max(pending for _, pending in seen) == 2, seen
 
 
 async def test_a_bad_image_among_good_ones_fails_alone(comfy_standin: StartStandin,

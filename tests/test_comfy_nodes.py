@@ -103,10 +103,12 @@ def test_missing_file_is_named(output_dir: Path) -> None:
 
 def _glb_variants(valid: bytes) -> dict[str, tuple[bytes, str]]:
     return {
-        "png": (b"\x89PNG\r\n\x1a\n" + bytes(40), "not the GLB magic b'glTF'"),
-        "truncated": (valid[:-10], f"header declares {len(valid)} bytes but the file has {len(valid) - 10}"),
-        "version 1": (valid[:4] + struct.pack("<I", 1) + valid[8:], "GLB container version 1, expected 2"),
-        "tiny": (b"glTF", "4 bytes, shorter than a GLB header"),
+        "png": (b"\x89PNG\r\n\x1a\n" + bytes(40),
+                "it does not start with the GLB magic 'glTF' (found 89504e47)"),
+        "truncated": (valid[:-10], f"its header declares {len(valid):,} bytes but the file has "
+                                   f"{len(valid) - 10:,} (truncated)"),
+        "version 1": (valid[:4] + struct.pack("<I", 1) + valid[8:], "it is GLB version 1, not 2"),
+        "tiny": (b"glTF", "it has 4 bytes, shorter than the 12-byte GLB header (truncated)"),
     }
 
 

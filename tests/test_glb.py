@@ -148,3 +148,15 @@ def test_reference_to_a_missing_accessor(sphere_glb: Path, tmp_path: Path) -> No
     assert validate_glb(path)["issues"]["numErrors"] > 0
     with pytest.raises(GlbInvalidError, match="its JSON chunk refers to something that is not there"):
         glb_stats(path)
+
+
+def test_a_texture_that_does_not_decode_is_named(sphere_glb: Path, tmp_path: Path) -> None:
+    document, binary = _split(sphere_glb)
+    view = document["bufferViews"][document["images"][0]["bufferView"]]
+    start, end = view.get("byteOffset", 0), view.get("byteOffset", 0) + view["byteLength"]
+    # The PNG signature and header stay; the compressed pixels become garbage.
+    damaged = binary[:start + 33] + b"\xff" * (end - start - 33) + binary[end:]
+    path = tmp_path / "bad-texture.glb"
+    path.write_bytes(_assemble(document, damaged))
+    with pytest.raises(GlbInvalidError, match=r"texture image 0 does not decode \("):
+        glb_stats(path)

@@ -1,7 +1,9 @@
-"""GLB structure checks and mesh statistics from the file's JSON chunk (standard library only).
+"""GLB structure checks and mesh statistics, standard library only.
 
-Reads the 12-byte header (magic ``glTF``, version 2, total length equal to the file size), the
-JSON chunk, and for the texture size the PNG or JPEG header of each embedded image.
+The one GLB reader of trellis-box: the output node runs it inside ComfyUI (where trellis_box is
+not installed), and ``trellis_box.glb`` builds its report statistics on it. Every length is
+checked against the file, because "the file was cut short" must be an error, not zero vertices.
+Full conformance is Khronos gltf-validator's job (the tests run it).
 """
 
 from __future__ import annotations
@@ -15,11 +17,20 @@ from typing import Any
 GLB_MAGIC = b"glTF"
 CHUNK_JSON = 0x4E4F534A
 CHUNK_BIN = 0x004E4942
-TRIANGLES, TRIANGLE_STRIP, TRIANGLE_FAN = 4, 5, 6
+_HEADER = struct.Struct("<4sII")
+_CHUNK_HEADER = struct.Struct("<II")
+# Triangles per primitive mode from its index (or vertex) count: TRIANGLES, STRIP, FAN.
+_TRIANGLES = {4: lambda n: n // 3, 5: lambda n: max(n - 2, 0), 6: lambda n: max(n - 2, 0)}
+
+REGENERATE = "generate it again; if it came from a download, download it again"
 
 
 class GLBFormatError(ValueError):
-    """The file is not a complete glTF 2.0 binary; the message says what was found."""
+    """The data is not a complete glTF 2.0 binary: ``str()`` is the fact, ``fix`` what to do."""
+
+    def __init__(self, fact: str, fix: str = REGENERATE) -> None:
+        super().__init__(fact)
+        self.fix = fix
 
 
 @dataclass(frozen=True)
@@ -33,33 +44,84 @@ class GLBStats:
         return asdict(self)
 
 
-def read_glb(path: Path) -> tuple[dict[str, Any], bytes]:
-    """The glTF JSON and the BIN chunk of a GLB file; :class:`GLBFormatError` if it is not one."""
-    data = path.read_bytes()
-    if len(data) < 20:
-        raise GLBFormatError(f"{len(data)} bytes, shorter than a GLB header")
-    magic, version, length = data[:4], *struct.unpack_from("<II", data, 4)
-    if magic != GLB_MAGIC:
-        raise GLBFormatError(f"starts with {magic!r}, not the GLB magic b'glTF'")
+def parse_glb(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """The glTF JSON document and the BIN chunk of a GLB, every length checked."""
+    if data[:4] != GLB_MAGIC:
+        found = data[:4].hex() if data else "an empty file"
+        raise GLBFormatError(f"it does not start with the GLB magic 'glTF' (found {found})",
+                             "pass a binary glTF (.glb) file; a .gltf JSON file or another "
+                             "format is not one")
+    if len(data) < _HEADER.size:
+        raise GLBFormatError(f"it has {len(data)} bytes, shorter than the {_HEADER.size}-byte "
+                             "GLB header (truncated)")
+    _, version, length = _HEADER.unpack_from(data)
     if version != 2:
-        raise GLBFormatError(f"GLB container version {version}, expected 2")
+        raise GLBFormatError(f"it is GLB version {version}, not 2", "re-export it as glTF 2.0")
     if length != len(data):
-        raise GLBFormatError(f"header declares {length} bytes but the file has {len(data)} "
-                             "(truncated or padded)")
-    json_length, json_type = struct.unpack_from("<II", data, 12)
-    if json_type != CHUNK_JSON or 20 + json_length > len(data):
-        raise GLBFormatError("the first chunk is not a complete JSON chunk")
+        state = "truncated" if length > len(data) else "trailing bytes"
+        raise GLBFormatError(f"its header declares {length:,} bytes but the file has "
+                             f"{len(data):,} ({state})")
+    chunks: list[tuple[int, bytes]] = []
+    offset = _HEADER.size
+    while offset < length:
+        if offset + _CHUNK_HEADER.size > length:
+            raise GLBFormatError(f"a chunk header at byte {offset} runs past the end")
+        size, kind = _CHUNK_HEADER.unpack_from(data, offset)
+        start = offset + _CHUNK_HEADER.size
+        if start + size > length:
+            raise GLBFormatError(f"a chunk at byte {offset} declares {size:,} bytes, past the "
+                                 "end (truncated)")
+        chunks.append((kind, data[start:start + size]))
+        offset = start + size
+    if not chunks or chunks[0][0] != CHUNK_JSON:
+        raise GLBFormatError("its first chunk is not JSON")
     try:
-        gltf = json.loads(data[20:20 + json_length])
-    except ValueError as e:
-        raise GLBFormatError(f"the JSON chunk does not parse: {e}") from e
-    binary = b""
-    offset = 20 + json_length
-    if offset + 8 <= len(data):
-        bin_length, bin_type = struct.unpack_from("<II", data, offset)
-        if bin_type == CHUNK_BIN:
-            binary = data[offset + 8:offset + 8 + bin_length]
-    return gltf, binary
+        document = json.loads(chunks[0][1].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise GLBFormatError(f"its JSON chunk does not parse ({e})") from e
+    if not isinstance(document, dict):
+        raise GLBFormatError("its JSON chunk is not an object")
+    binary = chunks[1][1] if len(chunks) > 1 and chunks[1][0] == CHUNK_BIN else b""
+    return document, binary
+
+
+def mesh_counts(document: dict[str, Any], binary: bytes) -> tuple[int, int]:
+    """Vertices and triangles over every mesh primitive (each mesh once, however often used),
+    after checking that every buffer view lies inside the BIN chunk."""
+    try:
+        for index, view in enumerate(document.get("bufferViews", [])):
+            end = view.get("byteOffset", 0) + view["byteLength"]
+            if view.get("buffer") == 0 and end > len(binary):
+                raise GLBFormatError(f"bufferView {index} reaches byte {end:,} of a "
+                                     f"{len(binary):,}-byte BIN chunk (truncated)")
+        accessors = document.get("accessors", [])
+        vertices = faces = 0
+        for mesh in document.get("meshes", []):
+            for primitive in mesh["primitives"]:
+                position = primitive.get("attributes", {}).get("POSITION")
+                count = int(accessors[position]["count"]) if position is not None else 0
+                vertices += count
+                indices = primitive.get("indices")
+                corners = int(accessors[indices]["count"]) if indices is not None else count
+                faces += _TRIANGLES.get(primitive.get("mode", 4), lambda n: 0)(corners)
+    except (KeyError, IndexError, TypeError) as e:
+        raise GLBFormatError(f"its JSON chunk refers to something that is not there ({e!r})") from e
+    return vertices, faces
+
+
+def embedded_images(document: dict[str, Any], binary: bytes) -> list[tuple[int, bytes]]:
+    """(image index, encoded bytes) of each image stored in the BIN chunk, in file order."""
+    views = document.get("bufferViews", [])
+    found = []
+    try:
+        for index, image in enumerate(document.get("images", [])):
+            if image.get("bufferView") is not None:
+                view = views[image["bufferView"]]
+                start = view.get("byteOffset", 0)
+                found.append((index, binary[start:start + view["byteLength"]]))
+    except (KeyError, IndexError, TypeError) as e:
+        raise GLBFormatError(f"its JSON chunk refers to something that is not there ({e!r})") from e
+    return found
 
 
 def image_size(blob: bytes) -> tuple[int, int] | None:
@@ -80,39 +142,12 @@ def image_size(blob: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _faces(primitive: dict[str, Any], accessors: list[dict[str, Any]]) -> int:
-    mode = primitive.get("mode", TRIANGLES)
-    if "indices" in primitive:
-        count = accessors[primitive["indices"]]["count"]
-    else:
-        count = accessors[primitive["attributes"]["POSITION"]]["count"]
-    if mode == TRIANGLES:
-        return int(count) // 3
-    if mode in (TRIANGLE_STRIP, TRIANGLE_FAN):
-        return max(int(count) - 2, 0)
-    return 0
-
-
 def glb_stats(path: Path) -> GLBStats:
-    gltf, binary = read_glb(path)
-    accessors = gltf.get("accessors", [])
-    vertices = faces = 0
-    try:
-        for mesh in gltf.get("meshes", []):
-            for primitive in mesh.get("primitives", []):
-                vertices += int(accessors[primitive["attributes"]["POSITION"]]["count"])
-                faces += _faces(primitive, accessors)
-    except (KeyError, IndexError, TypeError) as e:
-        raise GLBFormatError(f"a mesh primitive refers to a missing accessor ({e})") from e
-    sizes = []
-    views = gltf.get("bufferViews", [])
-    for image in gltf.get("images", []):
-        if "bufferView" in image and image["bufferView"] < len(views):
-            view = views[image["bufferView"]]
-            start = view.get("byteOffset", 0)
-            size = image_size(binary[start:start + view["byteLength"]])
-            if size:
-                sizes.append(size)
+    data = path.read_bytes()
+    document, binary = parse_glb(data)
+    vertices, faces = mesh_counts(document, binary)
+    sizes = [size for _, blob in embedded_images(document, binary)
+             if (size := image_size(blob)) is not None]
     texture = max(sizes, key=lambda s: s[0] * s[1]) if sizes else None
-    return GLBStats(bytes=path.stat().st_size, vertices=vertices, faces=faces,
+    return GLBStats(bytes=len(data), vertices=vertices, faces=faces,
                     texture_size=list(texture) if texture else None)

@@ -27,7 +27,7 @@ import pytest
 
 from tests.comfy_standin import install as install_standin
 from tests.docker_support import buildkit_build
-from tests.hub_mirror import HubMirror
+from tests.hub_mirror import HubMirror, ProxyRequest
 from tests.serve_support import fake_nvidia_smi_script
 from trellis_box import archcheck, pins
 
@@ -102,6 +102,8 @@ class BuiltImage:
     output: str  # the build's plain progress output
     build_args: dict[str, str]
     env: dict[str, str]
+    # What the Hub mirror saw during this build alone: the mirror serves the whole session.
+    hub_requests: list[ProxyRequest]
 
     def rebuild(self, tag: str, context: Path, *extra: str,
                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -192,10 +194,12 @@ def final_image(stack_image: str, python_image: str, hub_mirror: HubMirror,
     build_args = {"PYTHON_IMAGE": python_image, "STACK_IMAGE": stack_image,
                   "HF_ENDPOINT": hub_mirror.endpoint}
     env = {"HF_TOKEN": hub_mirror.token}
+    seen_before = len(hub_mirror.requests)
     done = build_final(context, FINAL_IMAGE, build_args, env)
     if done.returncode != 0:
         pytest.fail(f"building {FINAL_IMAGE} failed:\n{done.stderr[-6000:]}")
-    return BuiltImage(FINAL_IMAGE, context, done.stderr, build_args, env)
+    return BuiltImage(FINAL_IMAGE, context, done.stderr, build_args, env,
+                      list(hub_mirror.requests[seen_before:]))
 
 
 def wait_for(predicate: Callable[[], T], timeout: float, what: Callable[[], str],

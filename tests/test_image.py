@@ -39,7 +39,7 @@ def test_weights_stage_fetches_every_weight_through_the_mirror_with_the_secret(
     fetch = [lines for name, lines in weights.items() if "models fetch" in name]
     assert fetch and not any("CACHED" in line for line in fetch[0]), weights.keys()
     # The gated DINOv3 was served: only with the token, which came in as the secret.
-    gated = [r for r in hub_mirror.requests if "dinov3" in r.path and "/resolve/" in r.path]
+    gated = [r for r in final_image.hub_requests if "dinov3" in r.path and "/resolve/" in r.path]
     assert gated and all(r.authorized and r.status in (200, 206) for r in gated)
 
 

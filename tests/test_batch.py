@@ -18,7 +18,7 @@ from tests.comfy_standin.fixtures import StartStandin
 from tests.comfy_standin.launcher import StandinServer
 from tests.gltf_validator import validate_glb
 from tests.photos import object_photo
-from trellis_box import batch
+from trellis_box import batch, batch_files
 from trellis_box.client import ComfyClient, Timeouts
 from trellis_box.errors import (
     ComfyUnreachableError,
@@ -45,66 +45,66 @@ def test_directories_expand_to_their_images_in_order(tmp_path: Path) -> None:
     _png(tmp_path / "in" / "b.png")
     _png(tmp_path / "in" / "a.jpg")
     (tmp_path / "in" / "notes.txt").write_text("not an image")
-    items = batch.plan([tmp_path / "in"])
+    items = batch_files.plan([tmp_path / "in"])
     assert [i.name for i in items] == ["a", "b"]
 
 
 def test_our_cutouts_are_not_inputs_when_the_output_is_the_input_folder(tmp_path: Path) -> None:
     _png(tmp_path / "chair.png")
     _png(tmp_path / "chair.cutout.png")
-    assert [i.name for i in batch.plan([tmp_path], out_dir=tmp_path)] == ["chair"]
-    assert len(batch.plan([tmp_path], out_dir=tmp_path / "elsewhere")) == 2
+    assert [i.name for i in batch_files.plan([tmp_path], out_dir=tmp_path)] == ["chair"]
+    assert len(batch_files.plan([tmp_path], out_dir=tmp_path / "elsewhere")) == 2
 
 
 def test_an_input_named_twice_runs_once(tmp_path: Path) -> None:
     a = _png(tmp_path / "a.png")
-    assert len(batch.plan([a, tmp_path / "." / "a.png", tmp_path])) == 1
+    assert len(batch_files.plan([a, tmp_path / "." / "a.png", tmp_path])) == 1
 
 
 def test_same_stem_in_two_places_gets_two_stable_names(tmp_path: Path) -> None:
     one, two = _png(tmp_path / "x" / "chair.png"), _png(tmp_path / "y" / "chair.jpg")
-    first = [i.name for i in batch.plan([one, two])]
+    first = [i.name for i in batch_files.plan([one, two])]
     assert len(set(first)) == 2 and all(n.startswith("chair-") for n in first)
     # Stable from run to run and whatever the order, so resume finds its reports.
-    assert sorted(first) == sorted(i.name for i in batch.plan([two, one]))
+    assert sorted(first) == sorted(i.name for i in batch_files.plan([two, one]))
 
 
 def test_nothing_to_do_is_a_usage_error_naming_where_it_looked(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="no images to generate from") as info:
-        batch.plan([tmp_path / "empty"])
+        batch_files.plan([tmp_path / "empty"])
     assert str(tmp_path / "empty") in str(info.value)
 
 
 def test_a_missing_file_is_kept_so_it_gets_its_own_error(tmp_path: Path) -> None:
-    items = batch.plan([tmp_path / "gone.png"])
+    items = batch_files.plan([tmp_path / "gone.png"])
     assert [i.name for i in items] == ["gone"]
 
 
 def test_the_key_changes_with_the_image_and_with_any_parameter() -> None:
-    base = batch.job_key("aa", WorkflowOptions())
-    assert base == batch.job_key("aa", WorkflowOptions())
-    assert base != batch.job_key("bb", WorkflowOptions())
-    assert base != batch.job_key("aa", WorkflowOptions(seed=1))
-    assert base != batch.job_key("aa", WorkflowOptions(texture_size=1024))
+    base = batch_files.job_key("aa", WorkflowOptions())
+    assert base == batch_files.job_key("aa", WorkflowOptions())
+    assert base != batch_files.job_key("bb", WorkflowOptions())
+    assert base != batch_files.job_key("aa", WorkflowOptions(seed=1))
+    assert base != batch_files.job_key("aa", WorkflowOptions(texture_size=1024))
 
 
 def test_a_report_counts_as_finished_only_with_its_files_and_the_same_key(tmp_path: Path) -> None:
     report = {"status": "ok", "key": "sha256:k", "glb": {"bytes": 4}}
     (tmp_path / "a.json").write_text(json.dumps(report))
-    assert batch.finished_report(tmp_path, "a", "sha256:k") is None  # no GLB yet
+    assert batch_files.finished_report(tmp_path, "a", "sha256:k") is None  # no GLB yet
     (tmp_path / "a.glb").write_bytes(b"glTF")
-    assert batch.finished_report(tmp_path, "a", "sha256:k") is None  # no cutout yet
+    assert batch_files.finished_report(tmp_path, "a", "sha256:k") is None  # no cutout yet
     (tmp_path / "a.cutout.png").write_bytes(b"png")
-    assert batch.finished_report(tmp_path, "a", "sha256:k") == report
+    assert batch_files.finished_report(tmp_path, "a", "sha256:k") == report
     (tmp_path / "a.glb").write_bytes(b"glT")  # cut short since the report was written
-    assert batch.finished_report(tmp_path, "a", "sha256:k") is None
+    assert batch_files.finished_report(tmp_path, "a", "sha256:k") is None
     (tmp_path / "a.glb").write_bytes(b"glTF")
-    assert batch.finished_report(tmp_path, "a", "sha256:other") is None
+    assert batch_files.finished_report(tmp_path, "a", "sha256:other") is None
     (tmp_path / "a.json").write_text(json.dumps({**report, "status": "failed"}))
-    assert batch.finished_report(tmp_path, "a", "sha256:k") is None
+    assert batch_files.finished_report(tmp_path, "a", "sha256:k") is None
     (tmp_path / "a.json").write_text("{truncated")
-    assert batch.finished_report(tmp_path, "a", "sha256:k") is None
+    assert batch_files.finished_report(tmp_path, "a", "sha256:k") is None
 
 
 # --- against the stand-in ------------------------------------------------------------------------

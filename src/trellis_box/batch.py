@@ -16,9 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
-import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -26,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, glb, images, profiles, protocol, workflow
+from .batch_files import Item, finished_report, job_key, output_paths, plan, write_json
 from .client import ComfyClient, JobResult, Timeouts
 from .errors import (
     ComfyUnreachableError,
@@ -33,11 +31,9 @@ from .errors import (
     OutputMissingError,
     PromptLostError,
     TrellisBoxError,
-    UsageError,
 )
 from .explain import write_failed
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 #: Attempts per input when the server forgets a prompt (restart) or runs out of memory with
 #: ``auto_resolution`` (each retry one rung lower).
 MAX_ATTEMPTS = 3
@@ -54,12 +50,6 @@ class BatchOptions:
     depth: int = 2
     #: Downloads at once (each streams a GLB of tens of MB).
     downloads: int = 4
-
-
-@dataclass(frozen=True)
-class Item:
-    source: Path
-    name: str
 
 
 @dataclass
@@ -102,76 +92,6 @@ class Event:
 
 
 Observer = Callable[[Event], None]
-
-
-def plan(inputs: list[Path], *, out_dir: Path | None = None) -> list[Item]:
-    """Expand directories (their image files, sorted) and give every input a unique name.
-
-    Two inputs with the same stem get the stem plus a short hash of their path, so names are
-    stable from one run to the next whatever else is in the batch. Cutouts we wrote are not
-    inputs, should ``out_dir`` be one of the directories.
-    """
-    ours = out_dir.resolve() if out_dir is not None else None
-    sources: list[Path] = []
-    for path in inputs:
-        if path.is_dir():
-            skip_cutouts = path.resolve() == ours
-            sources += sorted(p for p in path.iterdir()
-                              if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                              and not (skip_cutouts and p.name.endswith(".cutout.png")))
-        else:
-            sources.append(path)
-    unique = list(dict.fromkeys(p.resolve() if p.exists() else p for p in sources))
-    if not unique:
-        raise UsageError("no images to generate from",
-                         detail=f"looked in: {', '.join(str(p) for p in inputs)}",
-                         fix=f"name image files or directories holding "
-                             f"{', '.join(sorted(IMAGE_SUFFIXES))} files")
-    stems: dict[str, int] = {}
-    for p in unique:
-        stems[p.stem.lower()] = stems.get(p.stem.lower(), 0) + 1
-    return [Item(p, p.stem if stems[p.stem.lower()] == 1 else
-                 f"{p.stem}-{hashlib.sha256(str(p).encode()).hexdigest()[:8]}") for p in unique]
-
-
-def job_key(image_sha256: str, options: workflow.WorkflowOptions) -> str:
-    """What makes two runs the same: the image content and every parameter (seed included)."""
-    canonical = json.dumps({"image": image_sha256, "options": options.as_dict()}, sort_keys=True)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _paths(out_dir: Path, name: str) -> dict[str, Path]:
-    return {"glb": out_dir / f"{name}.glb", "cutout": out_dir / f"{name}.cutout.png",
-            "report": out_dir / f"{name}.json"}
-
-
-def finished_report(out_dir: Path, name: str, key: str) -> dict[str, Any] | None:
-    """The report of a finished run of the same job, or ``None`` if it must (re)run.
-
-    The GLB must still have the size the report recorded: one cut short or replaced since (a
-    copy interrupted, an editor's export over it) is generated again rather than kept.
-    """
-    paths = _paths(out_dir, name)
-    try:
-        report = json.loads(paths["report"].read_text())
-        glb_bytes = paths["glb"].stat().st_size
-    except (OSError, ValueError):
-        return None
-    if report.get("status") != "ok" or report.get("key") != key:
-        return None
-    if (report.get("glb") or {}).get("bytes") != glb_bytes:
-        return None
-    return report if paths["cutout"].is_file() else None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise write_failed(path, exc) from exc
 
 
 async def server_facts(comfy: ComfyClient) -> tuple[dict[str, Any], profiles.Profile | None]:
@@ -386,7 +306,7 @@ class _Engine:
         return False
 
     async def _collect(self, job: _Job, result: JobResult) -> dict[str, Any]:
-        paths = _paths(self.options.out_dir, job.item.name)
+        paths = output_paths(self.options.out_dir, job.item.name)
         glbs = result.files(workflow.GLB_OUTPUT_NODE, "3d")
         cutouts = result.files(workflow.CUTOUT_NODE, "images")
         if not glbs or not cutouts:
@@ -414,7 +334,7 @@ class _Engine:
             "glb": stats.as_dict(),
             "files": {k: str(p) for k, p in paths.items() if k != "report"},
         }
-        _write_json(paths["report"], report)
+        write_json(paths["report"], report)
         return report
 
     def _base_report(self, job: _Job, status: str) -> dict[str, Any]:
@@ -449,7 +369,7 @@ class _Engine:
             "error": exc.to_dict(),
         }
         with contextlib.suppress(TrellisBoxError):
-            _write_json(_paths(self.options.out_dir, item.name)["report"], report)
+            write_json(output_paths(self.options.out_dir, item.name)["report"], report)
         self._done(Outcome(item, "failed", error=exc, report=report))
 
     async def _withdraw(self) -> None:

@@ -1,17 +1,22 @@
 """Copy the part of trellis-box that `models fetch` and `models verify` need: nothing more.
 
-Run by Dockerfile.trellis2 (stage weights-src) as ``python weights_closure.py SRC DEST``. The
-weights stage installs DEST, and because Docker's COPY is content-addressed, the weights stay cached
-for every change that leaves DEST unchanged: a new serve feature, a node-pack fix, a README edit.
-Only the models code (and what it imports), the catalog, the lock or the pins re-run the download.
+Run by Dockerfile.trellis2 (stage weights-src) as ``python weights_closure.py SRC PYPROJECT DEST``.
+The weights stage installs DEST, and because Docker's COPY is content-addressed, the weights stay
+cached for every change that leaves DEST unchanged: a new serve feature, a node-pack fix, a README
+edit, a test dependency or tool setting in pyproject.toml. Only the models code (and what it
+imports), the catalog, the lock, the pins or the package's own metadata and dependencies re-run
+the download.
 
 How: every CLI command module except ``models`` is replaced by an empty ``register`` (the weights
 stage never runs those commands, and their imports would pull serve, client, batch... in), then the
 closure is every ``trellis_box`` module reachable from ``cli/app.py`` through import statements,
-read from the source (so imports inside functions count too), plus the data files.
+read from the source (so imports inside functions count too), plus the data files. pyproject.toml
+is cut to the tables that build and install the package (the tool-deps stage reads its
+dependencies from that cut too, and the weights stage is built on tool-deps).
 """
 
 import ast
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -20,6 +25,10 @@ PACKAGE = "trellis_box"
 KEEP_CLI = {"__init__", "app", "models", "_errors", "_output"}
 DATA = ("catalog.toml", "pins.toml", "weights.lock.json")
 STUB = '"""Not part of the weights stage."""\n\n\ndef register(app):\n    pass\n'
+# pyproject tables that build and install the package; the rest (test extras, pytest and linter
+# settings) does not change what the weights stage runs.
+PACKAGING_TABLES = re.compile(r"(build-system|project|project\.scripts|tool\.setuptools(\..+)?)")
+TABLE_HEADER = re.compile(r"^\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 
 
 def module_file(src: Path, dotted: str) -> Path | None:
@@ -64,7 +73,19 @@ def closure(src: Path, start: str) -> set[Path]:
     return {module_file(src, n) for n in seen}  # type: ignore[misc]
 
 
-def main(src: Path, dest: Path) -> None:
+def packaging_part(pyproject: str) -> str:
+    """The tables of ``pyproject`` that build and install the package, in their order."""
+    kept, keep = [], False
+    for line in pyproject.splitlines():
+        header = TABLE_HEADER.match(line.strip())
+        if header:
+            keep = bool(PACKAGING_TABLES.fullmatch(header.group(1)))
+        if keep:
+            kept.append(line)
+    return "\n".join(kept).strip() + "\n"
+
+
+def main(src: Path, pyproject: Path, dest: Path) -> None:
     for module in (src / PACKAGE / "cli").glob("*.py"):
         if module.stem not in KEEP_CLI:
             module.write_text(STUB)
@@ -73,7 +94,8 @@ def main(src: Path, dest: Path) -> None:
         target = dest / "src" / path.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
+    (dest / "pyproject.toml").write_text(packaging_part(pyproject.read_text()))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]).resolve(), Path(sys.argv[2]))
+    main(Path(sys.argv[1]).resolve(), Path(sys.argv[2]), Path(sys.argv[3]))

@@ -175,9 +175,10 @@ def test_the_weights_stage_sees_the_models_code_and_not_the_rest(tmp_path: Path)
     closure = runpy.run_path(str(ROOT / "image" / "weights_closure.py"))
     src = tmp_path / "src"
     shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    closure["main"](src, tmp_path / "out")
+    closure["main"](src, ROOT / "pyproject.toml", tmp_path / "out")
     kept = {str(p.relative_to(tmp_path / "out" / "src" / "trellis_box"))
-            for p in (tmp_path / "out").rglob("*") if p.is_file()}
+            for p in (tmp_path / "out" / "src").rglob("*") if p.is_file()}
+    assert (tmp_path / "out" / "pyproject.toml").is_file()
     assert {"cli/app.py", "cli/models.py", "fetch.py", "verify.py", "hub.py", "lock.py",
             "catalog.py", "data/catalog.toml", "data/pins.toml"} <= kept
     assert not kept & {"serve.py", "client.py", "batch.py", "workflow.py", "archcheck.py",
@@ -190,3 +191,22 @@ def test_the_weights_stage_sees_the_models_code_and_not_the_rest(tmp_path: Path)
                           cwd=tmp_path / "out" / "src", capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "out" / "src")})
     assert done.returncode == 0 and "--full" in done.stdout, done.stderr
+
+
+def test_the_weights_stage_sees_only_the_packaging_part_of_pyproject() -> None:
+    """A test extra or a tool setting must not re-download the weights; a dependency must."""
+    import runpy
+    import tomllib
+
+    cut = runpy.run_path(str(ROOT / "image" / "weights_closure.py"))["packaging_part"]
+    text = (ROOT / "pyproject.toml").read_text()
+    kept = tomllib.loads(cut(text))
+    full = tomllib.loads(text)
+    assert kept["project"]["dependencies"] == full["project"]["dependencies"]
+    assert kept["project"]["scripts"] == full["project"]["scripts"]
+    assert kept["build-system"] == full["build-system"]
+    assert kept["tool"] == {"setuptools": full["tool"]["setuptools"]}
+    assert "optional-dependencies" not in kept["project"]
+    edited = text.replace('"pytest>=8",', '"pytest>=8.1",') + "\n[tool.ruff]\nline-length = 110\n"
+    assert edited != text and cut(edited) == cut(text)
+    assert cut(text.replace('"rich>=13",', '"rich>=14",')) != cut(text)

@@ -224,10 +224,12 @@ def test_rebuild_after_a_code_change_reuses_the_weights(
     # From the first build's context, not the working tree: only the change below may differ.
     context = tmp_path_factory.mktemp("changed") / "context"
     shutil.copytree(final_image.context, context)
-    # Changes a user makes all the time: serve code and the node pack.
+    # Changes a user makes all the time: serve code, the node pack, a tool setting in pyproject.
     for changed in ("src/trellis_box/serve.py", "src/trellis_box/comfy_nodes/__init__.py"):
         with (context / changed).open("a") as f:
             f.write("\n# a code change\n")
+    with (context / "pyproject.toml").open("a") as f:
+        f.write("\n[tool.ruff]\nline-length = 110\n")
     before = len(hub_mirror.requests)
     done = final_image.rebuild(FINAL_IMAGE + "-changed", context)
     assert done.returncode == 0, done.stderr[-4000:]

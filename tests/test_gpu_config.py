@@ -89,6 +89,8 @@ def test_bad_toml_points_at_the_line(tmp_path: Path) -> None:
     ('gpus = "some"\n', "containers.comfyui-trellis2.gpus", "'some' is not a GPU request"),
     ("ready_timeout = -1\n", "containers.comfyui-trellis2.ready_timeout",
      "expected a number of seconds, more than 0; found -1"),
+    ('stop_timeout = "10"\n', "containers.comfyui-trellis2.stop_timeout",
+     "expected a number of seconds, 0 or more; found '10'"),
     ('container_name = "-bad"\n', "containers.comfyui-trellis2.container_name",
      "'-bad' is not a valid Docker container name"),
     ('network = "host"\nports = ["8188:8188"]\n', "containers.comfyui-trellis2.ports",

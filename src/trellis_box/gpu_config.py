@@ -208,8 +208,8 @@ class _Reader:
     def seconds(self, table: dict[str, Any], fieldname: str, default: float, *,
                 allow_zero: bool = False) -> float:
         value = table.get(fieldname.rsplit(".", 1)[-1], default)
-        low_ok = value >= 0 if allow_zero else value > 0
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low_ok:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not (value >= 0 if allow_zero else value > 0):
             bound = "0 or more" if allow_zero else "more than 0"
             self.fail(fieldname, f"expected a number of seconds, {bound}; found {value!r}",
                       f"set a number, e.g. {fieldname.rsplit('.', 1)[-1]} = {default:g}")

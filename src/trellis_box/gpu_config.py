@@ -252,9 +252,9 @@ class _Reader:
                       "remove ports (the container listens on the host's ports directly)")
         volumes = self.strings(table, f"{prefix}.volumes")
         for i, volume in enumerate(volumes):
-            parts = volume.split(":")
-            if len(parts) not in (2, 3) or not all(parts[:2]) or (
-                    len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            fields = volume.split(":")
+            if len(fields) not in (2, 3) or not all(fields[:2]) or (
+                    len(fields) == 3 and fields[2] not in ("ro", "rw")):
                 self.fail(f"{prefix}.volumes[{i}]", f"{volume!r} is not a volume mapping",
                           'write "SOURCE:TARGET" or "SOURCE:TARGET:ro"')
         command = table.get("command")

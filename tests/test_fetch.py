@@ -379,3 +379,29 @@ def test_a_partial_whose_record_was_cut_by_a_kill_starts_over(
     assert result.code == 0, result.text
     assert_fetched(root, hub_mirror)
     assert not area.exists()
+
+
+def test_ctrl_c_keeps_the_partial_and_starts_no_queued_download(
+        hub: HubMirror, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    env = {**os.environ, **hub.env(token=True)}
+    hub.throttle(200_000)
+    partial = root / "models/.trellis-box/staging/dinov3/partial" / (BIG_FILE[1] + ".part")
+    since = len(hub.requests)
+    proc = subprocess.Popen([sys.executable, "-m", "trellis_box.cli.app",
+                             *fetch_args(root, tmp_path / "lock.json", "--workers", "1")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (partial.is_file() and partial.stat().st_size >= 200_000):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the download never got going"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+    finally:
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert partial.stat().st_size >= 200_000  # kept for the next run
+    # One worker, largest file first: the interrupted download is the only one that ever started.
+    assert [r for r in resolve_gets(hub, since) if not r.endswith(BIG_FILE[1])] == []
+    assert placed_files(root) == []

@@ -293,8 +293,10 @@ def _download_all(plans: list[_Plan], source: Source, progress: FetchProgress, w
         futures: list[Future[int]] = [pool.submit(_download, source, p, j, progress, stop) for p, j in todo]
         try:
             wait(futures, return_when=FIRST_EXCEPTION)
-        except BaseException:  # Ctrl-C: the threads stop at their next chunk, keeping their bytes
-            stop.set()
+        except BaseException:  # Ctrl-C: the threads stop at their next chunk, keeping their bytes,
+            stop.set()         # and no queued download starts
+            for f in futures:
+                f.cancel()
             raise
         errors = [e for f in futures if f.done() and not f.cancelled() and (e := f.exception())]
         if errors:

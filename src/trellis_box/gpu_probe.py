@@ -41,7 +41,6 @@ class Gpu:
                f"{self.compute_cap} ({self.arch})"
 
 
-
 def nvidia_smi(args: Sequence[str]) -> str:
     """Run ``nvidia-smi`` with ``args``; its stdout, or :class:`GpuUnavailableError`."""
     exe = shutil.which(NVIDIA_SMI)

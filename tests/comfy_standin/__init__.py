@@ -40,8 +40,10 @@ def install(root: Path, *, node_pack: bool = True, rmbg_weights: bool = True) ->
     at execution time, as upstream does without weights).
     """
     root = Path(root)
+    # Tool caches left by linting the stand-in in place are megabytes, copied for every server.
     shutil.copytree(FILES, root, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache",
+                                                  ".ruff_cache"))
     shutil.copyfile(recorded_schemas(), root / SCHEMAS)
     for directory in ("models", "input", "output", "user"):
         (root / directory).mkdir(exist_ok=True)

@@ -100,6 +100,21 @@ class TestNodeImports:
         (p / "helper.py").write_text("NAME = 'ArgsNode'\n")
         assert check(serve_setup.root, p) == {"ArgsPack": ["ArgsNode"]}
 
+    def test_packs_see_the_flags_comfyui_runs_with(self, serve_setup: ServeSetup) -> None:
+        # Real ComfyUI picks its device when comfy.model_management is imported (the Trellis2 pack
+        # imports it): with --cpu in TRELLIS_BOX_COMFY_ARGS it must not look for a CUDA driver.
+        p = pack(serve_setup.root, "DevicePack", """
+            from comfy.cli_args import args
+            if not args.cpu:
+                raise RuntimeError("Found no NVIDIA driver on your system.")
+            NODE_CLASS_MAPPINGS = {"DeviceNode": object}
+            """)
+        classes = import_packs(serve_setup.root, [p], python=sys.executable, env=dict(os.environ),
+                               timeout=60.0, comfy_args=["--cpu"])
+        assert classes == {"DevicePack": ["DeviceNode"]}
+        with pytest.raises(NodeImportError, match="Found no NVIDIA driver"):
+            check(serve_setup.root, p)
+
     def test_an_exception_at_import_fails_with_the_packs_own_traceback(
             self, serve_setup: ServeSetup) -> None:
         p = pack(serve_setup.root, "Broken.Pack", """

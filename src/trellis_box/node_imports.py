@@ -16,14 +16,22 @@ from .errors import NodeImportError
 # Run in the ComfyUI root with ComfyUI's interpreter. It loads each pack exactly as ComfyUI's
 # nodes.load_custom_node does for a directory (module name = path with "." -> "_x_", registered in
 # sys.modules before exec_module, so relative imports work), with the root first on sys.path as
-# main.py has it, and argv reset so a pack importing comfy.cli_args parses an empty command line.
+# main.py has it. comfy.cli_args parses the command line only once main.py enabled it
+# (comfy.options), so the check enables it with argv set to ComfyUI's own arguments: a pack (or
+# comfy.model_management, which picks the device at import) sees the flags ComfyUI will run with.
 # Results go to a file, one JSON line each, "importing" first: a pack that kills the interpreter
 # (a bad .so segfaults) is still named.
 _IMPORT_CHECK = r"""
 import importlib.util, json, os, sys, traceback
-results, root, packs = sys.argv[1], sys.argv[2], sys.argv[3:]
-sys.argv = [os.path.join(root, "main.py")]
+results, root, comfy_args, packs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4:]
+sys.argv = [os.path.join(root, "main.py"), *comfy_args]
 sys.path.insert(0, root)
+try:
+    import comfy.options
+except ImportError:
+    pass
+else:
+    comfy.options.enable_args_parsing()
 def note(record):
     with open(results, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
@@ -49,8 +57,10 @@ def node_pack_dirs(root: Path) -> list[Path]:
 
 
 def import_packs(root: Path, packs: Sequence[Path], *, python: str, env: Mapping[str, str],
-                 timeout: float) -> dict[str, list[str]]:
+                 timeout: float, comfy_args: Sequence[str] = ()) -> dict[str, list[str]]:
     """Import each pack as ComfyUI would, in one child interpreter; pack name -> its node classes.
+
+    ``comfy_args`` are the extra arguments ComfyUI is started with (``--cpu``, ``--lowvram``...).
 
     Raises :class:`NodeImportError` with the pack's own traceback for the first that fails.
     """
@@ -65,7 +75,8 @@ def import_packs(root: Path, packs: Sequence[Path], *, python: str, env: Mapping
             )
     with tempfile.TemporaryDirectory(prefix="trellis-box-imports-") as tmp:
         results = Path(tmp) / "results.jsonl"
-        cmd = [python, "-c", _IMPORT_CHECK, str(results), str(root), *map(str, packs)]
+        cmd = [python, "-c", _IMPORT_CHECK, str(results), str(root), json.dumps(list(comfy_args)),
+               *map(str, packs)]
         try:
             done = subprocess.run(cmd, cwd=root, env=dict(env), capture_output=True, text=True,
                                   errors="replace", timeout=timeout, stdin=subprocess.DEVNULL)

@@ -352,7 +352,8 @@ def weights_error(report: VerifyReport) -> WeightsNotVerified:
 def _nodes(settings: ServeSettings, found: Findings) -> str:
     assert found.root is not None
     found.packs = import_packs(found.root, node_pack_dirs(found.root), python=settings.python,
-                               env=found.env, timeout=settings.import_timeout)
+                               env=found.env, timeout=settings.import_timeout,
+                               comfy_args=settings.comfy_args)
     return "; ".join(f"{name}: {len(classes)} node classes" for name, classes in found.packs.items())
 
 

@@ -24,6 +24,7 @@ NON_PIN_ARGS = {
     "TRELLIS_BOX_VERSION": __version__,
     "WEIGHTS_LOCK_DIGEST": lock_digest(),
     "HF_ENDPOINT": "https://huggingface.co",
+    "WEIGHT_SOURCES": "",
     "VCS_REF": "",
 }
 # The two upstream parts CI swaps for stand-ins: their defaults are stages of this file.

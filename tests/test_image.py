@@ -266,3 +266,19 @@ def test_a_refused_token_stops_the_weights_stage_and_is_never_printed(
     assert done.returncode != 0
     assert "facebook/dinov3-vitl16-pretrain-lvd1689m" in done.stderr
     assert wrong not in done.stderr
+
+
+def test_weight_sources_reach_the_weights_fetch(final_image: BuiltImage, hub_mirror: HubMirror) -> None:
+    """--build-arg WEIGHT_SOURCES is `models fetch --config` (a DINOv3 copy while access is
+    pending); here RMBG-1.4 from a revision only the override names."""
+    content = b"RMBG-1.4 from the overridden revision " * 64
+    commit = hub_mirror.add_revision("briaai/RMBG-1.4", "t-sources-" + uuid.uuid4().hex[:8],
+                                     {"model.pth": content})
+    tag = FINAL_IMAGE + "-sources"
+    done = final_image.rebuild(tag, final_image.context, "--target=weights",
+                               f'--build-arg=WEIGHT_SOURCES=rmbg = {{ revision = "{commit}" }}')
+    assert done.returncode == 0, done.stderr[-4000:]
+    baked = subprocess.run([docker_cli(), "run", "--rm", "--network=none", "--entrypoint=cat", tag,
+                            "/weights/comfyui/custom_nodes/ComfyUI-BRIA_AI-RMBG/RMBG-1.4/model.pth"],
+                           capture_output=True, check=True).stdout
+    assert baked == content

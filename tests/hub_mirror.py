@@ -55,6 +55,9 @@ from trellis_box.catalog import load_catalog
 
 TOKEN = "hf_trellisbox_test_token_4c1d9e"  # accepted by the gated repositories; asserted never printed
 _GATED_BODY = "Access to model {repo} is restricted. You must have access to it and be authenticated."
+# huggingface.co's answer, on every endpoint, to a token it does not know (expired, revoked, typo).
+INVALID_TOKEN_PREFIX = "hf_invalid"
+_INVALID_TOKEN_BODY = "Invalid credentials in Authorization header"
 _RESOLVE = re.compile(r"^/(?:models/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
 _GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
@@ -120,9 +123,12 @@ class _Proxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         auth = request.headers.get("Authorization")
         match = _RESOLVE.match(request.path)
-        if match and match["repo"] in self.gated and auth != f"Bearer {self.token}":
-            status = 403 if auth else 401
+        if auth and auth.startswith(f"Bearer {INVALID_TOKEN_PREFIX}"):
             response: web.StreamResponse = web.json_response(
+                {"error": _INVALID_TOKEN_BODY}, status=401, headers={"X-Error-Message": _INVALID_TOKEN_BODY})
+        elif match and match["repo"] in self.gated and auth != f"Bearer {self.token}":
+            status = 403 if auth else 401
+            response = web.json_response(
                 {"error": _GATED_BODY.format(repo=match["repo"])}, status=status,
                 headers={"X-Error-Code": "GatedRepo", "X-Error-Message": _GATED_BODY.format(repo=match["repo"])})
         elif match and request.method == "GET":

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.hub_mirror import BIG_FILE, TOKEN, CliResult, HubMirror, make_comfy_root, write_local_tree
+from tests.hub_mirror import (
+    BIG_FILE,
+    INVALID_TOKEN_PREFIX,
+    TOKEN,
+    CliResult,
+    HubMirror,
+    make_comfy_root,
+    write_local_tree,
+)
 from trellis_box.catalog import load_catalog
 from trellis_box.verify import verify
 
@@ -405,3 +413,18 @@ def test_ctrl_c_keeps_the_partial_and_starts_no_queued_download(
     # One worker, largest file first: the interrupted download is the only one that ever started.
     assert [r for r in resolve_gets(hub, since) if not r.endswith(BIG_FILE[1])] == []
     assert placed_files(root) == []
+
+
+def test_a_token_the_hub_does_not_know_says_so_not_try_later(
+        hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface.co answers 401 "Invalid credentials" on every endpoint to an expired token."""
+    token = INVALID_TOKEN_PREFIX + "_expired_never_printed_31"
+    monkeypatch.setenv("HF_TOKEN", token)
+    result = run_cli(*fetch_args(root, tmp_path / "lock.json", "--json"))
+    assert result.code == 1
+    assert f"error: {hub.endpoint} rejected the Hugging Face token as invalid" in result.err
+    assert "the token from HF_TOKEN is unknown" in result.err
+    assert f"fix: create a read token at {hub.endpoint}/settings/tokens" in result.err
+    assert json.loads(result.out)["error"] == "hf-token-invalid"
+    assert placed_files(root) == []
+    assert token not in result.text

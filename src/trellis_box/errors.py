@@ -99,6 +99,12 @@ class GatedAccessDenied(TrellisBoxError):
     reference = "gated-access-denied"
 
 
+class HubTokenInvalid(TrellisBoxError):
+    """The Hub does not know the token at all (401 "Invalid credentials"): expired, revoked, mistyped."""
+
+    reference = "hf-token-invalid"
+
+
 class HubRepoNotFound(TrellisBoxError):
     reference = "hf-repo-not-found"
 

@@ -39,6 +39,7 @@ from .errors import (
     HubFilesMissing,
     HubRepoNotFound,
     HubRevisionNotFound,
+    HubTokenInvalid,
     HubTokenMissing,
     HubUnavailable,
     TrellisBoxError,
@@ -240,6 +241,15 @@ class Hub:
             return self._revision_missing(model, revision)
         if isinstance(exc, HfHubHTTPError):
             status = exc.response.status_code if exc.response is not None else "?"
+            if status == 401 and self._token is not None:
+                return HubTokenInvalid(
+                    f"{endpoint} rejected the Hugging Face token as invalid",
+                    detail=(f"the token from {self._token.origin} is unknown to {endpoint} (expired, "
+                            "revoked or mistyped): HTTP 401 for every repository. Nothing was downloaded."),
+                    fix=(f"create a read token at {endpoint}/settings/tokens and pass it instead:\n"
+                         f"{_TOKEN_HOW}"),
+                    repo=source.repo,
+                )
             return HubUnavailable(
                 f"{endpoint} answered HTTP {status} for {source.repo}",
                 detail=str(exc).splitlines()[0], repo=source.repo,

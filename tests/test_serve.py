@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -252,13 +253,29 @@ class TestRefusesToStart:
         assert_never_ready(serve, setup)
 
     def test_comfyui_exiting_before_ready_passes_its_status_on(
-            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
-        # An argument ComfyUI rejects: argparse exits 2 before the server opens its port.
-        serve = start_serve(serve_setup, "--", "--no-such-comfyui-flag")
+            self, serve_setup: ServeSetup, start_serve: StartServe, tmp_path: Path) -> None:
+        # ComfyUI's interpreter imports the packs fine, then main.py exits 2 before the port opens.
+        python = tmp_path / "python"
+        python.write_text('#!/bin/sh\ncase "$1" in\n  */main.py) echo "main.py: cannot start" >&2; exit 2;;\n'
+                          f'esac\nexec {sys.executable} "$@"\n')
+        python.chmod(0o755)
+        serve = start_serve(serve_setup, env={**serve_setup.env, "TRELLIS_BOX_PYTHON": str(python)})
         assert serve.wait_exit() == 2
         assert "error: ComfyUI exited with status 2 while starting; it never became ready" \
             in serve.stderr
+        assert "main.py: cannot start" in serve.stderr
+        assert_never_ready(serve, serve_setup)
+
+    def test_arguments_comfyui_rejects_are_named_before_it_starts(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        # The import check parses ComfyUI's flags as ComfyUI will: no pack gets the blame.
+        serve = start_serve(serve_setup, "--", "--no-such-comfyui-flag")
+        assert serve.wait_exit() == 2
+        assert "error: ComfyUI rejects its extra arguments: --no-such-comfyui-flag" in serve.stderr
         assert "unrecognized arguments: --no-such-comfyui-flag" in serve.stderr
+        assert "fix: correct TRELLIS_BOX_COMFY_ARGS or the arguments after `--`" in serve.stderr
+        assert "failed to import" not in serve.stderr
+        assert serve.comfy_pid() is None
         assert_never_ready(serve, serve_setup)
 
     def test_port_taken_by_another_server(self, serve_setup: ServeSetup,

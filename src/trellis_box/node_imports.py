@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import pins
-from .errors import NodeImportError
+from .errors import ConfigError, NodeImportError
 
 # Run in the ComfyUI root with ComfyUI's interpreter. It loads each pack exactly as ComfyUI's
 # nodes.load_custom_node does for a directory (module name = path with "." -> "_x_", registered in
@@ -35,6 +35,13 @@ else:
 def note(record):
     with open(results, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
+try:
+    import comfy.cli_args
+except SystemExit:
+    note({"state": "bad-args"})
+    raise
+except ImportError:
+    pass
 for pack in packs:
     note({"pack": pack, "state": "importing"})
     name = pack.replace(".", "_x_")
@@ -91,6 +98,8 @@ def import_packs(root: Path, packs: Sequence[Path], *, python: str, env: Mapping
                 pack=name,
             ) from None
         records = _records(results)
+    if any(r["state"] == "bad-args" for r in records):
+        raise _args_rejected(comfy_args, done.stderr)
     classes: dict[str, list[str]] = {}
     for record in records:
         name = Path(record["pack"]).name
@@ -112,6 +121,18 @@ def _records(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     except FileNotFoundError:
         return []
+
+
+def _args_rejected(comfy_args: Sequence[str], stderr: str) -> ConfigError:
+    """ComfyUI's argument parser exited before any pack was imported: no pack is at fault."""
+    said = stderr.strip().splitlines()[-1] if stderr.strip() else "(no output)"  # argparse: "error: ..."
+    return ConfigError(
+        f"ComfyUI rejects its extra arguments: {' '.join(comfy_args) or '(none)'}",
+        detail=f"{said}\nComfyUI would exit at once; it was not started.",
+        fix="correct TRELLIS_BOX_COMFY_ARGS or the arguments after `--` (`python main.py --help` in\n"
+            "the ComfyUI root lists them)",
+        variable="TRELLIS_BOX_COMFY_ARGS", comfy_args=list(comfy_args),
+    )
 
 
 def _import_failed(pack: str, traceback_text: str) -> NodeImportError:

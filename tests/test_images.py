@@ -32,16 +32,28 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
     return path
 
 
-def test_rgba_png_keeps_its_alpha_and_is_not_changed(tmp_path: Path) -> None:
+def test_transparency_is_flattened_onto_white_not_onto_the_hidden_colour(tmp_path: Path) -> None:
+    """A real ComfyUI's LoadImage drops alpha and keeps the colour under it: green hidden under
+    the transparent area ended up in the cutout. White is what the background remover expects."""
     source = Image.new("RGBA", (40, 30), (10, 20, 30, 255))
-    source.putpixel((0, 0), (0, 0, 0, 0))
+    source.putpixel((0, 0), (0, 255, 0, 0))      # hidden green, fully transparent
+    source.putpixel((1, 0), (0, 0, 0, 128))      # half-transparent black edge
     source.save(tmp_path / "a.png")
     result = normalise(tmp_path / "a.png")
-    assert (result.mode, result.width, result.height, result.changes) == ("RGBA", 40, 30, ())
+    assert (result.mode, result.width, result.height) == ("RGB", 40, 30)
+    assert result.changes == ("transparency flattened onto white (ComfyUI's LoadImage ignores alpha)",)
     decoded = _decoded(result.png)
-    assert decoded.format == "PNG" and decoded.mode == "RGBA"
-    assert decoded.getpixel((0, 0)) == (0, 0, 0, 0)
-    assert decoded.getpixel((5, 5)) == (10, 20, 30, 255)
+    assert decoded.format == "PNG" and decoded.mode == "RGB"
+    assert decoded.getpixel((0, 0)) == (255, 255, 255)
+    assert decoded.getpixel((1, 0)) in {(127, 127, 127), (128, 128, 128)}
+    assert decoded.getpixel((5, 5)) == (10, 20, 30)
+
+
+def test_an_opaque_rgba_png_is_not_changed(tmp_path: Path) -> None:
+    Image.new("RGBA", (8, 8), (10, 20, 30, 255)).save(tmp_path / "opaque.png")
+    result = normalise(tmp_path / "opaque.png")
+    assert (result.mode, result.changes) == ("RGB", ())
+    assert _decoded(result.png).getpixel((3, 3)) == (10, 20, 30)
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
@@ -76,19 +88,19 @@ def test_16_bit_grey_is_scaled_not_clipped(tmp_path: Path) -> None:
     assert any("16-bit greyscale" in change for change in result.changes)
 
 
-def test_palette_with_transparency_keeps_it(tmp_path: Path) -> None:
+def test_palette_transparency_is_flattened_onto_white(tmp_path: Path) -> None:
     image = Image.new("P", (10, 10), 1)
     image.putpalette([0, 0, 0, 0, 200, 0] + [0] * 762)
     image.putpixel((0, 0), 0)
     image.save(tmp_path / "sprite.png", transparency=0)
     result = normalise(tmp_path / "sprite.png")
-    assert result.mode == "RGBA"
+    assert result.mode == "RGB"
     decoded = _decoded(result.png)
-    assert decoded.getpixel((0, 0))[3] == 0
-    assert decoded.getpixel((5, 5)) == (0, 200, 0, 255)
+    assert decoded.getpixel((0, 0)) == (255, 255, 255)   # the transparent black is not black
+    assert decoded.getpixel((5, 5)) == (0, 200, 0)
 
 
-@pytest.mark.parametrize(("mode", "expected"), [("L", "RGB"), ("LA", "RGBA"), ("1", "RGB")])
+@pytest.mark.parametrize(("mode", "expected"), [("L", "RGB"), ("LA", "RGB"), ("1", "RGB")])
 def test_greyscale_modes_are_converted(tmp_path: Path, mode: str, expected: str) -> None:
     Image.new(mode, (12, 12)).save(tmp_path / "grey.png")
     result = normalise(tmp_path / "grey.png")

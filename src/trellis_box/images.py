@@ -1,9 +1,11 @@
 """Input images checked and normalised before upload: one clear error per bad file.
 
 What ComfyUI's ``LoadImage`` and the RMBG node would otherwise do silently: ignore EXIF orientation
-(the mesh comes out lying on its side), clip 16-bit greys to white, drop a palette's transparency.
-The result is an 8-bit RGB or RGBA PNG (alpha kept when the source has it), at most
-``MAX_SIDE`` pixels on its longer side, and a hash of its pixels for upload names and resume keys.
+(the mesh comes out lying on its side), clip 16-bit greys to white, and drop transparency while
+keeping whatever colours lie under it (seen on a real ComfyUI 0.3.64: a colour hidden under the
+transparent area ends up in the cutout). The result is an 8-bit RGB PNG, transparency flattened
+onto white, at most ``MAX_SIDE`` pixels on its longer side, and a hash of its pixels for upload
+names and resume keys.
 """
 
 from __future__ import annotations
@@ -119,12 +121,29 @@ def _normalise(image: Image.Image, changes: list[str], max_side: int,
         # CMYK, L, 1, YCbCr, LAB, HSV, F: no alpha to keep.
         image = image.convert("RGB")
         changes.append(f"{mode} converted to RGB")
+    if image.mode == "RGBA":
+        image = _flatten(image, changes)
     if max(image.size) > max_side:
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     if image.size not in (stored_size, stored_size[::-1]):
         width, height = stored_size
         changes.append(f"downscaled from {width} x {height} to {image.width} x {image.height}")
     return image
+
+
+def _flatten(image: Image.Image, changes: list[str]) -> Image.Image:
+    """RGB with any transparency composited onto white.
+
+    ``LoadImage`` would drop the alpha channel and keep the colours stored under transparent
+    pixels (often black, or leftovers of an edit), which the background remover then takes for
+    part of the object; on white it separates the object cleanly."""
+    alpha = image.getchannel("A")
+    if alpha.getextrema()[0] < 255:
+        flat = Image.new("RGB", image.size, (255, 255, 255))
+        flat.paste(image.convert("RGB"), mask=alpha)
+        changes.append("transparency flattened onto white (ComfyUI's LoadImage ignores alpha)")
+        return flat
+    return image.convert("RGB")
 
 
 def _error(path: Path, fact: str, fix: str) -> ImageInputError:

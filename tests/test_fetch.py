@@ -71,6 +71,26 @@ def resolve_gets(mirror: HubMirror, since: int) -> list[str]:
     return [r.path for r in mirror.requests[since:] if r.method == "GET" and "/resolve/" in r.path]
 
 
+def fetch_signalled(hub: HubMirror, args: list[str], partial: Path, at_least: int,
+                    signum: int) -> tuple[subprocess.Popen[bytes], bytes, bytes]:
+    """`trellis-box` as a child on a throttled Hub, sent ``signum`` once ``partial`` holds
+    ``at_least`` bytes; the process and its output once it ended."""
+    hub.throttle(200_000)
+    proc = subprocess.Popen([sys.executable, "-m", "trellis_box.cli.app", *args],
+                            env={**os.environ, **hub.env(token=True)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (partial.is_file() and partial.stat().st_size >= at_least):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the download never got going"
+            time.sleep(0.05)
+        proc.send_signal(signum)
+    finally:
+        out, err = proc.communicate(timeout=60)
+    return proc, out, err
+
+
 def test_fetch_places_every_file_at_its_node_path_and_records_the_lock(
         hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", TOKEN)
@@ -271,20 +291,8 @@ def test_a_download_killed_mid_file_resumes_where_it_stopped(
         hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     lock = tmp_path / "lock.json"
-    env = {**os.environ, **hub.env(token=True)}
-    hub.throttle(200_000)
     partial = root / "models/.trellis-box/staging/dinov3/partial" / (BIG_FILE[1] + ".part")
-    proc = subprocess.Popen([sys.executable, "-m", "trellis_box.cli.app", *fetch_args(root, lock)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not (partial.is_file() and partial.stat().st_size >= 400_000):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the download never got going"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        out, err = proc.communicate(timeout=60)
+    proc, out, err = fetch_signalled(hub, fetch_args(root, lock), partial, 400_000, signal.SIGKILL)
     killed_at = partial.stat().st_size
     assert 400_000 <= killed_at < len(hub.content(*BIG_FILE))
     assert not (root / "models/facebook/dinov3-vitl16-pretrain-lvd1689m").exists()
@@ -392,22 +400,10 @@ def test_a_partial_whose_record_was_cut_by_a_kill_starts_over(
 def test_ctrl_c_keeps_the_partial_and_starts_no_queued_download(
         hub: HubMirror, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    env = {**os.environ, **hub.env(token=True)}
-    hub.throttle(200_000)
     partial = root / "models/.trellis-box/staging/dinov3/partial" / (BIG_FILE[1] + ".part")
     since = len(hub.requests)
-    proc = subprocess.Popen([sys.executable, "-m", "trellis_box.cli.app",
-                             *fetch_args(root, tmp_path / "lock.json", "--workers", "1")],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not (partial.is_file() and partial.stat().st_size >= 200_000):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the download never got going"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-    finally:
-        out, err = proc.communicate(timeout=60)
+    proc, out, err = fetch_signalled(hub, fetch_args(root, tmp_path / "lock.json", "--workers", "1"),
+                                     partial, 200_000, signal.SIGINT)
     assert proc.returncode == 130, err
     assert partial.stat().st_size >= 200_000  # kept for the next run
     # One worker, largest file first: the interrupted download is the only one that ever started.

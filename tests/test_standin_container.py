@@ -21,7 +21,7 @@ CLIENT = r"""
 import asyncio, json, subprocess, sys, time, aiohttp
 
 async def main():
-    graph = json.load(open("/work/graph.json"))
+    graph = json.load(open("/job/graph.json"))
     async with aiohttp.ClientSession("http://127.0.0.1:8188") as session:
         for _ in range(200):
             try:
@@ -30,7 +30,7 @@ async def main():
             except aiohttp.ClientConnectionError:
                 await asyncio.sleep(0.1)
         form = aiohttp.FormData()
-        form.add_field("image", open("/work/chair.png", "rb").read(), filename="chair.png")
+        form.add_field("image", open("/job/chair.png", "rb").read(), filename="chair.png")
         await session.post("/upload/image", data=form)
         ws = await session.ws_connect("/ws?clientId=box")
         answer = await (await session.post("/prompt", json={"prompt": graph, "client_id": "box"})).json()
@@ -65,7 +65,7 @@ def test_standin_runs_in_debian_bookworm(base_image: str, tmp_path: Path) -> Non
     (work / "chair.png").write_bytes(object_png())
     result = subprocess.run(
         [docker_cli(), "run", "--rm", "--network", "none", "-v", f"{root}:/comfy",
-         "-v", f"{work}:/work", base_image, "python3", "/work/client.py"],
+         "-v", f"{work}:/job", base_image, "python3", "/job/client.py"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])

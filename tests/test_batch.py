@@ -18,19 +18,20 @@ from tests.comfy_standin.fixtures import StartStandin
 from tests.comfy_standin.launcher import StandinServer
 from tests.gltf_validator import validate_glb
 from tests.photos import object_photo
-from trellis_box import batch, batch_files
+from trellis_box import batch, batch_files, protocol
 from trellis_box.client import ComfyClient, Timeouts
 from trellis_box.errors import (
     ComfyUnreachableError,
     ImageInputError,
     OutOfMemoryError,
+    OutputGoneError,
     PromptLostError,
     PromptNodeError,
     ResolutionUnsupportedError,
     UsageError,
 )
 from trellis_box.warmup import warmup_options
-from trellis_box.workflow import LOAD_MODEL_NODE, WorkflowOptions, build
+from trellis_box.workflow import GLB_OUTPUT_NODE, LOAD_MODEL_NODE, WorkflowOptions, build
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -420,3 +421,77 @@ async def test_low_vram_follows_the_container_profile(comfy_standin: StartStandi
     sent = entry["prompt"][2]
     assert sent[LOAD_MODEL_NODE]["inputs"]["low_vram"] is False
     assert sent[LOAD_MODEL_NODE] == build(warmup_options(low_vram=False), "x.png")[LOAD_MODEL_NODE]
+
+
+def _delete_server_files(server: StandinServer, refs: list[dict[str, Any]]) -> list[str]:
+    gone = []
+    for ref in refs:
+        path = server.output_dir / ref.get("subfolder", "") / ref["filename"]
+        if path.is_file():
+            path.unlink()
+            gone.append(ref["filename"])
+    return gone
+
+
+async def test_a_glb_deleted_on_the_server_is_exported_again_for_a_new_out_dir(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1)
+    _photos(tmp_path / "in", 1)
+    first = await batch.run_batch(server.url, [tmp_path / "in"], _opts(tmp_path / "out1"),
+                                  timeouts=FAST)
+    assert [o.status for o in first.outcomes] == ["ok"]
+    stale = sorted(p.name for p in (server.output_dir / "3D").iterdir())
+    for glb_file in (server.output_dir / "3D").iterdir():
+        glb_file.unlink()  # a user cleaning the server's output folder
+    # The identical prompt is answered from ComfyUI's cache, naming the deleted GLB again.
+    out2 = tmp_path / "out2"
+    second = await batch.run_batch(server.url, [tmp_path / "in"], _opts(out2), timeouts=FAST)
+    assert [o.status for o in second.outcomes] == ["ok"], second.outcomes[0].error
+    data = json.loads((out2 / "object-0.json").read_text())
+    assert data["export_rerun"]["missing"] == f"3D/{stale[0]}"
+    stale_prompt = data["export_rerun"]["stale_prompt_id"]
+    assert stale_prompt and stale_prompt != data["prompt_id"]
+    # The re-export wrote under a name of its own, beside nothing of the first run.
+    assert [p.name for p in (server.output_dir / "3D").iterdir()] == [
+        f"Trellis2-{stale_prompt.replace('-', '')[:8]}_00001_.glb"]
+    # Only the export and save nodes ran again: the generator came from the cache.
+    assert "6" in data["timings"]["cached_nodes"]
+    assert data["glb"]["bytes"] == (out2 / "object-0.glb").stat().st_size
+    assert (out2 / "object-0.cutout.png").is_file()
+    # The key is the requested job's: the fresh export names do not make a re-run miss.
+    assert data["key"] == first.outcomes[0].report["key"]
+    issues = validate_glb(out2 / "object-0.glb")["issues"]
+    assert issues["numErrors"] == 0, issues["messages"]
+
+
+async def test_a_glb_that_vanishes_again_on_the_rerun_fails_alone_and_names_the_file(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1)
+    photos = _photos(tmp_path / "in", 2)
+    # ComfyUI's cache keeps the last prompt only: object-0 is the one answered from it.
+    first = await batch.run_batch(server.url, photos[:1], _opts(tmp_path / "out1"),
+                                  timeouts=FAST)
+    assert [o.status for o in first.outcomes] == ["ok"]
+    for glb_file in (server.output_dir / "3D").iterdir():
+        glb_file.unlink()
+    deleted: list[str] = []
+
+    def clean_again(event: batch.Event) -> None:
+        # A cleaner racing the job: object-0's re-exported GLB is gone before it is downloaded.
+        msg = event.message
+        if (event.item.name == "object-0" and isinstance(msg, protocol.Executed)
+                and msg.node == GLB_OUTPUT_NODE):
+            deleted.extend(_delete_server_files(server, (msg.output or {}).get("3d") or []))
+
+    out2 = tmp_path / "out2"
+    second = await batch.run_batch(server.url, [tmp_path / "in"], _opts(out2), timeouts=FAST,
+                                   on_event=clean_again)
+    assert [o.status for o in second.outcomes] == ["failed", "ok"]
+    assert len(deleted) == 1 and deleted[0].startswith("Trellis2-")  # the re-export's own name
+    error = second.outcomes[0].error
+    assert isinstance(error, OutputGoneError)
+    assert f"no longer has 3D/{deleted[0]}" in error.message
+    assert "fix:" in str(error) and "output" in (error.fix or "")
+    report = json.loads((out2 / "object-0.json").read_text())
+    assert report["status"] == "failed" and report["error"]["error"] == "output-gone"
+    assert "export_rerun" not in json.loads((out2 / "object-1.json").read_text())

@@ -28,6 +28,7 @@ from .client import ComfyClient, JobResult, Timeouts
 from .errors import (
     ComfyUnreachableError,
     OutOfMemoryError,
+    OutputGoneError,
     OutputMissingError,
     PromptLostError,
     TrellisBoxError,
@@ -158,6 +159,8 @@ class _Job:
     graph: dict[str, Any] = field(default_factory=dict)
     prompt_id: str | None = None
     queued_at: float = 0.0
+    #: Set when a stale cached answer named a deleted file and the export was run again.
+    export_rerun: dict[str, Any] | None = None
 
 
 class _Engine:
@@ -264,25 +267,24 @@ class _Engine:
         then bring its files home."""
         slot_held = True
         try:
-            result = None
-            for attempt in range(MAX_ATTEMPTS):
-                if attempt:
-                    await self._submit(job)
-                try:
-                    result = await self.comfy.wait(job.prompt_id or "",
-                                                   timeout=self.options.job_timeout)
-                except TrellisBoxError as exc:
-                    # Not on cancellation: Ctrl-C must still find the prompt ours to withdraw.
-                    self.ours.discard(job.prompt_id or "")
-                    if not self._retry(job, exc, attempt):
-                        raise
-                    continue
-                self.ours.discard(job.prompt_id or "")
-                break
+            result = await self._finish_on_server(job)
             self.slots.release()
             slot_held = False
-            assert result is not None
-            async with self.downloads:
+            try:
+                report = await self._collect(job, result)
+            except OutputGoneError as gone:
+                # A prompt ComfyUI ran before is answered from its cache, naming files deleted
+                # from its output folder since. New export names change only the export and save
+                # nodes' inputs: those run again from the cached mesh, for almost nothing.
+                await self.slots.acquire()
+                slot_held = True
+                job.export_rerun = {"missing": gone.facts.get("file"),
+                                    "stale_prompt_id": result.prompt_id}
+                job.options = _fresh_export_names(job.options, result.prompt_id)
+                await self._submit(job)
+                result = await self._finish_on_server(job)
+                self.slots.release()
+                slot_held = False
                 report = await self._collect(job, result)
             self._done(Outcome(job.item, "ok", report=report,
                                seconds=time.monotonic() - job.queued_at))
@@ -291,6 +293,24 @@ class _Engine:
         finally:
             if slot_held:
                 self.slots.release()
+
+    async def _finish_on_server(self, job: _Job) -> JobResult:
+        """Wait for the queued prompt to end, queueing the job again while :meth:`_retry` says."""
+        attempt = 0
+        while True:
+            try:
+                result = await self.comfy.wait(job.prompt_id or "",
+                                               timeout=self.options.job_timeout)
+            except TrellisBoxError as exc:
+                # Not on cancellation: Ctrl-C must still find the prompt ours to withdraw.
+                self.ours.discard(job.prompt_id or "")
+                if not self._retry(job, exc, attempt):
+                    raise
+                attempt += 1
+                await self._submit(job)
+                continue
+            self.ours.discard(job.prompt_id or "")
+            return result
 
     def _retry(self, job: _Job, exc: TrellisBoxError, attempt: int) -> bool:
         """Whether to queue the job again: the server forgot it, or (with auto resolution) it
@@ -317,8 +337,15 @@ class _Engine:
                 fix="install the trellis-box node pack in custom_nodes/ (the server log says "
                     "whether it loaded); without it Trellis2ExportMesh's GLB stays invisible",
                 prompt_id=result.prompt_id)
-        await asyncio.gather(self.comfy.download(glbs[0], paths["glb"]),
-                             self.comfy.download(cutouts[0], paths["cutout"]))
+        async with self.downloads:
+            # Both finish before an error is raised: a download still running would race the
+            # next attempt's file of the same name.
+            fetched = await asyncio.gather(self.comfy.download(glbs[0], paths["glb"]),
+                                           self.comfy.download(cutouts[0], paths["cutout"]),
+                                           return_exceptions=True)
+        for outcome in fetched:
+            if isinstance(outcome, BaseException):
+                raise outcome
         stats = await asyncio.to_thread(glb.glb_stats, paths["glb"])
         report = {
             **self._base_report(job, "ok"),
@@ -334,6 +361,8 @@ class _Engine:
             "glb": stats.as_dict(),
             "files": {k: str(p) for k, p in paths.items() if k != "report"},
         }
+        if job.export_rerun is not None:
+            report["export_rerun"] = job.export_rerun
         write_json(paths["report"], report)
         return report
 
@@ -384,3 +413,11 @@ class _Engine:
             for running in (await self.comfy.queue()).running:
                 if running in self.ours:
                     await self.comfy.interrupt(running)
+
+
+def _fresh_export_names(options: workflow.WorkflowOptions, stale_prompt_id: str
+                        ) -> workflow.WorkflowOptions:
+    """Export and cutout prefixes no earlier prompt used, so ComfyUI cannot answer from cache."""
+    tag = stale_prompt_id.replace("-", "")[:8]
+    return replace(options, glb_prefix=f"{options.glb_prefix}-{tag}",
+                   cutout_prefix=f"{options.cutout_prefix}-{tag}")

@@ -18,7 +18,13 @@ from typing import Any, Self
 
 import aiohttp
 
-from .errors import ComfyResponseError, ComfyUnreachableError, TrellisBoxError, UsageError
+from .errors import (
+    ComfyResponseError,
+    ComfyUnreachableError,
+    OutputGoneError,
+    TrellisBoxError,
+    UsageError,
+)
 from .explain import write_failed
 
 
@@ -55,6 +61,11 @@ class OutputRef:
     filename: str
     subfolder: str = ""
     type: str = "output"
+
+    @property
+    def path(self) -> str:
+        """Where it lies under the server's folder of its ``type``, as people name it."""
+        return f"{self.subfolder}/{self.filename}" if self.subfolder else self.filename
 
     @property
     def params(self) -> dict[str, str]:
@@ -208,6 +219,8 @@ class ComfyHttp:
                                         sock_read=self.timeouts.download_read)
         try:
             async with self._http("GET", "/view", params=ref.params, timeout=timeout) as resp:
+                if resp.status == 404:
+                    raise self._gone(ref)
                 if resp.status != 200:
                     raise await self._unexpected(resp, "GET", f"/view?filename={ref.filename}")
                 with tmp.open("wb") as fh:
@@ -221,3 +234,15 @@ class ComfyHttp:
         finally:
             tmp.unlink(missing_ok=True)
         return dest
+
+    def _gone(self, ref: OutputRef) -> OutputGoneError:
+        return OutputGoneError(
+            f"ComfyUI at {self.base_url} no longer has {ref.path}, the {ref.type} file "
+            "/history names",
+            detail="GET /view answered 404: the file was deleted from the server's "
+                   f"{ref.type}/ folder after the prompt that wrote it ran (ComfyUI answers a "
+                   "prompt it has run before from its cache, naming the old file again).",
+            fix=f"leave the server's {ref.type}/ folder alone while jobs run, then run the same "
+                "command again: trellis-box exports an output deleted before its job once more",
+            file=ref.path, url=f"{self.base_url}/view",
+        )

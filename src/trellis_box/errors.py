@@ -265,6 +265,24 @@ class OutputMissingError(TrellisBoxError):
     reference = "output-missing"
 
 
+class OutputGoneError(TrellisBoxError):
+    """``/history`` names an output file but ``/view`` answers 404: it was deleted from the
+    server's output folder (ComfyUI answers an identical prompt from its cache with the old name).
+
+    Example::
+
+        error: ComfyUI at http://127.0.0.1:8188 no longer has 3D/Trellis2-1a2b3c4d_00001_.glb,
+        the output file /history names
+          GET /view answered 404: the file was deleted from the server's output/ folder after
+          the prompt that wrote it ran (ComfyUI answers a prompt it has run before from its
+          cache, naming the old file again).
+          fix: leave the server's output/ folder alone while jobs run, then run the same command
+               again: trellis-box exports an output deleted before its job once more
+    """
+
+    reference = "output-gone"
+
+
 class OutputWriteError(TrellisBoxError):
     """A result could not be written under the output directory (disk full, permissions)."""
 

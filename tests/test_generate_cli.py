@@ -79,6 +79,22 @@ def test_json_output_and_exit_code_3_when_an_input_failed(
     assert json.loads(capsys.readouterr().out)["counts"]["skipped"] == 1
 
 
+def test_outputs_deleted_on_the_server_do_not_fail_the_same_job_into_a_new_out_dir(
+        comfy_standin: StartStandin, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1)
+    photo = object_photo(tmp_path / "img.png", 3)
+    args = ["generate", str(photo), "--server", server.url, "--json"]
+    assert main([*args, "--out", str(tmp_path / "out1")]) == 0
+    for made in [*(server.output_dir / "3D").iterdir(), *(server.output_dir / "cutout").iterdir()]:
+        made.unlink()  # the user cleans the server's output folder
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "out2")]) == 0, capsys.readouterr().out
+    report = json.loads((tmp_path / "out2" / "img.json").read_text())
+    assert report["status"] == "ok" and report["export_rerun"]["missing"].startswith("3D/")
+    assert (tmp_path / "out2" / "img.cutout.png").is_file()
+    assert report["glb"]["bytes"] == (tmp_path / "out2" / "img.glb").stat().st_size
+
+
 def test_a_resolution_the_gpu_cannot_hold_is_refused_with_exit_2(
         comfy_standin: StartStandin, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     server = _start(comfy_standin, tmp_path, gpu_name="NVIDIA L4", vram_bytes=23_580_000_000)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+import uuid
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -191,8 +192,11 @@ def final_image(stack_image: str, python_image: str, hub_mirror: HubMirror,
     """Dockerfile.trellis2 built for real on the stand-in stack, weights from the olah mirror,
     the mirror's (fake) token passed the one supported way: a BuildKit secret from HF_TOKEN."""
     context = copy_context(tmp_path_factory.mktemp("context"))
+    # A cache mount of its own: the builder keeps the default one across sessions, and a session
+    # finding every weight there would prove nothing about the fetch (nor the token).
     build_args = {"PYTHON_IMAGE": python_image, "STACK_IMAGE": stack_image,
-                  "HF_ENDPOINT": hub_mirror.endpoint}
+                  "HF_ENDPOINT": hub_mirror.endpoint,
+                  "WEIGHTS_CACHE_ID": f"trellis-box-test-weights-{uuid.uuid4().hex[:12]}"}
     env = {"HF_TOKEN": hub_mirror.token}
     seen_before = len(hub_mirror.requests)
     done = build_final(context, FINAL_IMAGE, build_args, env)

@@ -25,6 +25,7 @@ NON_PIN_ARGS = {
     "WEIGHTS_LOCK_DIGEST": lock_digest(),
     "HF_ENDPOINT": "https://huggingface.co",
     "WEIGHT_SOURCES": "",
+    "WEIGHTS_CACHE_ID": "trellis-box-weights",
     "VCS_REF": "",
 }
 # The two upstream parts CI swaps for stand-ins: their defaults are stages of this file.

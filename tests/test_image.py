@@ -241,6 +241,34 @@ def test_rebuild_after_a_code_change_reuses_the_weights(
     assert len(hub_mirror.requests) == before  # not one request to the Hub
 
 
+def test_rebuild_after_a_models_code_change_reruns_the_fetch_and_downloads_nothing(
+        final_image: BuiltImage, hub_mirror: HubMirror,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """errors.py changes in almost every release and the fetch imports it: the weights stage runs
+    again, but finds every file the first build verified in the builder's cache mount."""
+    context = tmp_path_factory.mktemp("models-changed") / "context"
+    shutil.copytree(final_image.context, context)
+    with (context / "src/trellis_box/errors.py").open("a") as f:
+        f.write("\n# a change to the models code\n")
+    tag = FINAL_IMAGE + "-models-changed"
+    before = len(hub_mirror.requests)
+    done = final_image.rebuild(tag, context)
+    assert done.returncode == 0, done.stderr[-4000:]
+    fetch = [lines for n, lines in steps(done.stderr).items()
+             if n.startswith("[weights ") and "models fetch" in n]
+    assert fetch and not any("CACHED" in line for line in fetch[0])  # the fetch did run
+    seen = hub_mirror.requests[before:]
+    # ... against the mirror, with the token (the gated repository's access check) ...
+    assert any("dinov3" in r.path and r.authorized for r in seen), seen
+    downloads = [r for r in seen if r.method == "GET" and "/resolve/" in r.path
+                 and r.status in (200, 206)]
+    assert downloads == []  # ... and fetched not one file
+    verify = subprocess.run([docker_cli(), "run", "--rm", "--network=none", "--entrypoint=trellis-box",
+                             tag, "models", "verify", "--comfy-root", "/opt/comfyui", "--full"],
+                            capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
 def test_an_extension_without_a_target_gpu_fails_the_build_naming_it(
         final_image: BuiltImage) -> None:
     """The stand-in wheels carry sm_80..sm_90; asking for sm_120 as well must stop the build."""
@@ -275,8 +303,11 @@ def test_weight_sources_reach_the_weights_fetch(final_image: BuiltImage, hub_mir
     commit = hub_mirror.add_revision("briaai/RMBG-1.4", "t-sources-" + uuid.uuid4().hex[:8],
                                      {"model.pth": content})
     tag = FINAL_IMAGE + "-sources"
+    # A cache mount of its own: the session's would keep this RMBG-1.4 for the tests after this one.
+    cache_id = final_image.build_args["WEIGHTS_CACHE_ID"] + "-sources"
     done = final_image.rebuild(tag, final_image.context, "--target=weights",
-                               f'--build-arg=WEIGHT_SOURCES=rmbg = {{ revision = "{commit}" }}')
+                               f'--build-arg=WEIGHT_SOURCES=rmbg = {{ revision = "{commit}" }}',
+                               f"--build-arg=WEIGHTS_CACHE_ID={cache_id}")
     assert done.returncode == 0, done.stderr[-4000:]
     baked = subprocess.run([docker_cli(), "run", "--rm", "--network=none", "--entrypoint=cat", tag,
                             "/weights/comfyui/custom_nodes/ComfyUI-BRIA_AI-RMBG/RMBG-1.4/model.pth"],

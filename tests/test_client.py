@@ -126,6 +126,29 @@ async def test_a_200_with_node_errors_is_a_failure_naming_node_input_and_message
     assert ok.files(workflow.GLB_OUTPUT_NODE, "3d")
 
 
+async def test_the_partial_run_of_a_200_with_node_errors_is_stopped(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """A bad post-processing input leaves the generator (an output node) runnable: ComfyUI starts
+    it at once. The client must not leave it burning the GPU for a prompt it reported failed."""
+    server = comfy_standin(exec_seconds=60)
+    async with ComfyClient(server.url, timeouts=FAST) as comfy:
+        graph = await _graph(comfy, tmp_path)
+        graph[workflow.POSTPROCESS_NODE]["inputs"]["texture_size"] = 100
+        with pytest.raises(PromptNodeError, match=r"prompt\.7\.inputs\.texture_size") as info:
+            await comfy.queue_prompt(graph)
+        prompt_id = info.value.facts["prompt_id"]
+
+        async def settled() -> None:
+            while prompt_id in await comfy.queue():
+                await asyncio.sleep(0.1)
+        await asyncio.wait_for(settled(), 30)  # the generator alone would run for 60 s
+        entry = await comfy.history(prompt_id)
+    # Withdrawn before it started (no entry), or interrupted: never run to the end.
+    if entry is not None:
+        kinds = [message[0] for message in entry["status"]["messages"]]
+        assert "execution_interrupted" in kinds and "execution_success" not in kinds, kinds
+
+
 async def test_a_400_for_a_missing_input_file_names_the_load_image_input(
         comfy_standin: StartStandin) -> None:
     server = comfy_standin()

@@ -126,7 +126,8 @@ class ComfyClient(ComfyHttp):
         """Queue ``graph`` under this client's id and start following it; returns the prompt id.
 
         Raises :class:`PromptNodeError` for any ``node_errors`` (even on a 200: ComfyUI then runs
-        the rest of the graph, so the prompt is removed from the queue again).
+        every output node that does not depend on the bad input, so the prompt is removed from
+        the queue again, and interrupted if it already started).
         """
         await self._ensure_following()
         self._submitting += 1
@@ -145,8 +146,12 @@ class ComfyClient(ComfyHttp):
                     raise await self._unexpected(resp, "POST", "/prompt")
             prompt_id = str(body["prompt_id"])
             if body.get("node_errors"):
+                # With an empty queue the partial prompt starts at once; in our graph it can
+                # include the generator itself (an output node), minutes of GPU for nothing.
                 with contextlib.suppress(ComfyUnreachableError, ComfyResponseError):
                     await self.delete_pending([prompt_id])
+                    if prompt_id in (await self.queue()).running:
+                        await self.interrupt(prompt_id)
                 raise rejected({}, body["node_errors"], graph, prompt_id=prompt_id)
             tracker = _Tracker(prompt_id, graph, on_message)
             self._trackers[prompt_id] = tracker

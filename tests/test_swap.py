@@ -298,22 +298,30 @@ def test_target_that_never_becomes_ready_rolls_back_to_the_previous(
     assert bench.running() == {bench.container("trellis")}
 
 
-def test_terminated_swap_rolls_back_to_the_previous(
-        bench: Bench, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert bench.swap(capsys, "trellis")[0] == 0
+def _terminate_swap_to_stuck(bench: Bench, tmp_path: Path,
+                             meanwhile: Callable[[], None] = lambda: None) -> str:
+    """Swap from trellis to the never-ready ``stuck``, run ``meanwhile`` while it waits, then
+    SIGTERM it; returns its stderr after it exited 130."""
     err = tmp_path / "swap.err"
     with err.open("w") as stderr:
         swapping = cli(*bench.args("swap", "stuck"), stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         wait_for("the swap to wait for the new container",
                  lambda: f"wait until {bench.container('stuck')} is ready" in err.read_text())
+        meanwhile()
         swapping.send_signal(signal.SIGTERM)
         assert swapping.wait(timeout=DEADLINE) == 130, err.read_text()
     finally:
         if swapping.poll() is None:
             swapping.kill()
-    assert f"rolled back: {bench.container('trellis')} is running and ready again" \
-        in err.read_text()
+    return err.read_text()
+
+
+def test_terminated_swap_rolls_back_to_the_previous(
+        bench: Bench, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert bench.swap(capsys, "trellis")[0] == 0
+    err = _terminate_swap_to_stuck(bench, tmp_path)
+    assert f"rolled back: {bench.container('trellis')} is running and ready again" in err
     assert bench.running() == {bench.container("trellis")}
 
 
@@ -528,18 +536,8 @@ def test_two_running_by_hand_status_warns_and_swap_keeps_one(
 def test_previous_removed_during_a_failing_swap_is_recreated_by_the_rollback(
         bench: Bench, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert bench.swap(capsys, "trellis")[0] == 0
-    err = tmp_path / "swap.err"
-    with err.open("w") as stderr:
-        swapping = cli(*bench.args("swap", "stuck"), stdout=subprocess.DEVNULL, stderr=stderr)
-    try:
-        wait_for("the swap to wait for the new container",
-                 lambda: f"wait until {bench.container('stuck')} is ready" in err.read_text())
-        bench.client.containers.get(bench.container("trellis")).remove(force=True)
-        swapping.send_signal(signal.SIGTERM)
-        assert swapping.wait(timeout=DEADLINE) == 130, err.read_text()
-    finally:
-        if swapping.poll() is None:
-            swapping.kill()
-    assert f"rolled back: {bench.container('trellis')} is running and ready again" \
-        in err.read_text()
+    err = _terminate_swap_to_stuck(
+        bench, tmp_path,
+        meanwhile=lambda: bench.client.containers.get(bench.container("trellis")).remove(force=True))
+    assert f"rolled back: {bench.container('trellis')} is running and ready again" in err
     assert bench.running() == {bench.container("trellis")}

@@ -24,8 +24,10 @@ sys.path.insert(0, str(REPO_ROOT))
 from tests.comfy_standin import install  # noqa: E402
 from tests.comfy_standin.launcher import StandinServer  # noqa: E402
 from tests.photos import object_photo  # noqa: E402
-from trellis_box import batch, images, workflow  # noqa: E402
-from trellis_box.client import ComfyClient  # noqa: E402
+from trellis_box.batch import engine as batch  # noqa: E402
+from trellis_box.batch import images  # noqa: E402
+from trellis_box.comfyui import workflow  # noqa: E402
+from trellis_box.comfyui.client import ComfyClient  # noqa: E402
 
 
 def _start_standin(root: Path, exec_seconds: float, glb_bytes: int) -> StandinServer:

@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from trellis_box.catalog import baked_lock_path, load_catalog
-from trellis_box.lock import Lock, LockedFile, LockedModel, write
-from trellis_box.verify import hash_files
+from trellis_box.weights.catalog import baked_lock_path, load_catalog
+from trellis_box.weights.lock import Lock, LockedFile, LockedModel, write
+from trellis_box.weights.verify import hash_files
 
 BLOCK = 1 << 20
 # Share of the total per file, roughly as in the real repositories.

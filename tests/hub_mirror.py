@@ -41,17 +41,16 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import urllib.error
-import urllib.request
-
 import pytest
 from aiohttp import ClientSession, web
 
-from trellis_box.catalog import load_catalog
+from trellis_box.weights.catalog import load_catalog
 
 TOKEN = "hf_trellisbox_test_token_4c1d9e"  # accepted by the gated repositories; asserted never printed
 _GATED_BODY = "Access to model {repo} is restricted. You must have access to it and be authenticated."

@@ -30,7 +30,8 @@ from tests.comfy_standin import install as install_standin
 from tests.docker_support import buildkit_build
 from tests.hub_mirror import HubMirror, ProxyRequest
 from tests.serve_support import fake_nvidia_smi_script
-from trellis_box import archcheck, pins
+from trellis_box import pins
+from trellis_box.gpu import archcheck
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "Dockerfile.trellis2"

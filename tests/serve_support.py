@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.comfy_standin import install
-from trellis_box.catalog import load_catalog
+from trellis_box.weights.catalog import load_catalog
 
 # What the real tool prints when the driver is not reachable (container started without --gpus).
 DRIVER_ERROR = (

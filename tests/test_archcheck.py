@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.image_support import compile_cuda_so, compile_host_so, gencode, make_wheel
-from trellis_box import archcheck
-from trellis_box.archcheck import GpuCode
 from trellis_box.errors import (
     ConfigError,
     ExtensionNotFoundError,
     MissingGpuCodeError,
     UnreadableExtensionError,
 )
+from trellis_box.gpu import archcheck
+from trellis_box.gpu.archcheck import GpuCode
 
 TARGETS = archcheck.parse_archs("sm_80 sm_86 sm_89 sm_90")
 

@@ -18,8 +18,11 @@ from tests.comfy_standin.fixtures import StartStandin
 from tests.comfy_standin.launcher import StandinServer
 from tests.gltf_validator import validate_glb
 from tests.photos import object_photo
-from trellis_box import batch, batch_files, protocol
-from trellis_box.client import ComfyClient, Timeouts
+from trellis_box.batch import engine as batch
+from trellis_box.batch import files as batch_files
+from trellis_box.comfyui import protocol
+from trellis_box.comfyui.client import ComfyClient, Timeouts
+from trellis_box.comfyui.workflow import GLB_OUTPUT_NODE, LOAD_MODEL_NODE, WorkflowOptions, build
 from trellis_box.errors import (
     ComfyUnreachableError,
     ImageInputError,
@@ -30,8 +33,7 @@ from trellis_box.errors import (
     ResolutionUnsupportedError,
     UsageError,
 )
-from trellis_box.warmup import warmup_options
-from trellis_box.workflow import GLB_OUTPUT_NODE, LOAD_MODEL_NODE, WorkflowOptions, build
+from trellis_box.serve.warmup import warmup_options
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.hub_mirror import make_comfy_root
-from trellis_box.catalog import apply_sources, comfy_root, load_catalog
 from trellis_box.errors import NotAComfyRoot, SourceConfigError
+from trellis_box.weights.catalog import apply_sources, comfy_root, load_catalog
 
 TRELLIS_CKPTS = ["ss_flow_img_dit_1_3B_64_bf16", "slat_flow_img2shape_dit_1_3B_512_bf16",
                  "slat_flow_img2shape_dit_1_3B_1024_bf16", "slat_flow_imgshape2tex_dit_1_3B_512_bf16",

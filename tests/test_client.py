@@ -11,9 +11,9 @@ import pytest
 from tests.comfy_standin.fixtures import StartStandin
 from tests.gltf_validator import validate_glb
 from tests.photos import object_photo
-from trellis_box import protocol, workflow
-from trellis_box.client import ComfyClient, Timeouts
-from trellis_box.explain import execution_failure
+from trellis_box.comfyui import protocol, workflow
+from trellis_box.comfyui.client import ComfyClient, Timeouts
+from trellis_box.comfyui.explain import execution_failure
 from trellis_box.errors import (
     ComfyUnreachableError,
     ExecutionFailedError,
@@ -227,12 +227,12 @@ async def test_three_queued_prompts_each_get_their_own_result(
     seen = [_Seen() for _ in range(3)]
     async with ComfyClient(server.url, timeouts=FAST) as comfy:
         graphs = [await _graph(comfy, tmp_path, i) for i in range(3)]
-        ids = [await comfy.queue_prompt(g, on_message=s) for g, s in zip(graphs, seen)]
+        ids = [await comfy.queue_prompt(g, on_message=s) for g, s in zip(graphs, seen, strict=True)]
         state = await comfy.queue()
         results = await asyncio.gather(*(comfy.wait(i) for i in ids))
     assert set(ids) == set(state.running + state.pending) and len(set(ids)) == 3
     assert [r.prompt_id for r in results] == ids
-    for prompt_id, s in zip(ids, seen):
+    for prompt_id, s in zip(ids, seen, strict=True):
         assert {protocol.prompt_of(m) for m in s.messages} == {prompt_id}
     glbs = {r.files(workflow.GLB_OUTPUT_NODE, "3d")[0].filename for r in results}
     assert len(glbs) == 3

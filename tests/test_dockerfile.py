@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from trellis_box import __version__, pins
-from trellis_box.lock import lock_digest
+from trellis_box.weights.lock import lock_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile.trellis2"
@@ -181,10 +181,10 @@ def test_the_weights_stage_sees_the_models_code_and_not_the_rest(tmp_path: Path)
     kept = {str(p.relative_to(tmp_path / "out" / "src" / "trellis_box"))
             for p in (tmp_path / "out" / "src").rglob("*") if p.is_file()}
     assert (tmp_path / "out" / "pyproject.toml").is_file()
-    assert {"cli/app.py", "cli/models.py", "fetch.py", "verify.py", "hub.py", "lock.py",
-            "catalog.py", "data/catalog.toml", "data/pins.toml"} <= kept
-    assert not kept & {"serve.py", "client.py", "batch.py", "workflow.py", "archcheck.py",
-                       "comfy_nodes/__init__.py", "data/object_info.json"}
+    assert {"cli/app.py", "cli/models.py", "weights/fetch.py", "weights/verify.py", "weights/hub.py",
+            "weights/lock.py", "weights/catalog.py", "data/catalog.toml", "data/pins.toml"} <= kept
+    assert not kept & {"serve/supervise.py", "comfyui/client.py", "batch/engine.py", "comfyui/workflow.py",
+                       "gpu/archcheck.py", "comfy_nodes/__init__.py", "data/object_info.json"}
     # The kept tree works: `trellis-box models --help` from it alone, no other module needed.
     done = subprocess.run([sys.executable, "-c", "import os, trellis_box; "
                            "assert trellis_box.__file__.startswith(os.getcwd()), trellis_box.__file__; "

@@ -22,8 +22,8 @@ from tests.hub_mirror import (
     make_comfy_root,
     write_local_tree,
 )
-from trellis_box.catalog import load_catalog
-from trellis_box.verify import verify
+from trellis_box.weights.catalog import load_catalog
+from trellis_box.weights.verify import verify
 
 DINO = "facebook/dinov3-vitl16-pretrain-lvd1689m"
 TRELLIS = "microsoft/TRELLIS.2-4B"
@@ -139,7 +139,7 @@ def test_gated_model_refusing_the_token_names_the_access_page(
     result = run_cli(*fetch_args(root, tmp_path / "lock.json", "--json"))
     assert result.code == 1
     assert f"error: no access to gated model {DINO}" in result.err
-    assert f"refused the token from HF_TOKEN (gated repo)" in result.err
+    assert "refused the token from HF_TOKEN (gated repo)" in result.err
     assert f"request access at {hub.endpoint}/{DINO} (approved by hand" in result.err
     assert "or point dinov3 at a mirror that serves it (repo, endpoint in the dinov3 table of --config)" in result.err
     assert json.loads(result.out)["error"] == "gated-access-denied"

@@ -19,7 +19,7 @@ from tests.comfy_standin.fixtures import StartStandin
 from tests.comfy_standin.launcher import StandinServer
 from tests.photos import object_photo
 from trellis_box.cli.app import main
-from trellis_box.client import ComfyClient
+from trellis_box.comfyui.client import ComfyClient
 
 pytestmark = pytest.mark.timeout(180)
 

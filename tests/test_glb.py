@@ -12,8 +12,8 @@ import trimesh
 from PIL import Image
 
 from tests.gltf_validator import validate_glb
+from trellis_box.batch.glb import glb_stats
 from trellis_box.errors import GlbInvalidError
-from trellis_box.glb import glb_stats
 
 
 def _textured(mesh: trimesh.Trimesh, texture_size: tuple[int, int]) -> trimesh.Trimesh:

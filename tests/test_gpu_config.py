@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from trellis_box.errors import GpuConfigError, UnknownContainerError
-from trellis_box.gpu_config import config_path, default_lock_file, load_gpu_config
+from trellis_box.swap.config import config_path, default_lock_file, load_gpu_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "gpu-containers.toml"
 

@@ -27,7 +27,7 @@ from tests.docker_support import docker_cli
 from tests.hub_mirror import HubMirror
 from tests.image_support import FINAL_IMAGE, BuiltImage, container_logs, steps, wait_for
 from trellis_box import __version__, pins
-from trellis_box.lock import lock_digest
+from trellis_box.weights.lock import lock_digest
 
 pytestmark = pytest.mark.docker
 
@@ -225,7 +225,7 @@ def test_rebuild_after_a_code_change_reuses_the_weights(
     context = tmp_path_factory.mktemp("changed") / "context"
     shutil.copytree(final_image.context, context)
     # Changes a user makes all the time: serve code, the node pack, a tool setting in pyproject.
-    for changed in ("src/trellis_box/serve.py", "src/trellis_box/comfy_nodes/__init__.py"):
+    for changed in ("src/trellis_box/serve/supervise.py", "src/trellis_box/comfy_nodes/__init__.py"):
         with (context / changed).open("a") as f:
             f.write("\n# a code change\n")
     with (context / "pyproject.toml").open("a") as f:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
+from trellis_box.batch.images import MAX_PIXELS, normalise
 from trellis_box.errors import ImageInputError
-from trellis_box.images import MAX_PIXELS, normalise
 
 
 def _decoded(png: bytes) -> Image.Image:

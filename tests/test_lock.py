@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.hub_mirror import TOKEN, CliResult, HubMirror, make_comfy_root
-from trellis_box.catalog import load_catalog
 from trellis_box.errors import LockInvalid
-from trellis_box.lock import Lock, LockedFile, LockedModel, lock_digest, read, write
+from trellis_box.weights.catalog import load_catalog
+from trellis_box.weights.lock import Lock, LockedFile, LockedModel, lock_digest, read, write
 
 RunCli = Callable[..., CliResult]
 RMBG = "briaai/RMBG-1.4"

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 
 from tests.hub_mirror import CliResult
-from trellis_box.catalog import load_catalog
+from trellis_box.weights.catalog import load_catalog
 
 RunCli = Callable[..., CliResult]
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.serve_support import ServeSetup, make_setup
-from trellis_box import settings
 from trellis_box.errors import GpuUnavailableError, NodeImportError, TrellisBoxError
-from trellis_box.gpu_probe import Gpu, covering_target, parse_gpus
-from trellis_box.node_imports import import_packs, node_pack_dirs
-from trellis_box.preflight import (
+from trellis_box.gpu.probe import Gpu, covering_target, parse_gpus
+from trellis_box.serve import settings
+from trellis_box.serve.node_imports import import_packs, node_pack_dirs
+from trellis_box.serve.preflight import (
     PREFLIGHT,
     StepResult,
     check_writable,
@@ -23,7 +23,7 @@ from trellis_box.preflight import (
     run,
     weights_error,
 )
-from trellis_box.verify import verify
+from trellis_box.weights.verify import verify
 
 
 class TestGpu:

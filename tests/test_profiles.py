@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from trellis_box.comfyui.workflow import next_lower
 from trellis_box.errors import ResolutionUnsupportedError
-from trellis_box.profiles import GIB, choose_resolution, next_lower, profile_for
+from trellis_box.gpu.profiles import GIB, choose_resolution, profile_for
 
 # Total memory as the driver reports it (cudaMemGetInfo / ComfyUI's vram_total), not the label.
 A10G = 23_609_475_072

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SHARED
-from trellis_box import protocol
+from trellis_box.comfyui import protocol
 
 TRACES = sorted((SHARED / "comfyui" / "traces").glob("*.jsonl"))
 

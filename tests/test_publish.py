@@ -19,7 +19,7 @@ import pytest
 from tests.registry_support import EcrApi, Registry, start_registry, stop_registry
 from trellis_box.cli.app import main
 from trellis_box.errors import PublishImageError
-from trellis_box.publish import image_tags
+from trellis_box.publish.push import image_tags
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 LOCK = "sha256:" + "ab" * 32

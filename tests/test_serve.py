@@ -24,11 +24,12 @@ from typing import Any
 import pytest
 
 from tests.serve_support import ServeProcess, ServeSetup, make_setup
-from trellis_box import pins, settings
+from trellis_box import pins
+from trellis_box.comfyui.workflow import build
 from trellis_box.errors import ConfigError
-from trellis_box.serve import StateFile, comfy_command, required_classes
-from trellis_box.warmup import warmup_options
-from trellis_box.workflow import build
+from trellis_box.serve import settings
+from trellis_box.serve.supervise import StateFile, comfy_command, required_classes
+from trellis_box.serve.warmup import warmup_options
 
 StartServe = Callable[..., ServeProcess]
 
@@ -367,7 +368,7 @@ class TestPieces:
 
     def test_warm_up_is_the_default_workflow_at_512(self) -> None:
         """Same loader inputs as the default workflow, so the first request finds them loaded."""
-        from trellis_box.workflow import LOAD_MODEL_NODE, RMBG_LOADER_NODE, WorkflowOptions
+        from trellis_box.comfyui.workflow import LOAD_MODEL_NODE, RMBG_LOADER_NODE, WorkflowOptions
 
         warm, default = build(warmup_options(), "a.png"), build(WorkflowOptions(), "a.png")
         for node in (LOAD_MODEL_NODE, RMBG_LOADER_NODE):

@@ -28,11 +28,11 @@ from tests.comfy_standin import install
 from tests.docker_support import buildkit_build
 from tests.photos import object_photo
 from trellis_box.cli.app import main
-from trellis_box.client import ComfyClient
-from trellis_box.docker_ops import GROUP_LABEL, MANAGED_LABEL, DockerOps
-from trellis_box.gpu_config import load_gpu_config
-from trellis_box.swap_probes import read_queue
-from trellis_box.workflow import WorkflowOptions, build
+from trellis_box.comfyui.client import ComfyClient
+from trellis_box.comfyui.workflow import WorkflowOptions, build
+from trellis_box.swap.config import load_gpu_config
+from trellis_box.swap.docker_ops import GROUP_LABEL, MANAGED_LABEL, DockerOps
+from trellis_box.swap.probes import read_queue
 
 pytestmark = pytest.mark.docker
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from trellis_box.errors import SwapLockedError
-from trellis_box.swap_lock import swap_lock
+from trellis_box.swap.lock import swap_lock
 
 DEADLINE = 60.0
 
@@ -21,7 +21,7 @@ DEADLINE = 60.0
 def hold_in_child(lock: Path) -> subprocess.Popen[str]:
     """A separate process that takes the lock, says so, and sleeps until killed."""
     code = ("import sys, time\nfrom pathlib import Path\n"
-            "from trellis_box.swap_lock import swap_lock\n"
+            "from trellis_box.swap.lock import swap_lock\n"
             "with swap_lock(Path(sys.argv[1]), timeout=0, purpose='swap to comfyui-wan'):\n"
             "    print('held', flush=True); time.sleep(3600)\n")
     child = subprocess.Popen([sys.executable, "-c", code, str(lock)], stdout=subprocess.PIPE,

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from trellis_box.errors import SwapRefusedError
-from trellis_box.swap_plan import (
+from trellis_box.swap.plan import (
     ContainerState,
     Create,
     CutOff,
@@ -118,7 +118,7 @@ def test_no_plan_ever_starts_the_target_while_another_still_runs() -> None:
     cut-off, the target starts alone, and the target ends up the one running container."""
     kinds = [None, stopped, lambda n: running(n, ready=False), running]
     for combo in itertools.product(kinds, repeat=3):
-        current = [make(name) for make, name in zip(combo, ("trellis", "wan", "sdxl"))
+        current = [make(name) for make, name in zip(combo, ("trellis", "wan", "sdxl"), strict=True)
                    if make is not None]
         for force in (False, True):
             steps = plan(current, TRELLIS, force=force).steps

@@ -1,4 +1,4 @@
-"""`trellis-box models verify` and `trellis_box.verify.verify` on a tree fetched from a local copy."""
+"""`trellis-box models verify` and `trellis_box.weights.verify.verify` on a tree fetched from a local copy."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from tests.hub_mirror import CliResult, HubMirror, make_comfy_root, write_local_tree
 from trellis_box.errors import LockMissing, NotAComfyRoot, WeightsNotVerified
-from trellis_box.verify import verify
+from trellis_box.weights.verify import verify
 
 RunCli = Callable[..., CliResult]
 DINO_DIR = "models/facebook/dinov3-vitl16-pretrain-lvd1689m"

@@ -13,11 +13,13 @@ from tests.comfy_standin.fixtures import StartStandin
 from tests.conftest import REPO_ROOT, SHARED
 from tests.gltf_validator import validate_glb
 from tests.litegraph_editor import load_and_save
-from trellis_box import comfy_nodes, glb, images, workflow, workflow_editor
-from trellis_box.client import ComfyClient
+from trellis_box import comfy_nodes
+from trellis_box.batch import glb, images
 from trellis_box.cli.app import main
+from trellis_box.comfyui import workflow, workflow_editor
+from trellis_box.comfyui.client import ComfyClient
+from trellis_box.comfyui.workflow import WorkflowOptions, build, check, recorded_object_info, validate
 from trellis_box.errors import WorkflowInvalidError
-from trellis_box.workflow import WorkflowOptions, build, check, recorded_object_info, validate
 
 TRACES = SHARED / "comfyui" / "traces"
 WORKFLOWS = REPO_ROOT / "workflows"

@@ -1,4 +1,4 @@
-"""Small helpers for tests that talk to a stand-in directly (not through trellis_box.client).
+"""Small helpers for tests that talk to a stand-in directly (not through trellis_box.comfyui.client).
 
 ``recorded_graph`` returns the graph the recordings sent (scenario 07: the TRELLIS.2 pipeline
 plus the GLB output node), so stand-in tests do not depend on our workflow builder.

@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 
-from ..errors import TrellisBoxError
+from trellis_box.errors import TrellisBoxError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -30,7 +30,7 @@ def report(exc: BaseException, *, as_json: bool) -> int:
             sys.stdout.write(json.dumps(exc.to_dict(), indent=2) + "\n")
         from rich.markup import escape
 
-        from ._output import err
+        from trellis_box.cli._output import err
 
         # Escape: error texts carry brackets (paths, node ids) that rich would take for markup.
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)

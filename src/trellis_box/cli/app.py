@@ -6,9 +6,9 @@ import sys
 
 import typer
 
-from .. import __version__
-from . import generate, models, publish, serve, swap, workflow
-from ._errors import EXIT_USAGE, report
+from trellis_box import __version__
+from trellis_box.cli import generate, models, publish, serve, swap, workflow
+from trellis_box.cli._errors import EXIT_USAGE, report
 
 app = typer.Typer(
     name="trellis-box",

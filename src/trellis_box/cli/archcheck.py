@@ -13,9 +13,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .. import archcheck, pins
-from ._errors import EXIT_USAGE, report
-from ._output import JsonOption, emit
+from trellis_box import pins
+from trellis_box.cli._errors import EXIT_USAGE, report
+from trellis_box.cli._output import JsonOption, emit
+from trellis_box.gpu import archcheck
 
 
 def arch(

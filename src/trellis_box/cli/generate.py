@@ -11,12 +11,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .. import protocol
-from ..batch import BatchOptions, BatchReport, Event, Outcome, run_batch
-from ..client import Timeouts
-from ..workflow import ATTENTION_BACKENDS, RESOLUTIONS, WorkflowOptions
-from ._errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL
-from ._output import JsonOption, emit, err
+from trellis_box.batch.engine import BatchOptions, BatchReport, Event, Outcome, run_batch
+from trellis_box.cli._errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL
+from trellis_box.cli._output import JsonOption, emit, err
+from trellis_box.comfyui import protocol
+from trellis_box.comfyui.workflow import ATTENTION_BACKENDS, RESOLUTIONS, WorkflowOptions
 
 EXAMPLES = """\
 Examples:

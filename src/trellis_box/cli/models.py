@@ -18,11 +18,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ._errors import EXIT_ERROR
-from ._output import JsonOption, emit, err
+from trellis_box.cli._errors import EXIT_ERROR
+from trellis_box.cli._output import JsonOption, emit, err
 
 if TYPE_CHECKING:
-    from ..catalog import Model
+    from trellis_box.weights.catalog import Model
 
 models_app = typer.Typer(name="models", help="The weights: list, fetch, lock and verify them.",
                          no_args_is_help=True)
@@ -39,7 +39,7 @@ RootOption = typer.Option(..., "--comfy-root", help="The ComfyUI root (the direc
 
 
 def _models(config: Path | None) -> tuple[Model, ...]:
-    from ..catalog import apply_sources, load_catalog
+    from trellis_box.weights.catalog import apply_sources, load_catalog
 
     return apply_sources(load_catalog(), config)
 
@@ -114,9 +114,10 @@ def fetch(
     as_json: bool = JsonOption,
 ) -> None:
     """Put every weight at its exact path under the ComfyUI root: checked, resumable, atomic."""
-    from ..fetch import LocalTree, fetch as run
-    from ..hub import Hub, find_token
-    from ..lock import package_lock_path
+    from trellis_box.weights.fetch import LocalTree
+    from trellis_box.weights.fetch import fetch as run
+    from trellis_box.weights.hub import Hub, find_token
+    from trellis_box.weights.lock import package_lock_path
 
     models = _models(config)
     source = LocalTree(source_dir) if source_dir else Hub(find_token(token_file))
@@ -152,9 +153,9 @@ def lock_(
     as_json: bool = JsonOption,
 ) -> None:
     """Resolve each model's revision to a commit and record every file's size and sha256."""
-    from ..hub import Hub, find_token, lock_models
-    from ..lock import lock_digest, package_lock_path
-    from ..lock import write as write_lock
+    from trellis_box.weights.hub import Hub, find_token, lock_models
+    from trellis_box.weights.lock import lock_digest, package_lock_path
+    from trellis_box.weights.lock import write as write_lock
 
     path = lock or package_lock_path()
     with err.status("resolving") as status:
@@ -181,7 +182,7 @@ def verify(
     as_json: bool = JsonOption,
 ) -> None:
     """Offline: is every weight present (and intact, with --full)? Non-zero exit if not."""
-    from ..verify import verify as run
+    from trellis_box.weights.verify import verify as run
 
     report = run(comfy_root, full=full, lock_path=lock)
 

@@ -9,9 +9,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 
-from ..errors import DockerEngineError
-from ..publish import PublishRequest, PublishResult, PushProgress, publish
-from ._output import JsonOption, emit, err
+from trellis_box.cli._output import JsonOption, emit, err
+from trellis_box.errors import DockerEngineError
+from trellis_box.publish.push import PublishRequest, PublishResult, PushProgress, publish
 
 EXAMPLES = """\
 Examples:

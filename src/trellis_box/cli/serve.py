@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +14,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .. import settings as settings_mod
-from ..preflight import StepResult
-from ..preflight import run as run_checks
-from ..doctor import doctor_steps
-from ..serve import Server
-from ._output import JsonOption, emit, err
+from trellis_box.cli._output import JsonOption, emit, err
+from trellis_box.serve import settings as settings_mod
+from trellis_box.serve.doctor import doctor_steps
+from trellis_box.serve.preflight import StepResult
+from trellis_box.serve.preflight import run as run_checks
+from trellis_box.serve.supervise import Server
 
 
 def _log(event: str, **fields: Any) -> None:
     """One JSON line per event on stderr: what `docker logs` and log shippers read."""
-    ts = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     record = {"ts": ts, "logger": "trellis-box", "event": event, **fields}
     sys.stderr.write(json.dumps(record, default=str) + "\n")
     sys.stderr.flush()

@@ -14,11 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..docker_ops import DockerOps
-from ..gpu_config import GpuConfig, config_path, load_gpu_config
-from ..gpu_status import GpuStatus, gpu_status
-from ..swap import SwapResult, swap
-from ._output import JsonOption, emit, err
+from trellis_box.cli._output import JsonOption, emit, err
+from trellis_box.swap.config import GpuConfig, config_path, load_gpu_config
+from trellis_box.swap.docker_ops import DockerOps
+from trellis_box.swap.execute import SwapResult, swap
+from trellis_box.swap.status import GpuStatus, gpu_status
 
 SWAP_EXAMPLES = """\
 Examples:

@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from .. import workflow, workflow_editor
-from ..errors import UsageError
-from ._output import JsonOption, emit
+from trellis_box.cli._output import JsonOption, emit
+from trellis_box.comfyui import workflow, workflow_editor
+from trellis_box.errors import UsageError
 
 workflow_app = typer.Typer(help="The image-to-GLB ComfyUI workflow: export it, check one.",
                            no_args_is_help=True)

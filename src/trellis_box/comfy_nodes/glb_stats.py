@@ -1,7 +1,7 @@
 """GLB structure checks and mesh statistics, standard library only.
 
 The one GLB reader of trellis-box: the output node runs it inside ComfyUI (where trellis_box is
-not installed), and ``trellis_box.glb`` builds its report statistics on it. Every length is
+not installed), and ``trellis_box.batch.glb`` builds its report statistics on it. Every length is
 checked against the file, because "the file was cut short" must be an error, not zero vertices.
 Full conformance is Khronos gltf-validator's job (the tests run it).
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,13 @@ CHUNK_BIN = 0x004E4942
 _HEADER = struct.Struct("<4sII")
 _CHUNK_HEADER = struct.Struct("<II")
 # Triangles per primitive mode from its index (or vertex) count: TRIANGLES, STRIP, FAN.
-_TRIANGLES = {4: lambda n: n // 3, 5: lambda n: max(n - 2, 0), 6: lambda n: max(n - 2, 0)}
+_TRIANGLES: dict[int, Callable[[int], int]] = {
+    4: lambda n: n // 3, 5: lambda n: max(n - 2, 0), 6: lambda n: max(n - 2, 0)}
+
+
+def _no_triangles(n: int) -> int:  # points and lines: no faces
+    return 0
+
 
 REGENERATE = "generate it again; if it came from a download, download it again"
 
@@ -103,7 +110,7 @@ def mesh_counts(document: dict[str, Any], binary: bytes) -> tuple[int, int]:
                 vertices += count
                 indices = primitive.get("indices")
                 corners = int(accessors[indices]["count"]) if indices is not None else count
-                faces += _TRIANGLES.get(primitive.get("mode", 4), lambda n: 0)(corners)
+                faces += _TRIANGLES.get(primitive.get("mode", 4), _no_triangles)(corners)
     except (KeyError, IndexError, TypeError) as e:
         raise GLBFormatError(f"its JSON chunk refers to something that is not there ({e!r})") from e
     return vertices, faces

@@ -13,10 +13,10 @@ import sys
 import uuid
 from typing import Any
 
-from aiohttp import web
-
 import comfy.model_management as mm
 import comfyui_version
+from aiohttp import web
+
 from standin import node_info, options, registry, validation
 from standin.jobs import Job, JobQueue
 

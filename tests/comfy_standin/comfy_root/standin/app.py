@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from aiohttp import web
-
 import comfy.model_management as mm
 import comfy.utils
 import comfyui_version
 import folder_paths
+from aiohttp import web
 from comfy.cli_args import args
+
 from standin import core_nodes, files, options, pack_loader
 from standin.api import Api
 from standin.executor import Executor, Outcome

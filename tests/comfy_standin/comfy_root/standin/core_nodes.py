@@ -14,11 +14,11 @@ import random
 import string
 from typing import Any, ClassVar
 
+import folder_paths
+from comfy.cli_args import args
 from PIL import Image, ImageOps, ImageSequence
 from PIL.PngImagePlugin import PngInfo
 
-import folder_paths
-from comfy.cli_args import args
 from standin import registry
 from standin.schema import display_name, recorded
 

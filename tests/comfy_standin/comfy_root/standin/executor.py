@@ -14,6 +14,7 @@ import traceback
 from typing import Any
 
 import comfy.model_management as mm
+
 from standin import faults, registry
 from standin.cache import ResultCache, signatures
 from standin.graph import Prompt, class_of, is_link

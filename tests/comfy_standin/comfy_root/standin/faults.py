@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import comfy.model_management as mm
+
 from standin import options
 
 # A real CUDA allocation failure's text (from a 24 GB card), used unless a message is given.

@@ -12,9 +12,9 @@ import mimetypes
 import os
 from collections.abc import Mapping
 
+import folder_paths
 from aiohttp import web
 
-import folder_paths
 from standin import options
 
 # The recording machine's MIME table knew GLB (scenario 07); Python's own table does not.

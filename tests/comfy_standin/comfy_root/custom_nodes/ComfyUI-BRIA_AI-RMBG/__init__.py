@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 
 from PIL import Image, ImageChops
-
 from standin.schema import display_name, recorded
 
 MODEL_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RMBG-1.4", "model.pth")

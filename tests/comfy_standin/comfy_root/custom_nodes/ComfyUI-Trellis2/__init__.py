@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageOps, ImageSequence
-
 import folder_paths
 import nodes
 from comfy.utils import ProgressBar
+from PIL import Image, ImageOps, ImageSequence
 from standin import options
 from standin.schema import display_name, recorded, recorded_object_info
 

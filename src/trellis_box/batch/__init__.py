@@ -1,0 +1,1 @@
+"""Images in, GLBs out: input checks, the batch engine, its files and reports."""

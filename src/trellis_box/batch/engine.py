@@ -1,0 +1,426 @@
+"""The batch engine behind ``trellis-box generate``: many images, one GPU kept busy, nothing lost.
+
+Scheduling: up to ``1 + depth`` of our prompts sit on the server at once (one running, ``depth``
+queued), so when a prompt ends ComfyUI starts the next at once while we download the last one's
+files and upload the next image. A slot frees when a prompt *ends on the server*, not when its
+files are home.
+
+Every input gets one outcome and a ``<name>.json`` report; ``<name>.glb`` and
+``<name>.cutout.png`` beside it on success. Files are renamed into place whole, the report last:
+a report with ``status: ok`` and the key of the same image content and parameters means the
+input is done, and a re-run skips it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from trellis_box import __version__
+from trellis_box.batch import glb, images
+from trellis_box.batch.files import Item, finished_report, job_key, output_paths, plan, write_json
+from trellis_box.comfyui import protocol, workflow
+from trellis_box.comfyui.client import ComfyClient, JobResult, Timeouts
+from trellis_box.comfyui.explain import write_failed
+from trellis_box.errors import (
+    ComfyUnreachableError,
+    OutOfMemoryError,
+    OutputGoneError,
+    OutputMissingError,
+    PromptLostError,
+    TrellisBoxError,
+)
+from trellis_box.gpu import profiles
+
+#: Attempts per input when the server forgets a prompt (restart) or runs out of memory with
+#: ``auto_resolution`` (each retry one rung lower).
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    out_dir: Path
+    workflow: workflow.WorkflowOptions = workflow.WorkflowOptions()
+    auto_resolution: bool = False
+    #: Per-prompt limit in seconds, counted from the moment it starts running.
+    job_timeout: float | None = 3600.0
+    #: Prompts kept queued behind the running one.
+    depth: int = 2
+    #: Downloads at once (each streams a GLB of tens of MB).
+    downloads: int = 4
+
+
+@dataclass
+class Outcome:
+    item: Item
+    status: str  # ok | skipped | failed | interrupted
+    error: TrellisBoxError | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def glb(self) -> Path | None:
+        path = (self.report.get("files") or {}).get("glb")
+        return Path(path) if path else None
+
+
+@dataclass
+class BatchReport:
+    outcomes: list[Outcome]
+    resolution: str
+    server: dict[str, Any]
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status in ("failed", "interrupted")]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something a person may want to see; ``message`` (and the class of the node it is about)
+    is set for per-node progress."""
+
+    item: Item
+    kind: str  # queued | progress | done
+    message: protocol.PromptMessage | None = None
+    outcome: Outcome | None = None
+    node_class: str | None = None
+
+
+Observer = Callable[[Event], None]
+
+
+async def server_facts(comfy: ComfyClient) -> tuple[dict[str, Any], profiles.Profile | None]:
+    """Server and version facts for the reports, and the GPU profile that bounds resolution.
+
+    ``/trellis-box/info`` (our container) is preferred; a plain ComfyUI is judged by the VRAM
+    ``/system_stats`` reports. A CPU-only server has no profile: nothing to refuse.
+    """
+    stats = await comfy.system_stats()
+    info = await comfy.trellis_info()
+    system = stats.get("system") or {}
+    device = (stats.get("devices") or [{}])[0]
+    facts = {
+        "url": comfy.base_url,
+        "comfyui_version": system.get("comfyui_version"),
+        "python_version": system.get("python_version"),
+        "pytorch_version": system.get("pytorch_version"),
+        "device": {k: device.get(k) for k in ("name", "type", "vram_total")},
+        "trellis_box": info,
+    }
+    if info and info.get("allowed_resolutions") is not None:
+        p = info.get("profile") or {}
+        allowed = tuple(str(r) for r in info["allowed_resolutions"])
+        top = p.get("max_resolution") or (allowed[-1] if allowed else None)
+        return facts, profiles.Profile(
+            str(p.get("gpu_name") or device.get("name") or "gpu"), int(p.get("vram_bytes") or 0),
+            bool(p.get("low_vram", True)), top, allowed)
+    if device.get("type") in (None, "cpu"):
+        return facts, None
+    return facts, profiles.profile_for(int(device.get("vram_total") or 0))
+
+
+async def run_batch(server: str, inputs: list[Path], options: BatchOptions, *,
+                    timeouts: Timeouts = Timeouts(), on_event: Observer | None = None) -> BatchReport:
+    """Generate a GLB for every input; returns one outcome each (cancelling returns early)."""
+    items = plan(inputs, out_dir=options.out_dir)
+    # Bad parameters fail here, before anything is uploaded (ComfyUI would run half the graph).
+    workflow.validate(workflow.build(options.workflow, "input.png"), workflow.recorded_object_info())
+    try:
+        options.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_failed(options.out_dir, exc) from exc
+    async with ComfyClient(server, timeouts=timeouts) as comfy:
+        facts, profile = await server_facts(comfy)
+        # low_vram is the profile's and every other loader input the default's: the model
+        # loaders' inputs then equal those of the container's warm-up, and the first image
+        # finds the models already loaded.
+        run_options = options.workflow
+        if profile is not None:
+            run_options = replace(run_options, low_vram=profile.low_vram,
+                                  resolution=profiles.choose_resolution(
+                                      run_options.resolution, profile,
+                                      auto=options.auto_resolution))
+        engine = _Engine(comfy, options, facts, run_options, on_event or (lambda e: None))
+        return await engine.run(items)
+
+
+@dataclass
+class _Job:
+    item: Item
+    image: images.NormalisedImage
+    key: str
+    options: workflow.WorkflowOptions
+    graph: dict[str, Any] = field(default_factory=dict)
+    prompt_id: str | None = None
+    queued_at: float = 0.0
+    #: Set when a stale cached answer named a deleted file and the export was run again.
+    export_rerun: dict[str, Any] | None = None
+
+
+class _Engine:
+    def __init__(self, comfy: ComfyClient, options: BatchOptions, facts: dict[str, Any],
+                 run_options: workflow.WorkflowOptions, emit: Observer) -> None:
+        self.comfy, self.options, self.facts, self.emit = comfy, options, facts, emit
+        # The key keeps the *requested* options: a downgrade must not make a re-run miss.
+        self.requested = options.workflow
+        self.run_options = run_options
+        self.slots = asyncio.Semaphore(1 + max(options.depth, 1))
+        self.downloads = asyncio.Semaphore(options.downloads)
+        self.ours: set[str] = set()
+        self.outcomes: dict[Item, Outcome] = {}
+        #: Set once the server stays unreachable: the rest of the batch fails fast with it.
+        self.broken: ComfyUnreachableError | None = None
+
+    async def run(self, items: list[Item]) -> BatchReport:
+        started = time.monotonic()
+        tasks: list[asyncio.Task[None]] = []
+        interrupted = False
+        try:
+            for item in items:
+                if self.broken is not None:
+                    self._fail(item, self.broken, key=None, input_facts={"path": str(item.source)})
+                    continue
+                job = await self._prepare(item)
+                if job is None:
+                    continue
+                await self.slots.acquire()
+                # Queued here, one after the other, so the server runs inputs in their order.
+                if await self._submit_or_fail(job):
+                    tasks.append(asyncio.create_task(self._follow(job), name=f"job {item.name}"))
+                else:
+                    self.slots.release()
+            await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            interrupted = True
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # the cancel is handled here: clean up, then report
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._withdraw()
+        outcomes = [self.outcomes.get(i) or Outcome(i, "interrupted") for i in items]
+        return BatchReport(outcomes, self.run_options.resolution, self.facts, interrupted,
+                           time.monotonic() - started)
+
+    def _done(self, outcome: Outcome) -> None:
+        self.outcomes[outcome.item] = outcome
+        self.emit(Event(outcome.item, "done", outcome=outcome))
+
+    async def _prepare(self, item: Item) -> _Job | None:
+        """Check the image and decide whether it must run; records skips and bad files."""
+        try:
+            image = await asyncio.to_thread(images.normalise, item.source)
+        except TrellisBoxError as exc:
+            self._fail(item, exc, key=None, input_facts={"path": str(item.source)})
+            return None
+        key = job_key(image.sha256, self.requested)
+        report = finished_report(self.options.out_dir, item.name, key)
+        if report is not None:
+            self._done(Outcome(item, "skipped", report=report))
+            return None
+        return _Job(item, image, key, self.run_options)
+
+    async def _submit(self, job: _Job) -> None:
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                name = await self.comfy.upload_bytes(job.image.png, ".png")
+                job.graph = workflow.build(job.options, name)
+                job.prompt_id = await self.comfy.queue_prompt(
+                    job.graph, on_message=functools.partial(self._progress, job))
+                job.queued_at = time.monotonic()
+                self.ours.add(job.prompt_id)
+                self.emit(Event(job.item, "queued"))
+                return
+            except ComfyUnreachableError:
+                if attempt == MAX_ATTEMPTS - 1:
+                    raise
+                await self.comfy.wait_connected()
+
+    def _progress(self, job: _Job, msg: protocol.PromptMessage) -> None:
+        node = getattr(msg, "node", None)
+        node_class = (job.graph.get(node) or {}).get("class_type") if node else None
+        self.emit(Event(job.item, "progress", msg, node_class=node_class))
+
+    async def _submit_or_fail(self, job: _Job) -> bool:
+        try:
+            await self._submit(job)
+        except TrellisBoxError as exc:
+            self._failed_job(job, exc)
+            return False
+        return True
+
+    def _failed_job(self, job: _Job, exc: TrellisBoxError) -> None:
+        if isinstance(exc, ComfyUnreachableError):
+            self.broken = exc
+        self._fail(job.item, exc, key=job.key, input_facts=self._input_facts(job),
+                   prompt_id=job.prompt_id)
+
+    async def _follow(self, job: _Job) -> None:
+        """Follow a queued job to its end on the server (queueing it again where that helps),
+        then bring its files home."""
+        slot_held = True
+        try:
+            result = await self._finish_on_server(job)
+            self.slots.release()
+            slot_held = False
+            try:
+                report = await self._collect(job, result)
+            except OutputGoneError as gone:
+                # A prompt ComfyUI ran before is answered from its cache, naming files deleted
+                # from its output folder since. New export names change only the export and save
+                # nodes' inputs: those run again from the cached mesh, for almost nothing.
+                await self.slots.acquire()
+                slot_held = True
+                job.export_rerun = {"missing": gone.facts.get("file"),
+                                    "stale_prompt_id": result.prompt_id}
+                job.options = _fresh_export_names(job.options, result.prompt_id)
+                await self._submit(job)
+                result = await self._finish_on_server(job)
+                self.slots.release()
+                slot_held = False
+                report = await self._collect(job, result)
+            self._done(Outcome(job.item, "ok", report=report,
+                               seconds=time.monotonic() - job.queued_at))
+        except TrellisBoxError as exc:
+            self._failed_job(job, exc)
+        finally:
+            if slot_held:
+                self.slots.release()
+
+    async def _finish_on_server(self, job: _Job) -> JobResult:
+        """Wait for the queued prompt to end, queueing the job again while :meth:`_retry` says."""
+        attempt = 0
+        while True:
+            try:
+                result = await self.comfy.wait(job.prompt_id or "",
+                                               timeout=self.options.job_timeout)
+            except TrellisBoxError as exc:
+                # Not on cancellation: Ctrl-C must still find the prompt ours to withdraw.
+                self.ours.discard(job.prompt_id or "")
+                if not self._retry(job, exc, attempt):
+                    raise
+                attempt += 1
+                await self._submit(job)
+                continue
+            self.ours.discard(job.prompt_id or "")
+            return result
+
+    def _retry(self, job: _Job, exc: TrellisBoxError, attempt: int) -> bool:
+        """Whether to queue the job again: the server forgot it, or (with auto resolution) it
+        ran out of memory and a lower resolution exists."""
+        if attempt >= MAX_ATTEMPTS - 1:
+            return False
+        if isinstance(exc, PromptLostError):
+            return True
+        lower = exc.facts.get("lower_resolution") if isinstance(exc, OutOfMemoryError) else None
+        if self.options.auto_resolution and lower:
+            job.options = replace(job.options, resolution=lower)
+            return True
+        return False
+
+    async def _collect(self, job: _Job, result: JobResult) -> dict[str, Any]:
+        paths = output_paths(self.options.out_dir, job.item.name)
+        glbs = result.files(workflow.GLB_OUTPUT_NODE, "3d")
+        cutouts = result.files(workflow.CUTOUT_NODE, "images")
+        if not glbs or not cutouts:
+            missing = workflow.GLB_OUTPUT_CLASS if not glbs else "SaveImage (cutout)"
+            raise OutputMissingError(
+                f"prompt {result.prompt_id} finished but /history names no file of {missing}",
+                detail=f"outputs reported by nodes: {', '.join(sorted(result.outputs)) or 'none'}",
+                fix="install the trellis-box node pack in custom_nodes/ (the server log says "
+                    "whether it loaded); without it Trellis2ExportMesh's GLB stays invisible",
+                prompt_id=result.prompt_id)
+        async with self.downloads:
+            # Both finish before an error is raised: a download still running would race the
+            # next attempt's file of the same name.
+            fetched = await asyncio.gather(self.comfy.download(glbs[0], paths["glb"]),
+                                           self.comfy.download(cutouts[0], paths["cutout"]),
+                                           return_exceptions=True)
+        for outcome in fetched:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        stats = await asyncio.to_thread(glb.glb_stats, paths["glb"])
+        report = {
+            **self._base_report(job, "ok"),
+            "prompt_id": result.prompt_id,
+            "timings": {
+                "client_seconds": round(time.monotonic() - job.queued_at, 3),
+                "server_ms": (result.finished_ms - result.started_ms
+                              if result.finished_ms and result.started_ms else None),
+                "nodes": [{"node": n, "class_type": job.graph.get(n, {}).get("class_type"),
+                           "seconds": round(s, 3)} for n, s in result.node_seconds.items()],
+                "cached_nodes": list(result.cached_nodes),
+            },
+            "glb": stats.as_dict(),
+            "files": {k: str(p) for k, p in paths.items() if k != "report"},
+        }
+        if job.export_rerun is not None:
+            report["export_rerun"] = job.export_rerun
+        write_json(paths["report"], report)
+        return report
+
+    def _base_report(self, job: _Job, status: str) -> dict[str, Any]:
+        return {
+            "trellis_box_version": __version__,
+            "status": status,
+            "key": job.key,
+            "input": self._input_facts(job),
+            "parameters": self.requested.as_dict(),
+            "resolution": job.options.resolution,
+            "low_vram": job.options.low_vram,
+            "seed": job.options.seed,
+            "server": self.facts,
+        }
+
+    @staticmethod
+    def _input_facts(job: _Job) -> dict[str, Any]:
+        i = job.image
+        return {"path": str(job.item.source), "sha256": i.sha256, "width": i.width,
+                "height": i.height, "mode": i.mode, "changes": list(i.changes)}
+
+    def _fail(self, item: Item, exc: TrellisBoxError, *, key: str | None,
+              input_facts: dict[str, Any], prompt_id: str | None = None) -> None:
+        report = {
+            "trellis_box_version": __version__,
+            "status": "failed",
+            "key": key,
+            "input": input_facts,
+            "parameters": self.requested.as_dict(),
+            "server": self.facts,
+            "prompt_id": prompt_id,
+            "error": exc.to_dict(),
+        }
+        with contextlib.suppress(TrellisBoxError):
+            write_json(output_paths(self.options.out_dir, item.name)["report"], report)
+        self._done(Outcome(item, "failed", error=exc, report=report))
+
+    async def _withdraw(self) -> None:
+        """After Ctrl-C: stop our running prompt and drop our queued ones; others' stay."""
+        if not self.ours:
+            return
+        with contextlib.suppress(TrellisBoxError):
+            pending = [p for p in (await self.comfy.queue()).pending if p in self.ours]
+            if pending:
+                await self.comfy.delete_pending(pending)
+            # Read again: one of ours may have started between the read and the delete.
+            for running in (await self.comfy.queue()).running:
+                if running in self.ours:
+                    await self.comfy.interrupt(running)
+
+
+def _fresh_export_names(options: workflow.WorkflowOptions, stale_prompt_id: str
+                        ) -> workflow.WorkflowOptions:
+    """Export and cutout prefixes no earlier prompt used, so ComfyUI cannot answer from cache."""
+    tag = stale_prompt_id.replace("-", "")[:8]
+    return replace(options, glb_prefix=f"{options.glb_prefix}-{tag}",
+                   cutout_prefix=f"{options.cutout_prefix}-{tag}")

@@ -1,0 +1,96 @@
+"""The files of a batch: which inputs it has and their names, when an input is done, its report.
+
+Names are stable from one run to the next (resume depends on it); a report is renamed into place
+whole, so a half-written one never counts as done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trellis_box.comfyui import workflow
+from trellis_box.comfyui.explain import write_failed
+from trellis_box.errors import UsageError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+
+
+@dataclass(frozen=True)
+class Item:
+    source: Path
+    name: str
+
+
+def plan(inputs: list[Path], *, out_dir: Path | None = None) -> list[Item]:
+    """Expand directories (their image files, sorted) and give every input a unique name.
+
+    Two inputs with the same stem get the stem plus a short hash of their path, so names are
+    stable from one run to the next whatever else is in the batch. Cutouts we wrote are not
+    inputs, should ``out_dir`` be one of the directories.
+    """
+    ours = out_dir.resolve() if out_dir is not None else None
+    sources: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            skip_cutouts = path.resolve() == ours
+            sources += sorted(p for p in path.iterdir()
+                              if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                              and not (skip_cutouts and p.name.endswith(".cutout.png")))
+        else:
+            sources.append(path)
+    unique = list(dict.fromkeys(p.resolve() if p.exists() else p for p in sources))
+    if not unique:
+        raise UsageError("no images to generate from",
+                         detail=f"looked in: {', '.join(str(p) for p in inputs)}",
+                         fix=f"name image files or directories holding "
+                             f"{', '.join(sorted(IMAGE_SUFFIXES))} files")
+    stems: dict[str, int] = {}
+    for p in unique:
+        stems[p.stem.lower()] = stems.get(p.stem.lower(), 0) + 1
+    return [Item(p, p.stem if stems[p.stem.lower()] == 1 else
+                 f"{p.stem}-{hashlib.sha256(str(p).encode()).hexdigest()[:8]}") for p in unique]
+
+
+def job_key(image_sha256: str, options: workflow.WorkflowOptions) -> str:
+    """What makes two runs the same: the image content and every parameter (seed included)."""
+    canonical = json.dumps({"image": image_sha256, "options": options.as_dict()}, sort_keys=True)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def output_paths(out_dir: Path, name: str) -> dict[str, Path]:
+    return {"glb": out_dir / f"{name}.glb", "cutout": out_dir / f"{name}.cutout.png",
+            "report": out_dir / f"{name}.json"}
+
+
+def finished_report(out_dir: Path, name: str, key: str) -> dict[str, Any] | None:
+    """The report of a finished run of the same job, or ``None`` if it must (re)run.
+
+    The GLB must still have the size the report recorded: one cut short or replaced since (a
+    copy interrupted, an editor's export over it) is generated again rather than kept.
+    """
+    paths = output_paths(out_dir, name)
+    try:
+        report = json.loads(paths["report"].read_text())
+        glb_bytes = paths["glb"].stat().st_size
+    except (OSError, ValueError):
+        return None
+    if report.get("status") != "ok" or report.get("key") != key:
+        return None
+    if (report.get("glb") or {}).get("bytes") != glb_bytes:
+        return None
+    return report if paths["cutout"].is_file() else None
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_failed(path, exc) from exc

@@ -1,0 +1,116 @@
+"""ComfyUI's failure messages turned into plain errors that say what to do next."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trellis_box.comfyui import protocol, workflow
+from trellis_box.errors import (
+    ComfyUnreachableError,
+    ExecutionFailedError,
+    JobInterruptedError,
+    OutOfMemoryError,
+    OutputWriteError,
+    PromptLostError,
+    PromptNodeError,
+    PromptRejectedError,
+)
+
+_OOM_MARKERS = ("out of memory", "outofmemoryerror", "cuda error: out of memory")
+
+
+def resolution_of(graph: dict[str, Any]) -> str | None:
+    """Our resolution name (``"1024"``) of a graph built by :mod:`trellis_box.comfyui.workflow`."""
+    node = graph.get(workflow.GENERATE_NODE) or {}
+    pipeline_type = (node.get("inputs") or {}).get("pipeline_type")
+    return next((r for r, p in workflow.PIPELINE_TYPES.items() if p == pipeline_type), None)
+
+
+def is_out_of_memory(msg: protocol.ExecutionError) -> bool:
+    text = f"{msg.exception_type} {msg.exception_message}".lower()
+    return any(marker in text for marker in _OOM_MARKERS)
+
+
+def execution_failure(msg: protocol.ExecutionError, graph: dict[str, Any]) -> ExecutionFailedError:
+    where = f"node {msg.node_id} ({msg.node_type})"
+    first_line = msg.exception_message.strip().splitlines()[0] if msg.exception_message.strip() else ""
+    facts = {"prompt_id": msg.prompt_id, "node": msg.node_id, "class_type": msg.node_type,
+             "exception_type": msg.exception_type}
+    if is_out_of_memory(msg):
+        current = resolution_of(graph)
+        lower = workflow.next_lower(current) if current else None
+        fix = (f"run again with --resolution {lower} (or --auto-resolution)" if lower else
+               "free GPU memory (stop other GPU containers) or lower --texture-size; "
+               "512 is the lowest resolution")
+        return OutOfMemoryError(
+            f"the GPU ran out of memory in {where} at resolution {current or 'unknown'}",
+            detail=first_line or None, fix=fix, resolution=current, lower_resolution=lower,
+            **facts)
+    return ExecutionFailedError(
+        f"{where} failed: {msg.exception_type}",
+        detail=first_line or None,
+        fix="read the server log around this prompt; the traceback is in "
+            f"/history/{msg.prompt_id}",
+        **facts)
+
+
+def interrupted(msg: protocol.ExecutionInterrupted) -> JobInterruptedError:
+    return JobInterruptedError(
+        f"prompt {msg.prompt_id} was interrupted in node {msg.node_id} ({msg.node_type})",
+        detail="someone (or a timeout) sent POST /interrupt while it ran",
+        fix="run the same command again: finished outputs are kept and skipped",
+        prompt_id=msg.prompt_id, node=msg.node_id)
+
+
+def lost(prompt_id: str, base_url: str) -> PromptLostError:
+    return PromptLostError(
+        f"prompt {prompt_id} is gone from ComfyUI at {base_url}",
+        detail="it is neither queued nor running nor in /history: the server restarted "
+               "or its history was cleared",
+        fix="queue it again (trellis-box generate does this once by itself)",
+        prompt_id=prompt_id)
+
+
+def rejected(error: dict[str, Any], node_errors: dict[str, Any], graph: dict[str, Any], *,
+              prompt_id: str | None = None) -> PromptRejectedError:
+    """Turn ComfyUI's ``error`` / ``node_errors`` into one typed error naming node and input."""
+    for node_id, entry in sorted(node_errors.items()):
+        for err in entry.get("errors") or [{}]:
+            input_name = (err.get("extra_info") or {}).get("input_name")
+            class_type = entry.get("class_type") or graph.get(node_id, {}).get("class_type")
+            where = f"prompt.{node_id}.inputs.{input_name}" if input_name else f"prompt.{node_id}"
+            return PromptNodeError(
+                f"ComfyUI rejected {where} ({class_type}): {err.get('message', 'invalid')}",
+                detail=err.get("details") or None,
+                fix="correct that input; if the graph came from trellis-box, the server's nodes "
+                    "differ from the pinned ones (compare GET /object_info with the pins)",
+                note="ComfyUI answered 200 and would have run the rest of the graph without "
+                     "a GLB" if prompt_id else None,
+                node=node_id, class_type=class_type, input=input_name, prompt_id=prompt_id)
+    return PromptRejectedError(
+        f"ComfyUI rejected the prompt: {error.get('message') or error.get('type') or 'invalid'}",
+        detail=error.get("details") or None,
+        fix="a node class is missing on the server: check its custom nodes loaded "
+            "(the server log lists IMPORT FAILED)" if error.get("type") == "invalid_prompt"
+        else "check the graph against GET /object_info",
+        error_type=error.get("type"))
+
+
+def given_up(prompt_id: str, base_url: str, seconds: float) -> ComfyUnreachableError:
+    # Unreachable, not lost: queueing the prompt again cannot help while the server is away.
+    return ComfyUnreachableError(
+        f"ComfyUI at {base_url} stayed unreachable for {seconds:g} s; prompt {prompt_id} is "
+        "given up",
+        fix="restart the server, then run the same command again: finished outputs are kept "
+            "and skipped",
+        prompt_id=prompt_id)
+
+
+def write_failed(path: Path, exc: OSError) -> OutputWriteError:
+    return OutputWriteError(
+        f"cannot write {path}",
+        detail=f"{exc.strerror or exc}",
+        fix="free disk space or make the output directory writable, then run the same command "
+            "again: finished outputs are kept and skipped",
+        path=str(path))

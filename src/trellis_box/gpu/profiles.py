@@ -1,0 +1,99 @@
+"""Which resolutions a GPU can hold, from its memory alone (pure: no GPU, no I/O).
+
+Facts this encodes (research/upstream-facts.md §3.8, §5): TRELLIS.2 needs about 24 GB; 1536 needs
+about 40 GB; a 23 GB A10G ran out of memory at 1024/1536 cascade, so 24 GB cards (A10G, L4) top out
+at 1024 with ``low_vram`` on; L40S 48 GB and A100 40 GB run 1536. ``low_vram`` (models parked on
+the CPU between stages) stays on below 64 GiB: with it off, peaks above 60 GB are reported
+(microsoft/TRELLIS.2#24), more than a 40 or 48 GB card holds. Only 80 GB cards run without it.
+
+The profile decides ``low_vram`` for every job: the container's warm-up and ``generate`` both send
+the profile's value, so the model loader's inputs match and the warm-up's loaded models are reused.
+
+Thresholds are in GiB of *reported* memory, below the marketing size: an A10G reports about
+22 GiB, an A100 40 GB about 39.6 GiB, an L40S about 44.5 GiB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trellis_box.comfyui.workflow import RESOLUTIONS, next_lower
+from trellis_box.errors import ResolutionUnsupportedError
+
+GIB = 1024**3
+
+#: Reported memory from which the 24 GB class starts (an A10G's ~22 GiB clears it, a 20 GB card does not).
+MIN_VRAM_BYTES = 21 * GIB
+#: Reported memory from which 1536 fits (an A100 40 GB's ~39.6 GiB clears it).
+LARGE_VRAM_BYTES = 38 * GIB
+#: Reported memory from which ``low_vram`` goes off (80 GB cards; a 48 GB L40S keeps it on).
+UNPARKED_VRAM_BYTES = 64 * GIB
+
+#: What each resolution needs, in the marketing GB users know their cards by (for messages).
+NEEDS_GB: dict[str, int] = {"512": 24, "1024": 24, "1536": 40}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    vram_bytes: int
+    low_vram: bool
+    max_resolution: str | None
+    allowed_resolutions: tuple[str, ...]
+
+    @property
+    def vram_gib(self) -> float:
+        return self.vram_bytes / GIB
+
+    def describe(self) -> str:
+        top = self.max_resolution or "none"
+        return f"{self.vram_gib:.1f} GiB of VRAM ({self.name}: highest resolution {top})"
+
+
+def profile_for(vram_bytes: int) -> Profile:
+    """The profile of a GPU reporting ``vram_bytes`` in total (``/system_stats`` ``vram_total``)."""
+    if vram_bytes >= UNPARKED_VRAM_BYTES:
+        return Profile("80gb-class", vram_bytes, low_vram=False, max_resolution="1536",
+                       allowed_resolutions=RESOLUTIONS)
+    if vram_bytes >= LARGE_VRAM_BYTES:
+        return Profile("40gb-class", vram_bytes, low_vram=True, max_resolution="1536",
+                       allowed_resolutions=RESOLUTIONS)
+    if vram_bytes >= MIN_VRAM_BYTES:
+        return Profile("24gb-class", vram_bytes, low_vram=True, max_resolution="1024",
+                       allowed_resolutions=("512", "1024"))
+    return Profile("below-minimum", vram_bytes, low_vram=True, max_resolution=None,
+                   allowed_resolutions=())
+
+
+def choose_resolution(requested: str, profile: Profile, *, auto: bool = False) -> str:
+    """``requested`` if the GPU holds it; with ``auto``, the highest resolution below it that fits.
+
+    Raises :class:`ResolutionUnsupportedError` otherwise, saying what fits and how to ask for it.
+    """
+    next_lower(requested)  # raises, naming the valid ones, for an unknown resolution
+    if requested in profile.allowed_resolutions:
+        return requested
+    if not profile.allowed_resolutions:
+        raise ResolutionUnsupportedError(
+            "this GPU is too small for TRELLIS.2",
+            detail=f"It reports {profile.describe()}; TRELLIS.2 needs about "
+                   f"{NEEDS_GB['512']} GB at any resolution.",
+            fix="run on a GPU with at least 24 GB (A10G, L4, L40S, A100)",
+            resolution=requested, vram_bytes=profile.vram_bytes,
+        )
+    if auto:
+        lower: str | None = requested
+        while lower is not None and lower not in profile.allowed_resolutions:
+            lower = next_lower(lower)
+        if lower is not None:
+            return lower
+    top = profile.max_resolution
+    raise ResolutionUnsupportedError(
+        f"resolution {requested} does not fit on this GPU",
+        detail=f"Resolution {requested} needs about {NEEDS_GB[requested]} GB of VRAM; the GPU reports "
+               f"{profile.describe()}.",
+        fix=f"use --resolution {top}, or --auto-resolution to step down to what fits",
+        note="a 23 GB A10G was seen running out of memory at 1024/1536 cascade (microsoft/TRELLIS.2#188)",
+        resolution=requested, max_resolution=top, vram_bytes=profile.vram_bytes,
+    )
+

@@ -1,0 +1,1 @@
+"""Publishing the image to Amazon ECR."""

@@ -1,0 +1,1 @@
+"""The container's entrypoint: settings, preflight, ComfyUI's supervision, warm-up, doctor."""

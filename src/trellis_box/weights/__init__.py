@@ -1,0 +1,1 @@
+"""Model weights: the catalog, where they come from (Hub or a local tree), fetch, lock, verify."""

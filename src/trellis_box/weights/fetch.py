@@ -1,0 +1,454 @@
+"""Put every catalog file at its exact path under a ComfyUI root, complete and checked.
+
+Order of work: resolve every model and check access to every one (gated first to fail) and the free
+disk space, all before the first large byte; then download in parallel into a staging area on the
+same filesystem (``models/.trellis-box/staging``), resuming partial files left by a killed run;
+check size and sha256; then rename into place. A model placed as a directory appears whole in one
+rename (the TRELLIS node treats "the directory exists" as "the model is installed"); a model placed
+as files (RMBG-1.4, inside a node pack's directory) appears file by file, each whole.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from trellis_box.errors import (
+    ChecksumMismatch,
+    DownloadIncomplete,
+    FetchInProgress,
+    NotEnoughDisk,
+)
+from trellis_box.weights.catalog import Model, baked_lock_path, comfy_root, staging_dir, state_dir
+from trellis_box.weights.hub import Body, Resolved
+from trellis_box.weights.local_tree import LocalTree
+from trellis_box.weights.lock import Lock, LockedFile, LockedModel
+from trellis_box.weights.lock import read as read_lock
+from trellis_box.weights.lock import write as write_lock
+from trellis_box.weights.verify import hash_files, sha256_file
+
+# The two sources a fetch takes: a Hub (hub.Hub) or an air-gapped tree; both importable from here,
+# so whoever can fetch has both (the image's weights stage copies only what fetch imports).
+__all__ = ["LocalTree", "FetchReport", "fetch"]
+
+DISK_LIMIT_ENV = "TRELLIS_BOX_DISK_FREE_BYTES"  # caps the free space fetch believes it has
+DEFAULT_WORKERS = 4
+
+
+class Source(Protocol):
+    def resolve(self, model: Model, revision: str) -> Resolved: ...
+    def check_access(self, model: Model, resolved: Resolved) -> None: ...
+    def open(self, model: Model, resolved: Resolved, path: str, *, offset: int = 0,
+             validator: str | None = None) -> AbstractContextManager[Body]: ...
+
+
+class FetchProgress(Protocol):
+    """What fetch reports while it works (the CLI draws it; the library prints nothing)."""
+
+    def planned(self, total: int, done: int) -> None: ...
+    def started(self, key: str, size: int, done: int) -> None: ...
+    def advanced(self, key: str, n: int) -> None: ...
+    def finished(self, key: str) -> None: ...
+
+
+class _Quiet:
+    def planned(self, total: int, done: int) -> None: ...
+    def started(self, key: str, size: int, done: int) -> None: ...
+    def advanced(self, key: str, n: int) -> None: ...
+    def finished(self, key: str) -> None: ...
+
+
+@dataclass
+class _Job:
+    model: Model
+    path: str
+    size: int
+    expected: str | None  # sha256 the bytes must have (lock, or the Hub's LFS oid)
+    target: Path
+    staged: Path
+    partial: Path
+    state: str = "todo"  # placed | staged | todo
+    sha256: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.model.source.repo}/{self.path}"
+
+    @property
+    def meta(self) -> Path:
+        return self.partial.with_name(self.partial.name + ".json")
+
+
+@dataclass
+class _Plan:
+    model: Model
+    resolved: Resolved
+    jobs: list[_Job]
+    area: Path  # staging/<name>: tree/ (complete files), partial/ (downloads in progress)
+
+
+@dataclass(frozen=True)
+class FetchedModel:
+    name: str
+    repo: str
+    commit: str | None
+    target: Path
+    downloaded: int
+    reused: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "repo": self.repo, "commit": self.commit, "target": str(self.target),
+                "downloaded": self.downloaded, "reused": self.reused}
+
+
+@dataclass(frozen=True)
+class FetchReport:
+    root: Path
+    models: list[FetchedModel]
+    baked_lock: Path
+    lock_written: Path | None
+    bytes_downloaded: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"root": str(self.root), "models": [m.to_dict() for m in self.models],
+                "baked_lock": str(self.baked_lock),
+                "lock_written": str(self.lock_written) if self.lock_written else None,
+                "bytes_downloaded": self.bytes_downloaded, "notes": self.notes}
+
+
+class _Stopped(Exception):
+    """Another download failed: this one stops at its next chunk and keeps its partial file."""
+
+
+def fetch(models: tuple[Model, ...], root: Path, source: Source, *, lock_path: Path,
+          progress: FetchProgress | None = None, workers: int = DEFAULT_WORKERS) -> FetchReport:
+    root = comfy_root(root)
+    with _exclusive(root):
+        return _fetch(models, root, source, lock_path, progress or _Quiet(), workers)
+
+
+@contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    """One fetch per ComfyUI root: two would share the staging area."""
+    state_dir(root).mkdir(parents=True, exist_ok=True)
+    with (state_dir(root) / "fetch.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise FetchInProgress(
+                f"another fetch is working on {root}",
+                detail=f"{state_dir(root) / 'fetch.lock'} is held by a running process",
+                fix="wait for it to finish (or stop it), then run this fetch again",
+                root=root,
+            ) from exc
+        yield
+
+
+def _fetch(models: tuple[Model, ...], root: Path, source: Source, lock_path: Path,
+           progress: FetchProgress, workers: int) -> FetchReport:
+    lock = read_lock(lock_path)
+    plans = [_plan(model, root, source, lock) for model in models]
+    # Every model resolved; now every access, before any large download.
+    for plan in plans:
+        source.check_access(plan.model, plan.resolved)
+    for plan in plans:
+        _prepare_area(plan)
+    _check_placed(plans, workers)
+    todo = [job for plan in plans for job in plan.jobs if job.state == "todo"]
+    _check_disk(root, todo)
+    total = sum(job.size for plan in plans for job in plan.jobs)
+    progress.planned(total, total - sum(job.size - _partial_size(job) for job in todo))
+    downloaded = _download_all(plans, source, progress, workers)
+    for plan in plans:
+        _place(plan, root)
+    try:
+        staging_dir(root).rmdir()
+    except OSError:  # not empty: another model's area is still in use; verify names it
+        pass
+    resolved_lock = _lock_of(plans)
+    write_lock(baked_lock_path(root), resolved_lock)
+    written = None
+    if lock is None or _incomplete(lock, resolved_lock):
+        write_lock(lock_path, _merged(lock, resolved_lock))
+        written = lock_path
+    notes = [f"{p.model.name}: fetched from {p.resolved.repo} instead of {p.model.repo}; "
+             f"the {p.model.licence} still applies ({p.model.licence_url})"
+             for p in plans if p.model.overridden]
+    return FetchReport(
+        root=root,
+        models=[FetchedModel(p.model.name, p.resolved.repo, p.resolved.commit, p.model.target_dir(root),
+                             sum(j.state == "todo" for j in p.jobs), sum(j.state != "todo" for j in p.jobs))
+                for p in plans],
+        baked_lock=baked_lock_path(root), lock_written=written, bytes_downloaded=downloaded, notes=notes,
+    )
+
+
+def _plan(model: Model, root: Path, source: Source, lock: Lock | None) -> _Plan:
+    locked = lock.models.get(model.name) if lock else None
+    pinned = locked if locked and locked.repo == model.source.repo and locked.commit else None
+    resolved = source.resolve(model, pinned.commit if pinned and pinned.commit else model.source.revision)
+    area = staging_dir(root) / model.name
+    jobs = []
+    for path in model.files:
+        remote = resolved.files[path]
+        expected = remote.sha256
+        if locked and path in locked.files:
+            want = locked.files[path]
+            if want.size != remote.size:
+                raise ChecksumMismatch(
+                    f"{resolved.repo}/{path} differs from the weights lock",
+                    detail=f"the lock says {want.size} bytes, the source has {remote.size} bytes",
+                    fix=("if the change upstream is intended, run `trellis-box models lock` and commit the "
+                         "new lock; otherwise pin the locked commit or fix the source (--from / --config)"),
+                    path=path, repo=resolved.repo,
+                )
+            expected = want.sha256
+        jobs.append(_Job(model=model, path=path, size=remote.size, expected=expected,
+                         target=model.file_target(root, path), staged=area / "tree" / path,
+                         partial=area / "partial" / (path + ".part")))
+    return _Plan(model=model, resolved=resolved, jobs=jobs, area=area)
+
+
+def _stamp(plan: _Plan) -> str:
+    return plan.resolved.commit or "local"
+
+
+def _prepare_area(plan: _Plan) -> None:
+    # A staging area left by a run against another commit holds bytes of the wrong version.
+    marker = plan.area / "commit"
+    if plan.area.exists() and (not marker.is_file() or marker.read_text() != _stamp(plan)):
+        shutil.rmtree(plan.area)
+
+
+def _check_placed(plans: list[_Plan], workers: int) -> None:
+    """Mark files already whole at their target (hashed) or in staging (checked when staged)."""
+    candidates = [j for p in plans for j in p.jobs
+                  if j.target.is_file() and j.target.stat().st_size == j.size]
+    hashes = hash_files([j.target for j in candidates], workers=workers)
+    for job in candidates:
+        digest = hashes[job.target]
+        if job.expected is None or digest == job.expected:
+            job.state, job.sha256 = "placed", digest
+    for plan in plans:
+        for job in plan.jobs:
+            if job.state == "todo" and job.staged.is_file() and job.staged.stat().st_size == job.size:
+                digest = sha256_file(job.staged)
+                if job.expected is None or digest == job.expected:
+                    job.state, job.sha256 = "staged", digest
+
+
+def _partial_size(job: _Job) -> int:
+    try:
+        return min(job.partial.stat().st_size, job.size)
+    except FileNotFoundError:
+        return 0
+
+
+def _free_bytes(path: Path) -> int:
+    while not path.exists():
+        path = path.parent
+    free = shutil.disk_usage(path).free
+    limit = os.environ.get(DISK_LIMIT_ENV)
+    return min(free, int(limit)) if limit else free
+
+
+def _check_disk(root: Path, todo: list[_Job]) -> None:
+    needed = sum(job.size - _partial_size(job) for job in todo)
+    free = _free_bytes(staging_dir(root))
+    if needed > free:
+        raise NotEnoughDisk(
+            f"not enough disk space under {root} for the weights",
+            detail=(f"{_human(needed)} still to download ({len(todo)} files), {_human(free)} free "
+                    f"on the filesystem of {staging_dir(root)}. Nothing was downloaded."),
+            fix=(f"free at least {_human(needed - free)} there, or use a larger disk; for docker build, "
+                 "give the builder about twice the image size (~60 GB)"),
+            needed=needed, free=free,
+        )
+
+
+def _human(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _download_all(plans: list[_Plan], source: Source, progress: FetchProgress, workers: int) -> int:
+    # Largest first: the long downloads start at once and the small ones fill the gaps.
+    todo = sorted(((p, j) for p in plans for j in p.jobs if j.state == "todo"), key=lambda pj: -pj[1].size)
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
+        futures: list[Future[int]] = [pool.submit(_download, source, p, j, progress, stop) for p, j in todo]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        except BaseException:  # Ctrl-C: the threads stop at their next chunk, keeping their bytes,
+            stop.set()         # and no queued download starts
+            for f in futures:
+                f.cancel()
+            raise
+        errors = [e for f in futures if f.done() and not f.cancelled() and (e := f.exception())]
+        if errors:
+            stop.set()
+            for f in futures:
+                f.cancel()
+            raise next((e for e in errors if not isinstance(e, _Stopped)), errors[0])
+    return sum(f.result() for f in futures)
+
+
+def _download(source: Source, plan: _Plan, job: _Job, progress: FetchProgress,
+              stop: threading.Event) -> int:
+    offset, validator = 0, None
+    meta = _read_meta(job.meta) if job.partial.is_file() else {}
+    if meta.get("size") == job.size and job.partial.stat().st_size <= job.size:
+        offset, kept = job.partial.stat().st_size, meta.get("validator")
+        validator = kept if isinstance(kept, str) else None
+    job.partial.parent.mkdir(parents=True, exist_ok=True)
+    (plan.area / "commit").write_text(_stamp(plan))
+    received = 0
+    with source.open(plan.model, plan.resolved, job.path, offset=offset, validator=validator) as body:
+        if body.total is not None and body.total != job.size:
+            raise DownloadIncomplete(
+                f"{job.key}: the source changed while fetching",
+                detail=f"expected {job.size} bytes, the download announces {body.total}",
+                fix="run the fetch again", path=job.key,
+            )
+        job.meta.write_text(json.dumps({"size": job.size, "validator": body.validator}))
+        progress.started(job.key, job.size, body.start)
+        # Hash while writing (the bytes kept from an earlier run first): no second read of the file.
+        digest = hashlib.sha256()
+        with job.partial.open("r+b" if body.start else "wb") as out:
+            while out.tell() < body.start and (block := out.read(min(1 << 22, body.start - out.tell()))):
+                digest.update(block)
+            out.seek(body.start)
+            out.truncate()
+            for chunk in body.chunks:
+                if stop.is_set():
+                    raise _Stopped(job.key)
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                progress.advanced(job.key, len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
+    got = job.partial.stat().st_size
+    if got != job.size:
+        if got > job.size:
+            job.partial.unlink()
+        raise DownloadIncomplete(
+            f"download of {job.key} ended early" if got < job.size else f"download of {job.key} is too long",
+            detail=f"{got} of {job.size} bytes arrived; the connection was cut or the source misbehaved",
+            fix="run the same fetch again: it resumes from the bytes already received",
+            path=job.key, received=got, size=job.size,
+        )
+    sha256 = digest.hexdigest()
+    if job.expected is not None and sha256 != job.expected:
+        job.partial.unlink()
+        job.meta.unlink()
+        raise ChecksumMismatch(
+            f"checksum mismatch for {job.key}; refused",
+            detail=f"sha256 {sha256}, expected {job.expected}. Nothing was placed at {job.target}.",
+            fix=("if the source changed on purpose, run `trellis-box models lock` and commit the new lock; "
+                 "otherwise fetch from a trustworthy source"),
+            path=job.key, expected=job.expected, actual=sha256,
+        )
+    job.staged.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(job.partial, job.staged)
+    job.meta.unlink()
+    job.sha256 = sha256
+    progress.finished(job.key)
+    return received
+
+
+def _read_meta(path: Path) -> dict[str, object]:
+    """A partial download's record; a run killed while writing it leaves it empty or cut, and the
+    download then starts over rather than fail every later run."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _place(plan: _Plan, root: Path) -> None:
+    model = plan.model
+    if all(job.state == "placed" for job in plan.jobs):
+        shutil.rmtree(plan.area, ignore_errors=True)
+        return
+    if model.placement == "files":
+        for job in plan.jobs:
+            if job.state != "placed":
+                job.target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(job.staged, job.target)
+    else:
+        tree, target = plan.area / "tree", model.target_dir(root)
+        for job in plan.jobs:
+            if job.state == "placed":  # keep good files of an incomplete directory
+                job.staged.parent.mkdir(parents=True, exist_ok=True)
+                if not job.staged.exists():
+                    os.link(job.target, job.staged)
+        _swap_in(tree, target, plan.area / "old")
+    shutil.rmtree(plan.area, ignore_errors=True)
+
+
+def _swap_in(tree: Path, target: Path, old: Path) -> None:
+    """Make ``tree`` appear at ``target`` in one rename; an existing ``target`` is moved aside first."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.rename(target, old)
+        except OSError as exc:
+            # overlayfs (docker build) cannot rename a directory from a lower layer; the old
+            # directory is incomplete and about to be replaced, so delete it in place instead.
+            if exc.errno != errno.EXDEV:
+                raise
+            shutil.rmtree(target)
+    os.rename(tree, target)
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _lock_of(plans: list[_Plan]) -> Lock:
+    return Lock({
+        p.model.name: LockedModel(
+            repo=p.resolved.repo, revision=p.model.source.revision, commit=p.resolved.commit,
+            files={j.path: LockedFile(size=j.size, sha256=j.sha256 or "") for j in p.jobs},
+        )
+        for p in plans
+    })
+
+
+def _merged(old: Lock | None, resolved: Lock) -> Lock:
+    """What was resolved, keeping the old lock's commit where a local tree (--from) has none.
+    Every file matched the old lock's checksum where it had one, or the fetch refused it."""
+    out = dict(resolved.models)
+    for name, model in resolved.models.items():
+        before = old.models.get(name) if old else None
+        if model.commit is None and before is not None and before.repo == model.repo:
+            out[name] = LockedModel(model.repo, model.revision, before.commit, model.files)
+    return Lock(out)
+
+
+def _incomplete(lock: Lock, resolved: Lock) -> bool:
+    return any(name not in lock.models or set(m.files) - set(lock.models[name].files)
+               for name, m in resolved.models.items())
+

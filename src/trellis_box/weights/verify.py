@@ -1,0 +1,162 @@
+"""Offline check of the weights under a ComfyUI root against the catalog and the lock.
+
+Quick: every file present with the locked size. Full: also its sha256, files hashed in parallel
+threads (hashlib releases the GIL on large buffers). Both flag partial downloads and staging
+leftovers. Returns a report; prints nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from trellis_box.errors import LockMissing, WeightsNotVerified
+from trellis_box.weights.catalog import Model, baked_lock_path, comfy_root, load_catalog, staging_dir
+from trellis_box.weights.lock import Lock, package_lock_path
+from trellis_box.weights.lock import read as read_lock
+
+BUFFER = 8 << 20
+PARTIAL_SUFFIXES = (".part", ".part.json", ".incomplete")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    buf = bytearray(BUFFER)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def hash_files(paths: Sequence[Path], *, workers: int | None = None) -> dict[Path, str]:
+    """sha256 of each path, hashed in parallel."""
+    if not paths:
+        return {}
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
+        return dict(zip(paths, pool.map(sha256_file, paths), strict=True))
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str  # missing | truncated | oversized | corrupt | unlocked | partial | staging
+    path: Path
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "path": str(self.path), "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    root: Path
+    full: bool
+    lock: Path | None
+    files: int
+    bytes: int
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, object]:
+        return {"ok": self.ok, "root": str(self.root), "full": self.full,
+                "lock": str(self.lock) if self.lock else None, "files": self.files, "bytes": self.bytes,
+                "problems": [p.to_dict() for p in self.problems]}
+
+    def raise_for_problems(self) -> None:
+        if self.ok:
+            return
+        kinds = sorted({p.kind for p in self.problems})
+        raise WeightsNotVerified(
+            f"weights under {self.root} failed verification: {len(self.problems)} problem(s)",
+            detail="\n".join(f"{p.kind}: {p.path} ({p.detail})" for p in self.problems),
+            fix=(f"run `trellis-box models fetch --comfy-root {self.root}` to repair (it resumes and "
+                 "replaces damaged files), then `trellis-box models verify --full`"),
+            kinds=kinds,
+        )
+
+
+def find_lock(root: Path) -> Path | None:
+    """The lock to check against: the one the fetch baked into the tree, else the package lock."""
+    for path in (baked_lock_path(root), package_lock_path()):
+        if path.is_file():
+            return path
+    return None
+
+
+def verify(comfy_root_dir: Path, *, full: bool = False, lock_path: Path | None = None,
+           models: tuple[Model, ...] | None = None, workers: int | None = None) -> VerifyReport:
+    root = comfy_root(comfy_root_dir)
+    models = models or load_catalog()
+    looked = [lock_path] if lock_path else [baked_lock_path(root), package_lock_path()]
+    lock_path = lock_path or find_lock(root)
+    lock = read_lock(lock_path) if lock_path else None
+    if full and lock is None:
+        raise LockMissing(
+            f"no weights lock to check {root} against",
+            detail="looked for " + " and ".join(str(p) for p in looked),
+            fix="run `trellis-box models fetch` (it writes both), or pass --lock FILE",
+            root=root,
+        )
+    problems: list[Problem] = []
+    to_hash: list[tuple[Path, str]] = []
+    files = total = 0
+    for model in models:
+        for path, size, sha in _expected(model, lock):
+            target = model.file_target(root, path)
+            files += 1
+            if not target.is_file():
+                problems.append(Problem("missing", target, f"{model.title} needs it; not on disk"))
+                continue
+            actual = target.stat().st_size
+            total += actual
+            if size is not None and actual != size:
+                kind = "truncated" if actual < size else "oversized"
+                problems.append(Problem(kind, target, f"{actual} bytes, the lock says {size}"))
+            elif full and sha is None:
+                problems.append(Problem("unlocked", target, f"no sha256 in {lock_path}"))
+            elif full and sha is not None:
+                to_hash.append((target, sha))
+    digests = hash_files([p for p, _ in to_hash], workers=workers)
+    for target, sha in to_hash:
+        if digests[target] != sha:
+            problems.append(Problem("corrupt", target, f"sha256 {digests[target]}, the lock says {sha}"))
+    problems += _leftovers(root, models)
+    return VerifyReport(root=root, full=full, lock=lock_path, files=files, bytes=total,
+                        problems=tuple(problems))
+
+
+def _expected(model: Model, lock: Lock | None) -> list[tuple[str, int | None, str | None]]:
+    locked = lock.models.get(model.name) if lock else None
+    out = []
+    for path in model.files:
+        entry = locked.files.get(path) if locked else None
+        out.append((path, entry.size if entry else None, entry.sha256 if entry else None))
+    return out
+
+
+def _leftovers(root: Path, models: tuple[Model, ...]) -> list[Problem]:
+    problems = []
+    for model in models:
+        target = model.target_dir(root)
+        if not target.is_dir():
+            continue
+        for dirpath, _, names in os.walk(target):
+            for name in names:
+                if name.endswith(PARTIAL_SUFFIXES):
+                    problems.append(Problem("partial", Path(dirpath) / name,
+                                            "a partial download next to the model; delete it"))
+    staging = staging_dir(root)
+    if staging.is_dir():
+        for dirpath, _, names in os.walk(staging):
+            for name in names:
+                problems.append(Problem("staging", Path(dirpath) / name,
+                                        "left by an interrupted fetch; run the fetch again to finish, "
+                                        "or delete the staging directory"))
+    return problems

@@ -1,0 +1,56 @@
+"""The package layout is the architecture: each sub-package imports only the layers below it.
+
+The order is the README's architecture table; a new import that points upwards (or a new
+sub-package missing from the order) fails here, naming the file and the import.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import trellis_box
+
+PACKAGE = Path(trellis_box.__file__).parent
+#: Lowest first. ``errors`` and ``pins`` are the base every layer may use; ``cli`` is the top.
+LAYERS = ("errors", "pins", "weights", "comfyui", "gpu", "batch", "serve", "swap", "publish", "cli")
+#: Installed into ComfyUI's custom_nodes/ on its own: imports nothing of ours.
+STANDALONE = {"comfy_nodes"}
+
+
+def _layer(path: Path) -> str:
+    return path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found += [(node.lineno, n) for n in names if n.startswith("trellis_box.")]
+    return found
+
+
+def test_every_sub_package_has_a_layer() -> None:
+    layers = {_layer(p) for p in PACKAGE.glob("*") if p.name not in ("__init__.py", "__pycache__", "data",
+                                                                      "py.typed")}
+    assert layers - STANDALONE <= set(LAYERS), f"add {sorted(layers - STANDALONE - set(LAYERS))} to LAYERS"
+
+
+def test_no_layer_imports_one_above_it() -> None:
+    upward = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.parent == PACKAGE and path.name == "__init__.py":
+            continue
+        mine = _layer(path)
+        for line, name in _imports(path):
+            theirs = name.split(".")[1]
+            if mine in STANDALONE and theirs != mine:
+                upward.append(f"{path.relative_to(PACKAGE)}:{line} imports {name} (the node pack stands alone)")
+            elif theirs in LAYERS and mine in LAYERS and LAYERS.index(theirs) > LAYERS.index(mine):
+                upward.append(f"{path.relative_to(PACKAGE)}:{line} imports {name} ({theirs} is above {mine})")
+    assert not upward, "\n".join(upward)

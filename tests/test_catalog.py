@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.hub_mirror import make_comfy_root
+from trellis_box.comfyui.workflow import recorded_object_info
 from trellis_box.errors import NotAComfyRoot, SourceConfigError
 from trellis_box.weights.catalog import apply_sources, comfy_root, load_catalog
 
@@ -85,3 +86,11 @@ def test_a_comfy_root_is_a_directory_with_main_py(tmp_path: Path) -> None:
     with pytest.raises(NotAComfyRoot) as caught:
         comfy_root(root / "custom_nodes")
     assert f"it looks like the custom_nodes/ folder of {root}" in str(caught.value)
+
+
+def test_each_model_names_a_loader_node_the_pinned_packs_have() -> None:
+    classes = recorded_object_info()
+    assert {m.name: m.loader for m in load_catalog()} == {
+        "trellis2": "Trellis2LoadModel", "ss-decoder": "Trellis2LoadModel",
+        "dinov3": "Trellis2LoadModel", "rmbg": "BRIA_RMBG_ModelLoader_Zho"}
+    assert all(m.loader in classes for m in load_catalog())

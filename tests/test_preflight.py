@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from tests.hub_mirror import make_comfy_root
 from tests.serve_support import ServeSetup, make_setup
 from trellis_box.errors import GpuUnavailableError, NodeImportError, TrellisBoxError
 from trellis_box.gpu.probe import Gpu, covering_target, parse_gpus
@@ -23,6 +25,7 @@ from trellis_box.serve.preflight import (
     run,
     weights_error,
 )
+from trellis_box.weights import catalog
 from trellis_box.weights.verify import verify
 
 
@@ -231,6 +234,39 @@ class TestWeights:
         assert f"volume mounted on {root / 'models'} hides it" in text
         assert f"missing: {rmbg}" in text
         assert [p["path"] for p in error.facts["problems"]] == [str(config), str(rmbg)]
+
+    def test_a_model_added_to_the_catalog_names_its_loader_without_a_code_change(
+            self, tmp_path: Path) -> None:
+        """One new ``[[model]]`` table is the whole change: preflight names its node."""
+        shipped = resources.files("trellis_box").joinpath("data/catalog.toml").read_text()
+        models = catalog.parse(shipped + textwrap.dedent("""
+            [[model]]
+            name = "upscaler"
+            title = "An upscaler"
+            repo = "example/upscaler"
+            revision = "main"
+            target = "models/upscale_models"
+            placement = "files"
+            loader = "UpscaleModelLoader"
+            gated = false
+            licence = "MIT"
+            licence_url = "https://example.invalid/licence"
+            size = 1000
+            files = ["x4.pth"]
+        """))
+        root = make_comfy_root(tmp_path / "comfy")
+        for model in models[:-1]:  # every shipped weight in place; the new one missing
+            for file in model.files:
+                model.file_target(root, file).parent.mkdir(parents=True, exist_ok=True)
+                model.file_target(root, file).write_bytes(b"w")
+        text = str(weights_error(verify(root, models=models), models))
+        assert text.startswith(f"weight file missing: {root / 'models/upscale_models/x4.pth'}")
+        assert "UpscaleModelLoader needs it at the first generation" in text
+
+    def test_a_catalog_model_without_a_loader_is_refused_naming_it(self) -> None:
+        shipped = resources.files("trellis_box").joinpath("data/catalog.toml").read_text()
+        with pytest.raises(ValueError, match="catalog model rmbg: no loader"):
+            catalog.parse(shipped.replace('loader = "BRIA_RMBG_ModelLoader_Zho"\n', ""))
 
 
 def test_fail_fast_reports_the_failed_step_then_raises(serve_setup: ServeSetup,

@@ -304,15 +304,6 @@ def _port(settings: ServeSettings, found: Findings) -> str:
 
 # ---- weights -----------------------------------------------------------------------------------
 
-#: The node that reads each catalog model, for messages: the user meets the node, not the repo.
-LOADER_NODE = {
-    "trellis2": "Trellis2LoadModel",
-    "ss-decoder": "Trellis2LoadModel",
-    "dinov3": "Trellis2LoadModel",
-    "rmbg": "BRIA_RMBG_ModelLoader_Zho",
-}
-
-
 def _root(settings: ServeSettings, found: Findings) -> str:
     found.root = catalog.comfy_root(settings.comfy_root)
     return str(found.root)
@@ -327,11 +318,13 @@ def _weights(settings: ServeSettings, found: Findings) -> str:
     return f"{report.files} weight files present {sized}"
 
 
-def weights_error(report: VerifyReport) -> WeightsNotVerified:
-    """``verify``'s problems, worded for a server that refuses to start."""
+def weights_error(report: VerifyReport,
+                  models: tuple[catalog.Model, ...] | None = None) -> WeightsNotVerified:
+    """``verify``'s problems (of ``models``, the catalog's by default), worded for a server that
+    refuses to start."""
     first, rest = report.problems[0], report.problems[1:]
     what = "missing" if first.kind == "missing" else f"{first.kind} ({first.detail})"
-    nodes = sorted({LOADER_NODE[m.name] for m in catalog.load_catalog()
+    nodes = sorted({m.loader for m in models or catalog.load_catalog()
                     for p in report.problems if p.path.is_relative_to(m.target_dir(report.root))})
     listed = "weights.lock" if report.lock else "the model catalog"
     return WeightsNotVerified(

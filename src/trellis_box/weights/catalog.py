@@ -36,6 +36,8 @@ class Model:
     revision: str
     target: str
     placement: Placement
+    #: The ComfyUI node class that reads these files.
+    loader: str
     gated: bool
     licence: str
     licence_url: str
@@ -54,7 +56,14 @@ class Model:
         return root / self.target / file
 
 
+_KEYS = ("name", "title", "repo", "revision", "target", "placement", "loader", "gated", "licence",
+         "licence_url", "size", "files")
+
+
 def _model(table: dict[str, Any]) -> Model:
+    missing = [key for key in _KEYS if key not in table]
+    if missing:
+        raise ValueError(f"catalog model {table.get('name', '?')}: no {', '.join(missing)}")
     placement = table["placement"]
     if placement not in ("directory", "files"):
         raise ValueError(f"catalog model {table['name']}: placement {placement!r}")
@@ -65,6 +74,7 @@ def _model(table: dict[str, Any]) -> Model:
         revision=table["revision"],
         target=table["target"],
         placement=placement,
+        loader=str(table["loader"]),
         gated=bool(table["gated"]),
         licence=table["licence"],
         licence_url=table["licence_url"],

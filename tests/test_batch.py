@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -16,11 +17,12 @@ from PIL import Image
 
 from tests.comfy_standin.fixtures import StartStandin
 from tests.comfy_standin.launcher import StandinServer
+from tests.extra_parameter import add_floaters
 from tests.gltf_validator import validate_glb
 from tests.photos import object_photo
 from trellis_box.batch import engine as batch
 from trellis_box.batch import files as batch_files
-from trellis_box.comfyui import protocol
+from trellis_box.comfyui import protocol, workflow
 from trellis_box.comfyui.client import ComfyClient, Timeouts
 from trellis_box.comfyui.workflow import GLB_OUTPUT_NODE, LOAD_MODEL_NODE, WorkflowOptions, build
 from trellis_box.errors import (
@@ -90,6 +92,52 @@ def test_the_key_changes_with_the_image_and_with_any_parameter() -> None:
     assert base != batch_files.job_key("bb", WorkflowOptions())
     assert base != batch_files.job_key("aa", WorkflowOptions(seed=1))
     assert base != batch_files.job_key("aa", WorkflowOptions(texture_size=1024))
+    # A preset only names values: the same values are the same job.
+    assert batch_files.job_key("aa", WorkflowOptions(preset="web")) == batch_files.job_key(
+        "aa", WorkflowOptions(preset="max", texture_size=1024, target_face_num=200_000))
+
+
+#: The defaults version 2 keys are made against. Changing one changes what every earlier key
+#: means: bump ``KEY_VERSION`` with it (and this table). New parameters need no entry.
+KEY_V2_DEFAULTS = {
+    "resolution": "1024", "seed": 0, "sparse_structure_steps": 12, "shape_steps": 12,
+    "texture_steps": 12, "texture_size": 2048, "target_face_num": 2_000_000, "remesh": True,
+    "low_vram": True, "attention": "xformers", "glb_prefix": "3D/Trellis2",
+    "cutout_prefix": "cutout/Trellis2",
+}
+
+
+def test_the_defaults_a_key_is_made_against_do_not_change_within_a_key_version() -> None:
+    assert batch_files.KEY_VERSION == 2
+    defaults = {p.name: p.default_value for p in workflow.PARAMETERS}
+    assert {name: defaults[name] for name in KEY_V2_DEFAULTS} == KEY_V2_DEFAULTS
+
+
+def test_a_parameter_added_at_its_default_keeps_every_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: list[dict[str, Any]] = [{}, {"preset": "max"}, {"seed": 7, "resolution": "512"}]
+    before = [batch_files.job_key("aa", WorkflowOptions(**run)) for run in runs]
+    add_floaters(monkeypatch)
+    assert [batch_files.job_key("aa", WorkflowOptions(**run)) for run in runs] == before
+    assert batch_files.job_key("aa", WorkflowOptions(remove_floaters=True)) == before[0]
+    assert batch_files.job_key("aa", WorkflowOptions(remove_floaters=False)) != before[0]
+
+
+def test_reports_with_version_1_keys_stay_done_for_the_same_run(tmp_path: Path) -> None:
+    """Version 1 (before ``key_version``) hashed every parameter; its outputs are kept for the
+    same values and re-run for any other."""
+    options = WorkflowOptions(preset="max", seed=3)
+    v1 = "sha256:" + hashlib.sha256(json.dumps(
+        {"image": "aa", "options": {k: v for k, v in options.as_dict().items() if k != "preset"}},
+        sort_keys=True).encode()).hexdigest()
+    assert batch_files.legacy_key_v1("aa", options) == v1
+    (tmp_path / "a.json").write_text(json.dumps({"status": "ok", "key": v1, "glb": {"bytes": 4}}))
+    (tmp_path / "a.glb").write_bytes(b"glTF")
+    (tmp_path / "a.cutout.png").write_bytes(b"png")
+    key = batch_files.job_key("aa", options)
+    assert batch_files.finished_report(tmp_path, "a", key, v1) is not None
+    other = WorkflowOptions(preset="max", seed=4)
+    assert batch_files.finished_report(tmp_path, "a", batch_files.job_key("aa", other),
+                                       batch_files.legacy_key_v1("aa", other)) is None
 
 
 def test_a_report_counts_as_finished_only_with_its_files_and_the_same_key(tmp_path: Path) -> None:
@@ -360,12 +408,14 @@ async def test_out_of_memory_steps_down_with_auto_resolution(comfy_standin: Star
     out = tmp_path / "out"
     plain = await batch.run_batch(server.url, [tmp_path / "in"], _opts(out), timeouts=FAST)
     error = plain.outcomes[0].error
-    assert isinstance(error, OutOfMemoryError) and "--resolution 512" in str(error)
+    assert isinstance(error, OutOfMemoryError) and "resolution 512 (parameter `resolution`)" in str(error)
     auto = await batch.run_batch(server.url, [tmp_path / "in"],
                                  _opts(out, auto_resolution=True), timeouts=FAST)
     assert auto.outcomes[0].status == "ok"
     data = json.loads((out / "object-0.json").read_text())
-    assert data["resolution"] == "512" and data["parameters"]["resolution"] == "1024"
+    # The parameters are what ran; the request (which the key is made of) is kept beside them.
+    assert data["resolution"] == "512" and data["parameters"]["resolution"] == "512"
+    assert data["requested"]["resolution"] == "1024"
 
 
 async def test_a_24gb_gpu_refuses_1536_or_steps_down(comfy_standin: StartStandin,
@@ -423,6 +473,9 @@ async def test_low_vram_follows_the_container_profile(comfy_standin: StartStandi
     sent = entry["prompt"][2]
     assert sent[LOAD_MODEL_NODE]["inputs"]["low_vram"] is False
     assert sent[LOAD_MODEL_NODE] == build(warmup_options(low_vram=False), "x.png")[LOAD_MODEL_NODE]
+    data = json.loads((tmp_path / "out" / "object-0.json").read_text())
+    assert data["parameters"]["low_vram"] is False and data["low_vram"] is False  # what ran
+    assert data["requested"]["low_vram"] is True
 
 
 def _delete_server_files(server: StandinServer, refs: list[dict[str, Any]]) -> list[str]:

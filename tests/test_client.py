@@ -178,7 +178,7 @@ async def test_out_of_memory_names_the_lower_resolution_to_try(
             await comfy.run(await _graph(comfy, tmp_path, resolution="1024"))
     text = str(info.value)
     assert text.startswith(f"the GPU ran out of memory in node 6 ({GENERATOR}) at resolution 1024")
-    assert "fix: run again with --resolution 512" in text
+    assert "fix: run again at resolution 512 (parameter `resolution`)" in text
     assert info.value.facts["lower_resolution"] == "512"
 
 
@@ -345,9 +345,30 @@ def test_out_of_memory_at_the_lowest_resolution_points_elsewhere() -> None:
     error = execution_failure(oom, graph)
     assert isinstance(error, OutOfMemoryError) and error.facts["lower_resolution"] is None
     assert "512 is the lowest resolution" in str(error)
+    # The generator does not use the texture size: lowering it cannot help there.
+    assert "texture" not in str(error) and "free GPU memory" in str(error)
     other = execution_failure(protocol.ExecutionError("p", "7", "X", "RuntimeError", "boom\nmore"),
                               graph)
     assert type(other) is ExecutionFailedError and "  boom" in str(other) and "more" not in str(other)
+
+
+def test_out_of_memory_advice_follows_the_node_that_ran_out() -> None:
+    graph = workflow.build(workflow.WorkflowOptions(resolution="1024"), "a.png")
+    post = workflow.node_class(workflow.POSTPROCESS_NODE)
+    in_post = execution_failure(protocol.ExecutionError(
+        "p", workflow.POSTPROCESS_NODE, post, "torch.OutOfMemoryError", "CUDA out of memory"), graph)
+    assert isinstance(in_post, OutOfMemoryError) and in_post.facts["lower_resolution"] is None
+    assert in_post.fix is not None and "resolution" not in in_post.fix
+    for named in ("parameter `texture_size`", "parameter `target_face_num`", "parameter `preset` web"):
+        assert named in in_post.fix
+    in_generator = execution_failure(protocol.ExecutionError(
+        "p", workflow.GENERATE_NODE, GENERATOR, "torch.OutOfMemoryError", "CUDA out of memory"), graph)
+    assert in_generator.facts["lower_resolution"] == "512"
+    assert in_generator.fix == ("run again at resolution 512 (parameter `resolution`), or let it "
+                                "step down by itself (parameter `auto_resolution`)")
+    loader = execution_failure(protocol.ExecutionError(
+        "p", "2", "BRIA_RMBG_ModelLoader_Zho", "torch.OutOfMemoryError", "out of memory"), graph)
+    assert loader.fix == "free GPU memory (stop other GPU containers)"
 
 
 def test_a_server_url_without_scheme_is_a_usage_error() -> None:

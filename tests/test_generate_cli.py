@@ -14,14 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 
 from tests.comfy_standin.fixtures import StartStandin
 from tests.comfy_standin.launcher import StandinServer
+from tests.extra_parameter import add_floaters
 from tests.photos import object_photo
+from trellis_box.cli import generate as generate_cli
 from trellis_box.cli.app import main
 from trellis_box.comfyui.client import ComfyClient
 
 pytestmark = pytest.mark.timeout(180)
+
+GENERATOR = "Trellis2MeshWithVoxelGenerator"
+POSTPROCESS = "Trellis2PostProcessAndUnWrapAndRasterizer"
 
 
 def _start(comfy_standin: StartStandin, tmp_path: Path, **options: Any) -> StandinServer:
@@ -183,3 +189,107 @@ def test_ctrl_c_stops_the_running_job_keeps_finished_ones_and_a_rerun_resumes(
     assert rerun.returncode == 0, rerun.stderr
     counts = json.loads(rerun.stdout)["counts"]
     assert counts["skipped"] == len(kept) and counts["ok"] == 4 - len(kept)
+
+
+# --- parameters, presets and help ---------------------------------------------------------------
+
+
+def _server_graph(server: StandinServer, report: dict[str, Any]) -> dict[str, Any]:
+    """What the server ran for a report, from its own history."""
+    with urllib.request.urlopen(f"{server.url}/history/{report['prompt_id']}") as resp:
+        graph: dict[str, Any] = json.load(resp)[report["prompt_id"]]["prompt"][2]
+    return graph
+
+
+def test_a_parameter_added_to_the_table_is_an_option_with_help_and_keeps_earlier_outputs(
+        comfy_standin: StartStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1)
+    args = ["generate", str(_inputs(tmp_path, 1)), "--server", server.url,
+            "--out", str(tmp_path / "out"), "--json"]
+    assert main(args) == 0  # made before the parameter exists
+    capsys.readouterr()
+    add_floaters(monkeypatch)
+    app = typer.Typer()
+    generate_cli.register(app)  # the command, built from the extended table
+    assert app(args=args[1:], standalone_mode=False) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["skipped"] == 1  # its key still holds
+    assert app(args=[*args[1:], "--no-remove-floaters"], standalone_mode=False) == 0
+    report = json.loads((tmp_path / "out" / "item-0.json").read_text())
+    assert report["parameters"]["remove_floaters"] is False
+    assert _server_graph(server, report)["7"]["inputs"]["remove_floaters"] is False
+    capsys.readouterr()
+    app(args=["--help"], standalone_mode=False, prog_name="trellis-box generate")
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--remove-floaters / --no-remove-floaters Drop small pieces apart from the object." \
+        in help_text
+
+
+def test_steps_out_of_range_is_named_by_the_steps_option(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["generate", str(_inputs(tmp_path, 1)), "--server", "http://127.0.0.1:9",
+                 "--out", str(tmp_path / "out"), "--steps", "0"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--steps: 0 is below the minimum 1" in err
+    assert "fix: use an integer between 1 and 100 (--steps)" in err
+    assert "--shape-steps" not in err and "--sparse-structure-steps" not in err
+    assert "parameter `" not in err  # the command speaks of its options
+
+
+def test_help_fits_80_columns_without_cutting_a_name() -> None:
+    env = {**os.environ, "COLUMNS": "80", "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-m", "trellis_box.cli.app", "generate", "--help"],
+                          capture_output=True, text=True, env=env, timeout=60, check=True)
+    assert max(map(len, done.stdout.splitlines())) <= 80, done.stdout
+    assert "…" not in done.stdout
+    for whole in ("--sparse-structure-steps", "--target-faces", "--remesh / --no-remesh",
+                  "--auto-resolution", "--preset web|balanced|max", "TRELLIS_BOX_SERVER",
+                  "http://127.0.0.1:8188", "--texture-size"):
+        assert whole in done.stdout, whole
+
+
+def test_a_step_down_shows_the_resolution_that_ran(
+        comfy_standin: StartStandin, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1, fail_node=GENERATOR,
+                    fail_kind="oom", fail_when="pipeline_type=1024_cascade")
+    code = main(["generate", str(_inputs(tmp_path, 1)), "--server", server.url,
+                 "--out", str(tmp_path / "out"), "--auto-resolution"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "trellis-box generate — resolution 1024 requested, 512 ran" in printed
+    (row,) = [line for line in printed.splitlines() if "item-0" in line]
+    assert "│ 512" in row
+
+
+def test_out_of_memory_after_generation_points_at_texture_faces_and_preset(
+        comfy_standin: StartStandin, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1, fail_node=POSTPROCESS,
+                    fail_kind="oom")
+    code = main(["generate", str(_inputs(tmp_path, 1)), "--server", server.url,
+                 "--out", str(tmp_path / "out"), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 3
+    fix = data["items"][0]["error"]["fix"]
+    assert fix.startswith("lower the texture size (--texture-size) or the face count "
+                          "(--target-faces), or use a lighter preset (--preset web)")
+    assert "--resolution" not in fix
+
+
+def test_presets_set_the_post_process_and_options_given_win(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1)
+    args = ["generate", str(_inputs(tmp_path, 1)), "--server", server.url, "--json"]
+    ran = {}
+    for preset, extra in (("web", []), ("balanced", []), ("max", []),
+                          ("web", ["--texture-size", "4096"])):
+        out = tmp_path / f"out-{preset}-{len(extra)}"
+        assert main([*args, "--out", str(out), "--preset", preset, *extra]) == 0
+        report = json.loads((out / "item-0.json").read_text())
+        post = _server_graph(server, report)["7"]["inputs"]
+        assert report["parameters"]["preset"] == preset
+        assert (report["parameters"]["texture_size"], report["parameters"]["target_face_num"]) \
+            == (post["texture_size"], post["target_face_num"])
+        ran[(preset, len(extra))] = (post["texture_size"], post["target_face_num"])
+    assert ran == {("web", 0): (1024, 200_000), ("balanced", 0): (2048, 500_000),
+                   ("max", 0): (2048, 2_000_000), ("web", 2): (4096, 200_000)}

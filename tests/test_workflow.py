@@ -11,6 +11,7 @@ import pytest
 
 from tests.comfy_standin.fixtures import StartStandin
 from tests.conftest import REPO_ROOT, SHARED
+from tests.extra_parameter import FLOATERS, add_floaters
 from tests.gltf_validator import validate_glb
 from tests.litegraph_editor import load_and_save
 from trellis_box import comfy_nodes
@@ -69,16 +70,57 @@ def test_our_output_node_schema_is_derived_from_its_class(info: dict[str, Any]) 
     assert entry["output_node"] is True
 
 
-def test_option_defaults_are_the_recorded_node_defaults(info: dict[str, Any], graph: dict[str, Any]) -> None:
+def test_parameter_defaults_are_the_recorded_node_defaults(info: dict[str, Any]) -> None:
+    """``max`` is the nodes' own defaults: every parameter in the graph it builds holds the
+    recorded schema's default, but the cutout prefix (the node's is "ComfyUI")."""
+    built = build(WorkflowOptions(preset="max"), "chair.png")
     checked = []
-    for (class_type, name), option in workflow.OPTION_INPUTS.items():
-        if option in ("image_name", "cutout_prefix"):  # no node default to follow (ours: "cutout/...")
-            continue
-        node = next(n for n in graph.values() if n["class_type"] == class_type)
-        spec = dict(workflow.ordered_inputs(info[class_type]))[name]
-        assert node["inputs"][name] == spec[1]["default"], (class_type, name)
-        checked.append(option)
-    assert len(checked) == 11
+    for p in workflow.PARAMETERS:
+        node = built[p.node]
+        spec = dict(workflow.ordered_inputs(info[node["class_type"]]))[p.input]
+        if p.name != "cutout_prefix":
+            assert node["inputs"][p.input] == spec[1]["default"], p.name
+            checked.append(p.name)
+    assert len(checked) == len(workflow.PARAMETERS) - 1 == 11
+
+
+def test_every_preset_value_is_a_parameter_and_max_is_the_node_defaults() -> None:
+    assert workflow.preset_values("max") == {"texture_size": 2048, "target_face_num": 2_000_000}
+    assert workflow.preset_values("web") == {"texture_size": 1024, "target_face_num": 200_000}
+    assert workflow.preset_values("balanced") == {"texture_size": 2048, "target_face_num": 500_000}
+    assert WorkflowOptions().preset == workflow.DEFAULT_PRESET == "balanced"
+    assert WorkflowOptions(preset="web", texture_size=4096).as_dict() == {
+        **WorkflowOptions().as_dict(), "preset": "web", "texture_size": 4096,
+        "target_face_num": 200_000}
+
+
+def test_a_new_parameter_is_one_row_of_the_table(info: dict[str, Any],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graph and validation pick up a row for an input the table did not offer;
+    ``tests/test_generate_cli.py`` shows the option, its help and the resume key do too."""
+    default_graph = build(WorkflowOptions(), "a.png")
+    add_floaters(monkeypatch)
+    assert FLOATERS.kind == "BOOLEAN" and FLOATERS.default_value is True  # from the schema
+    assert build(WorkflowOptions(), "a.png") == default_graph
+    built = build(WorkflowOptions(remove_floaters=False), "a.png")
+    assert built[workflow.POSTPROCESS_NODE]["inputs"]["remove_floaters"] is False
+    assert list(built[workflow.POSTPROCESS_NODE]["inputs"]) == list(
+        default_graph[workflow.POSTPROCESS_NODE]["inputs"])  # the node's input order is kept
+    (problem,) = check(build(WorkflowOptions(remove_floaters=1), "a.png"), info)
+    assert (problem.path, problem.parameter, problem.fix) == (
+        "prompt.7.inputs.remove_floaters", "remove_floaters",
+        "use true or false (parameter `remove_floaters`)")
+    assert WorkflowOptions(remove_floaters=False).as_dict()["remove_floaters"] is False
+
+
+def test_every_parameter_sets_an_input_of_the_graph_and_every_such_input_has_one() -> None:
+    graph = build(WorkflowOptions(), "a.png")
+    rows = {(p.node, p.input) for p in workflow.PARAMETERS}
+    assert len(rows) == len(workflow.PARAMETERS)  # no input set twice
+    assert all(p.input in graph[p.node]["inputs"] for p in workflow.PARAMETERS)
+    marked = {(node_id, name) for node_id, node in workflow._GRAPH.items()
+              for name, value in node["inputs"].items() if value is workflow.SET}
+    assert marked == rows | {(workflow.LOAD_IMAGE_NODE, "image")}
 
 
 @pytest.mark.parametrize(("trace", "seed"),
@@ -128,11 +170,15 @@ def test_options_refuse_an_unknown_resolution_and_backend() -> None:
         WorkflowOptions(resolution="1024_cascade")
     assert str(caught.value) == (
         "unknown resolution '1024_cascade'\n"
-        "  TRELLIS.2 runs at 512, 1024, 1536.\n"
-        "  fix: use one of 512, 1024, 1536 (option `resolution`)"
+        "  Trellis2MeshWithVoxelGenerator input pipeline_type takes 512, 1024, 1536 here.\n"
+        "  fix: use one of 512, 1024, 1536 (parameter `resolution`)"
     )
-    with pytest.raises(WorkflowInvalidError, match="unknown attention backend 'sdpa'"):
+    with pytest.raises(WorkflowInvalidError, match="unknown attention 'sdpa'"):
         WorkflowOptions(attention="sdpa")
+    with pytest.raises(WorkflowInvalidError, match="unknown preset 'tiny'"):
+        WorkflowOptions(preset="tiny")
+    with pytest.raises(WorkflowInvalidError, match="unknown parameter colour"):
+        WorkflowOptions(colour="red")
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -151,7 +197,7 @@ def test_recorded_invalid_prompt_fails_locally_on_the_input_comfyui_flagged(info
         "workflow does not match the node schemas: 1 problem; nothing was sent to ComfyUI\n"
         "  prompt.6.inputs.pipeline_type: '2048_cascade' is not one of "
         "['512', '1024', '1024_cascade', '1536_cascade'] (rule: options)\n"
-        "    fix: use one of 512, 1024, 1536 (generate --resolution, option `resolution`)\n"
+        "    fix: use one of 512, 1024, 1536 (parameter `resolution`)\n"
         "  fix: correct each input named above"
     )
     assert caught.value.exit_code == 2
@@ -160,26 +206,26 @@ def test_recorded_invalid_prompt_fails_locally_on_the_input_comfyui_flagged(info
 
 @pytest.mark.parametrize(("node", "name", "value", "rule", "fact", "fix"), [
     ("6", "seed", -1, "min", "-1 is below the minimum 0",
-     "use an integer between 0 and 2147483647 (generate --seed, option `seed`)"),
+     "use an integer between 0 and 2147483647 (parameter `seed`)"),
     ("6", "seed", 2**31, "max", "2147483648 is above the maximum 2147483647",
-     "use an integer between 0 and 2147483647 (generate --seed, option `seed`)"),
+     "use an integer between 0 and 2147483647 (parameter `seed`)"),
     ("6", "shape_steps", 12.5, "type", "12.5 is not an integer",
-     "use an integer between 1 and 100 (generate --shape-steps, option `shape_steps`)"),
+     "use an integer between 1 and 100 (parameter `shape_steps`)"),
     ("6", "texture_steps", True, "type", "True is not an integer",
-     "use an integer between 1 and 100 (generate --texture-steps, option `texture_steps`)"),
+     "use an integer between 1 and 100 (parameter `texture_steps`)"),
     ("7", "texture_size", 256, "min", "256 is below the minimum 512",
-     "use an integer between 512 and 16384 (generate --texture-size, option `texture_size`)"),
+     "use an integer between 512 and 16384 (parameter `texture_size`)"),
     ("7", "target_face_num", 0, "min", "0 is below the minimum 1",
-     "use an integer between 1 and 16000000 (generate --target-faces, option `target_face_num`)"),
+     "use an integer between 1 and 16000000 (parameter `target_face_num`)"),
     ("7", "remesh", 1, "type", "1 is not true or false",
-     "use true or false (generate --remesh/--no-remesh, option `remesh`)"),
+     "use true or false (parameter `remesh`)"),
     ("7", "remesh_band", "wide", "type", "'wide' is not a number", "use a number"),
     ("7", "fill_holes_max_perimeter", 100.0, "max", "100.0 is above the maximum 99.999",
      "use a number between 0.001 and 99.999"),
     ("5", "backend", "sdpa", "options", "'sdpa' is not one of ['flash_attn', 'xformers']",
-     "use one of ['flash_attn', 'xformers'] (generate --attention, option `attention`)"),
-    ("8", "filename_prefix", 7, "type", "7 is not a string", "use a string (option `glb_prefix`)"),
-    ("1", "image", "", "type", "'' is not a file name", "name an uploaded file (option `image_name`)"),
+     "use one of ['flash_attn', 'xformers'] (parameter `attention`)"),
+    ("8", "filename_prefix", 7, "type", "7 is not a string", "use a string (parameter `glb_prefix`)"),
+    ("1", "image", "", "type", "'' is not a file name", "name an uploaded file"),
     ("4", "image", "photo.png", "link-required", "IMAGE input given the value 'photo.png'",
      'link it to a node output of type IMAGE: ["<node id>", <slot>]'),
 ])
@@ -375,7 +421,7 @@ def test_check_command_reports_a_bad_input_with_exit_2(
     assert main(["workflow", "check", str(path)]) == 2
     err = capsys.readouterr().err
     assert "prompt.6.inputs.pipeline_type: '2048_cascade' is not one of" in err
-    assert "fix: use one of 512, 1024, 1536 (generate --resolution, option `resolution`)" in err
+    assert "fix: use one of 512, 1024, 1536 (parameter `resolution`)" in err
 
 
 # --- against the ComfyUI stand-in -----------------------------------------------------------------

@@ -18,13 +18,22 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trellis_box import __version__
 from trellis_box.batch import glb, images
-from trellis_box.batch.files import Item, finished_report, job_key, output_paths, plan, write_json
+from trellis_box.batch.files import (
+    KEY_VERSION,
+    Item,
+    finished_report,
+    job_key,
+    legacy_key_v1,
+    output_paths,
+    plan,
+    write_json,
+)
 from trellis_box.comfyui import protocol, workflow
 from trellis_box.comfyui.client import ComfyClient, JobResult, Timeouts
 from trellis_box.comfyui.explain import write_failed
@@ -145,10 +154,10 @@ async def run_batch(server: str, inputs: list[Path], options: BatchOptions, *,
         # finds the models already loaded.
         run_options = options.workflow
         if profile is not None:
-            run_options = replace(run_options, low_vram=profile.low_vram,
-                                  resolution=profiles.choose_resolution(
-                                      run_options.resolution, profile,
-                                      auto=options.auto_resolution))
+            run_options = run_options.replace(low_vram=profile.low_vram,
+                                              resolution=profiles.choose_resolution(
+                                                  run_options.resolution, profile,
+                                                  auto=options.auto_resolution))
         engine = _Engine(comfy, options, facts, run_options, on_event or (lambda e: None))
         return await engine.run(items)
 
@@ -224,7 +233,8 @@ class _Engine:
             self._fail(item, exc, key=None, input_facts={"path": str(item.source)})
             return None
         key = job_key(image.sha256, self.requested)
-        report = finished_report(self.options.out_dir, item.name, key)
+        report = finished_report(self.options.out_dir, item.name, key,
+                                 legacy_key_v1(image.sha256, self.requested))
         if report is not None:
             self._done(Outcome(item, "skipped", report=report))
             return None
@@ -263,7 +273,7 @@ class _Engine:
         if isinstance(exc, ComfyUnreachableError):
             self.broken = exc
         self._fail(job.item, exc, key=job.key, input_facts=self._input_facts(job),
-                   prompt_id=job.prompt_id)
+                   prompt_id=job.prompt_id, options=job.options)
 
     async def _follow(self, job: _Job) -> None:
         """Follow a queued job to its end on the server (queueing it again where that helps),
@@ -324,7 +334,7 @@ class _Engine:
             return True
         lower = exc.facts.get("lower_resolution") if isinstance(exc, OutOfMemoryError) else None
         if self.options.auto_resolution and lower:
-            job.options = replace(job.options, resolution=lower)
+            job.options = job.options.replace(resolution=lower)
             return True
         return False
 
@@ -374,8 +384,11 @@ class _Engine:
             "trellis_box_version": __version__,
             "status": status,
             "key": job.key,
+            "key_version": KEY_VERSION,
             "input": self._input_facts(job),
-            "parameters": self.requested.as_dict(),
+            # What ran (the profile's low_vram, a stepped-down resolution); the key is the request's.
+            "parameters": job.options.as_dict(),
+            "requested": self.requested.as_dict(),
             "resolution": job.options.resolution,
             "low_vram": job.options.low_vram,
             "seed": job.options.seed,
@@ -389,13 +402,15 @@ class _Engine:
                 "height": i.height, "mode": i.mode, "changes": list(i.changes)}
 
     def _fail(self, item: Item, exc: TrellisBoxError, *, key: str | None,
-              input_facts: dict[str, Any], prompt_id: str | None = None) -> None:
+              input_facts: dict[str, Any], prompt_id: str | None = None,
+              options: workflow.WorkflowOptions | None = None) -> None:
         report = {
             "trellis_box_version": __version__,
             "status": "failed",
             "key": key,
             "input": input_facts,
-            "parameters": self.requested.as_dict(),
+            "parameters": (options or self.run_options).as_dict(),
+            "requested": self.requested.as_dict(),
             "server": self.facts,
             "prompt_id": prompt_id,
             "error": exc.to_dict(),
@@ -422,5 +437,5 @@ def _fresh_export_names(options: workflow.WorkflowOptions, stale_prompt_id: str
                         ) -> workflow.WorkflowOptions:
     """Export and cutout prefixes no earlier prompt used, so ComfyUI cannot answer from cache."""
     tag = stale_prompt_id.replace("-", "")[:8]
-    return replace(options, glb_prefix=f"{options.glb_prefix}-{tag}",
-                   cutout_prefix=f"{options.cutout_prefix}-{tag}")
+    return options.replace(glb_prefix=f"{options.glb_prefix}-{tag}",
+                           cutout_prefix=f"{options.cutout_prefix}-{tag}")

@@ -56,9 +56,32 @@ def plan(inputs: list[Path], *, out_dir: Path | None = None) -> list[Item]:
                  f"{p.stem}-{hashlib.sha256(str(p).encode()).hexdigest()[:8]}") for p in unique]
 
 
+#: Version 2 hashes the parameters that differ from their defaults, so a parameter added at its
+#: default leaves every earlier key valid. A default is therefore part of what a key means:
+#: changing one must come with a new version.
+KEY_VERSION = 2
+
+#: The parameters version 1 keys hashed, every one of them (reports before ``key_version``).
+_V1_PARAMETERS = ("resolution", "seed", "sparse_structure_steps", "shape_steps", "texture_steps",
+                  "texture_size", "target_face_num", "remesh", "low_vram", "attention",
+                  "glb_prefix", "cutout_prefix")
+
+
 def job_key(image_sha256: str, options: workflow.WorkflowOptions) -> str:
-    """What makes two runs the same: the image content and every parameter (seed included)."""
-    canonical = json.dumps({"image": image_sha256, "options": options.as_dict()}, sort_keys=True)
+    """What makes two runs the same: the image content and every value that differs from its
+    parameter's default (seed included). The preset only names values, so it is not hashed."""
+    canonical = json.dumps({"key_version": KEY_VERSION, "image": image_sha256,
+                            "parameters": options.non_default()}, sort_keys=True)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def legacy_key_v1(image_sha256: str, options: workflow.WorkflowOptions) -> str | None:
+    """The key a version 1 report of the same run carries, so outputs made before version 2 stay
+    done; None when ``options`` sets a parameter version 1 did not know."""
+    if set(options.non_default()) - set(_V1_PARAMETERS):
+        return None
+    values = {name: options[name] for name in _V1_PARAMETERS}
+    canonical = json.dumps({"image": image_sha256, "options": values}, sort_keys=True)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -67,8 +90,11 @@ def output_paths(out_dir: Path, name: str) -> dict[str, Path]:
             "report": out_dir / f"{name}.json"}
 
 
-def finished_report(out_dir: Path, name: str, key: str) -> dict[str, Any] | None:
+def finished_report(out_dir: Path, name: str, key: str, *older: str | None
+                    ) -> dict[str, Any] | None:
     """The report of a finished run of the same job, or ``None`` if it must (re)run.
+
+    ``key`` is the job's key; ``older`` are its keys in earlier key versions.
 
     The GLB must still have the size the report recorded: one cut short or replaced since (a
     copy interrupted, an editor's export over it) is generated again rather than kept.
@@ -79,7 +105,7 @@ def finished_report(out_dir: Path, name: str, key: str) -> dict[str, Any] | None
         glb_bytes = paths["glb"].stat().st_size
     except (OSError, ValueError):
         return None
-    if report.get("status") != "ok" or report.get("key") != key:
+    if report.get("status") != "ok" or report.get("key") not in (key, *filter(None, older)):
         return None
     if (report.get("glb") or {}).get("bytes") != glb_bytes:
         return None

@@ -39,10 +39,7 @@ def execution_failure(msg: protocol.ExecutionError, graph: dict[str, Any]) -> Ex
              "exception_type": msg.exception_type}
     if is_out_of_memory(msg):
         current = resolution_of(graph)
-        lower = workflow.next_lower(current) if current else None
-        fix = (f"run again with --resolution {lower} (or --auto-resolution)" if lower else
-               "free GPU memory (stop other GPU containers) or lower --texture-size; "
-               "512 is the lowest resolution")
+        lower, fix = _out_of_memory_fix(msg.node_type, current)
         return OutOfMemoryError(
             f"the GPU ran out of memory in {where} at resolution {current or 'unknown'}",
             detail=first_line or None, fix=fix, resolution=current, lower_resolution=lower,
@@ -53,6 +50,26 @@ def execution_failure(msg: protocol.ExecutionError, graph: dict[str, Any]) -> Ex
         fix="read the server log around this prompt; the traceback is in "
             f"/history/{msg.prompt_id}",
         **facts)
+
+
+_FREE_GPU = "free GPU memory (stop other GPU containers)"
+
+
+def _out_of_memory_fix(node_type: str | None, resolution: str | None) -> tuple[str | None, str]:
+    """The lower resolution to retry at (generator only) and the fix, for the node class that
+    ran out: each node's memory grows with its own parameters."""
+    mention = workflow.mention
+    if node_type == workflow.node_class(workflow.GENERATE_NODE):
+        lower = workflow.next_lower(resolution) if resolution else None
+        if lower:
+            return lower, (f"run again at resolution {lower} ({mention('resolution')}), or let it "
+                           f"step down by itself ({mention('auto_resolution')})")
+        return None, f"{_FREE_GPU}; 512 is the lowest resolution"
+    if node_type == workflow.node_class(workflow.POSTPROCESS_NODE):
+        return None, (f"lower the texture size ({mention('texture_size')}) or the face count "
+                      f"({mention('target_face_num')}), or use a lighter preset "
+                      f"({mention('preset')} web); or {_FREE_GPU}")
+    return None, _FREE_GPU
 
 
 def interrupted(msg: protocol.ExecutionInterrupted) -> JobInterruptedError:

@@ -1,22 +1,28 @@
-"""The image-to-GLB graph in ComfyUI's API format, and its check against the node schemas.
+"""The image-to-GLB graph in ComfyUI's API format, its parameters, and its check against the
+node schemas.
 
 The graph; node ids are stable (the client finds outputs by them)::
 
-    id  class                                      links from  options
-    1   LoadImage                                              image_name
+    id  class                                      links from
+    1   LoadImage                                  (the image name)
     2   BRIA_RMBG_ModelLoader_Zho
     3   BRIA_RMBG_Zho (RGBA cutout)                2, 1
     4   Trellis2PreProcessImage (crop onto black)  3
-    5   Trellis2LoadModel                                      attention, low_vram
-    6   Trellis2MeshWithVoxelGenerator             5, 4        resolution, seed, *_steps
-    7   Trellis2PostProcessAndUnWrapAndRasterizer  6           texture_size, target_face_num, remesh
-    8   Trellis2ExportMesh                         7           glb_prefix
-    9   SaveImage                                  4           cutout_prefix
+    5   Trellis2LoadModel
+    6   Trellis2MeshWithVoxelGenerator             5, 4
+    7   Trellis2PostProcessAndUnWrapAndRasterizer  6
+    8   Trellis2ExportMesh                         7
+    9   SaveImage                                  4
     10  TrellisBoxGLBOutput                        8
 
 Nodes 1–9 are exactly what the recorded runs sent (``shared/comfyui/traces/01_success.jsonl``).
 Node 10 is ours: ``Trellis2ExportMesh`` writes the GLB but reports no UI output, so without it the
 GLB never appears in ``/history``.
+
+What a user may vary is :data:`PARAMETERS`, one row per parameter: the node input it sets, its
+help, and (from the recorded schemas) its type, default and range. The graph, ``generate``'s
+options, validation, fix hints and the resume key all derive from that table, so a new parameter
+is one new row. :data:`PRESETS` are named sets of post-process values.
 
 ``validate`` checks every input locally, the way ComfyUI's ``validate_inputs`` would, because
 ComfyUI answers a prompt with a bad input with 200 and quietly runs the rest of the graph.
@@ -24,8 +30,11 @@ ComfyUI answers a prompt with a bad input with 200 and quietly runs the rest of 
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -61,123 +70,285 @@ def next_lower(resolution: str) -> str | None:
     index = RESOLUTIONS.index(resolution)
     return RESOLUTIONS[index - 1] if index > 0 else None
 
-ATTENTION_BACKENDS: tuple[str, ...] = ("xformers", "flash_attn")
 
-#: (node class, input name) -> the ``WorkflowOptions`` field that sets it; error messages name it.
-OPTION_INPUTS: dict[tuple[str, str], str] = {
-    ("LoadImage", "image"): "image_name",
-    ("Trellis2LoadModel", "backend"): "attention",
-    ("Trellis2LoadModel", "low_vram"): "low_vram",
-    ("Trellis2MeshWithVoxelGenerator", "seed"): "seed",
-    ("Trellis2MeshWithVoxelGenerator", "pipeline_type"): "resolution",
-    ("Trellis2MeshWithVoxelGenerator", "sparse_structure_steps"): "sparse_structure_steps",
-    ("Trellis2MeshWithVoxelGenerator", "shape_steps"): "shape_steps",
-    ("Trellis2MeshWithVoxelGenerator", "texture_steps"): "texture_steps",
-    ("Trellis2PostProcessAndUnWrapAndRasterizer", "texture_size"): "texture_size",
-    ("Trellis2PostProcessAndUnWrapAndRasterizer", "remesh"): "remesh",
-    ("Trellis2PostProcessAndUnWrapAndRasterizer", "target_face_num"): "target_face_num",
-    ("Trellis2ExportMesh", "filename_prefix"): "glb_prefix",
-    ("SaveImage", "filename_prefix"): "cutout_prefix",
+#: Fills an input that a row of :data:`PARAMETERS` sets. Every other input is a fixed value: the
+#: recorded run's (traces 01/07), in each node's input order. One differs from its node default
+#: on purpose: ``dual_contouring_resolution`` "Auto" derives the grid from the mesh and so suits
+#: every pipeline type (the default "512" undersamples 1536).
+SET = object()
+
+_GRAPH: dict[str, dict[str, Any]] = {
+    LOAD_IMAGE_NODE: {"class_type": "LoadImage", "inputs": {"image": SET}},
+    RMBG_LOADER_NODE: {"class_type": "BRIA_RMBG_ModelLoader_Zho", "inputs": {}},
+    RMBG_NODE: {
+        "class_type": "BRIA_RMBG_Zho",
+        "inputs": {"rmbgmodel": [RMBG_LOADER_NODE, 0], "image": [LOAD_IMAGE_NODE, 0]},
+    },
+    PREPROCESS_NODE: {"class_type": "Trellis2PreProcessImage", "inputs": {"image": [RMBG_NODE, 0]}},
+    LOAD_MODEL_NODE: {
+        "class_type": "Trellis2LoadModel",
+        "inputs": {"modelname": "TRELLIS.2-4B", "backend": SET, "device": "cuda",
+                   "low_vram": SET, "keep_models_loaded": True},
+    },
+    GENERATE_NODE: {
+        "class_type": "Trellis2MeshWithVoxelGenerator",
+        "inputs": {
+            "pipeline": [LOAD_MODEL_NODE, 0], "image": [PREPROCESS_NODE, 0], "seed": SET,
+            "pipeline_type": SET, "sparse_structure_steps": SET, "shape_steps": SET,
+            "texture_steps": SET, "max_num_tokens": 49152, "max_views": 4,
+            "sparse_structure_resolution": 32, "generate_texture_slat": True,
+            "use_tiled_decoder": True,
+        },
+    },
+    POSTPROCESS_NODE: {
+        "class_type": "Trellis2PostProcessAndUnWrapAndRasterizer",
+        "inputs": {
+            "mesh": [GENERATE_NODE, 0], "mesh_cluster_threshold_cone_half_angle_rad": 90.0,
+            "mesh_cluster_refine_iterations": 0, "mesh_cluster_global_iterations": 1,
+            "mesh_cluster_smooth_strength": 1, "texture_size": SET, "remesh": SET,
+            "remesh_band": 1.0, "remesh_project": 0.0, "target_face_num": SET,
+            "simplify_method": "Cumesh", "fill_holes": True, "fill_holes_max_perimeter": 0.03,
+            "texture_alpha_mode": "OPAQUE", "dual_contouring_resolution": "Auto",
+            "double_side_material": True, "remove_floaters": True,
+        },
+    },
+    EXPORT_NODE: {
+        "class_type": "Trellis2ExportMesh",
+        "inputs": {"trimesh": [POSTPROCESS_NODE, 0], "filename_prefix": SET,
+                   "file_format": "glb", "save_file": True},
+    },
+    CUTOUT_NODE: {
+        "class_type": "SaveImage",
+        "inputs": {"images": [PREPROCESS_NODE, 0], "filename_prefix": SET},
+    },
+    GLB_OUTPUT_NODE: {"class_type": GLB_OUTPUT_CLASS, "inputs": {"glb_path": [EXPORT_NODE, 0]}},
 }
+
+#: The one input that is not a parameter: which uploaded file to load, given to :func:`build`.
+_IMAGE_INPUT = (LOAD_IMAGE_NODE, "image")
+
+_PYTHON_TYPES: dict[str, type] = {"INT": int, "FLOAT": float, "BOOLEAN": bool, "STRING": str,
+                                  "COMBO": str}
 
 
 @dataclass(frozen=True)
+class Parameter:
+    """One input of the graph a user may set: the only place it is declared.
+
+    Type, default and range come from the node's recorded schema unless given here. ``flag`` is
+    the name ``generate`` offers it under (cli/ adds the dashes): ``""`` means the parameter's
+    own name, ``None`` that the command does not offer it.
+    """
+
+    name: str
+    node: str
+    input: str
+    help: str
+    flag: str | None = ""
+    #: Our default where it is not the node's (None: the node's).
+    default: Any = None
+    #: Our value -> the node's, where they differ (our resolution names).
+    node_values: Mapping[str, str] | None = None
+
+    @property
+    def class_type(self) -> str:
+        return node_class(self.node)
+
+    @property
+    def spec(self) -> list[Any]:
+        """The node input's recorded schema entry: ``[type or choices, {default, min, max...}]``."""
+        return dict(ordered_inputs(_schemas()[self.class_type]))[self.input]
+
+    @property
+    def kind(self) -> str:
+        return input_type(self.spec)
+
+    @property
+    def python_type(self) -> type:
+        return _PYTHON_TYPES[self.kind]
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        """Our values for a choice input (in the node's order), None for any other."""
+        kind = self.spec[0]
+        if not isinstance(kind, list):
+            return None
+        if self.node_values is not None:
+            return tuple(ours for ours, theirs in self.node_values.items() if theirs in kind)
+        return tuple(str(k) for k in kind)
+
+    @property
+    def bounds(self) -> tuple[Any, Any]:
+        """The recorded (min, max), each None where the node sets none."""
+        options = _spec_options(self.spec)
+        return options.get("min"), options.get("max")
+
+    @property
+    def default_value(self) -> Any:
+        if self.default is not None:
+            return self.default
+        node_default = _spec_options(self.spec).get("default")
+        if self.node_values is not None:
+            return next(ours for ours, theirs in self.node_values.items() if theirs == node_default)
+        return node_default
+
+    def to_node(self, value: Any) -> Any:
+        return self.node_values[value] if self.node_values is not None else value
+
+    def describe(self) -> str:
+        """The valid values in words, for help texts and fixes."""
+        if self.choices is not None:
+            return f"one of {', '.join(self.choices)}"
+        low, high = self.bounds
+        if low is not None and high is not None:
+            return f"{low} to {high}"
+        if low is not None:
+            return f"at least {low}"
+        return f"at most {high}" if high is not None else _ARTICLE[self.kind]
+
+
+#: Every parameter of the graph. A row for another node input (``remove_floaters``, say) is all
+#: it takes to offer it: the graph, ``generate``'s option and help, validation, fix hints and the
+#: resume key (which counts only values other than the default) follow.
+PARAMETERS: tuple[Parameter, ...] = (
+    Parameter("resolution", GENERATE_NODE, "pipeline_type",
+              "Generation resolution: higher is finer, slower and needs more GPU memory.",
+              node_values=PIPELINE_TYPES),
+    Parameter("seed", GENERATE_NODE, "seed", "Seed of every input."),
+    Parameter("sparse_structure_steps", GENERATE_NODE, "sparse_structure_steps",
+              "Sampling steps of the sparse structure stage."),
+    Parameter("shape_steps", GENERATE_NODE, "shape_steps", "Sampling steps of the shape stage."),
+    Parameter("texture_steps", GENERATE_NODE, "texture_steps",
+              "Sampling steps of the texture stage."),
+    Parameter("texture_size", POSTPROCESS_NODE, "texture_size",
+              "Edge of the baked texture in pixels."),
+    Parameter("target_face_num", POSTPROCESS_NODE, "target_face_num",
+              "Faces the mesh is simplified to.", flag="target-faces"),
+    Parameter("remesh", POSTPROCESS_NODE, "remesh", "Remesh before simplifying."),
+    # The GPU profile decides it on a trellis-box server (the warm-up loaded the models with it).
+    Parameter("low_vram", LOAD_MODEL_NODE, "low_vram", "Offload models between stages.",
+              flag=None),
+    Parameter("attention", LOAD_MODEL_NODE, "backend", "Attention backend."),
+    Parameter("glb_prefix", EXPORT_NODE, "filename_prefix",
+              "Where on the server the GLB is written.", flag=None),
+    Parameter("cutout_prefix", CUTOUT_NODE, "filename_prefix",
+              "Where on the server the cutout is written.", flag=None, default="cutout/Trellis2"),
+)
+
+#: Named post-process values; ``max`` is the nodes' own defaults (a real H200 made a 131 MB,
+#: 1.9 M-face GLB with them); upstream's own app decimates to 500 k faces, as ``balanced`` does.
+PRESETS: dict[str, dict[str, Any]] = {
+    "web": {"target_face_num": 200_000, "texture_size": 1024},
+    "balanced": {"target_face_num": 500_000, "texture_size": 2048},
+    "max": {},
+}
+DEFAULT_PRESET = "balanced"
+
+
+def node_class(node_id: str) -> str:
+    """The class of one of our graph's nodes."""
+    return str(_GRAPH[node_id]["class_type"])
+
+
+def parameter(name: str) -> Parameter:
+    return next(p for p in PARAMETERS if p.name == name)
+
+
+def mention(name: str) -> str:
+    """How library texts name a parameter; cli/ turns each mention into its flag."""
+    return f"parameter `{name}`"
+
+
+def preset_values(preset: str) -> dict[str, Any]:
+    """Every value a preset sets, the nodes' defaults spelled out for ``max``."""
+    touched = sorted({n for values in PRESETS.values() for n in values},
+                     key=[p.name for p in PARAMETERS].index)
+    return {n: PRESETS[preset].get(n, parameter(n).default_value) for n in touched}
+
+
 class WorkflowOptions:
-    """What a user may vary. Defaults are the pinned nodes' own (``data/object_info.json``);
-    ``tests/test_workflow.py`` proves they agree."""
+    """A value for every parameter: its default, then the preset's, then those given.
 
-    resolution: str = "1024"
-    seed: int = 0
-    sparse_structure_steps: int = 12
-    shape_steps: int = 12
-    texture_steps: int = 12
-    texture_size: int = 2048
-    target_face_num: int = 2_000_000
-    remesh: bool = True
-    low_vram: bool = True
-    attention: str = "xformers"
-    glb_prefix: str = "3D/Trellis2"
-    cutout_prefix: str = "cutout/Trellis2"
+    Parameters read as attributes (``options.seed``) or by name (``options["seed"]``).
+    """
 
-    def __post_init__(self) -> None:
-        # The two choices that are ours rather than a node's; ranges are checked by ``validate``.
-        if self.resolution not in PIPELINE_TYPES:
+    __slots__ = ("preset", "_values")
+
+    def __init__(self, *, preset: str = DEFAULT_PRESET, **values: Any) -> None:
+        if preset not in PRESETS:
             raise WorkflowInvalidError(
-                f"unknown resolution {self.resolution!r}",
-                detail=f"TRELLIS.2 runs at {', '.join(RESOLUTIONS)}.",
-                fix=f"use one of {', '.join(RESOLUTIONS)} (option `resolution`)",
-                field="resolution",
-            )
-        if self.attention not in ATTENTION_BACKENDS:
+                f"unknown preset {preset!r}", detail=f"presets: {', '.join(PRESETS)}.",
+                fix=f"use one of {', '.join(PRESETS)} ({mention('preset')})", field="preset")
+        known = {p.name: p for p in PARAMETERS}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
             raise WorkflowInvalidError(
-                f"unknown attention backend {self.attention!r}",
-                detail=f"Trellis2LoadModel offers {', '.join(ATTENTION_BACKENDS)}.",
-                fix=f"use one of {', '.join(ATTENTION_BACKENDS)} (option `attention`)",
-                field="attention",
-            )
+                f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}",
+                detail=f"parameters: {', '.join(known)}.", fix="use the names listed above",
+                field=unknown[0])
+        merged = {p.name: p.default_value for p in PARAMETERS} | PRESETS[preset] | values
+        for name, value in merged.items():
+            choices = known[name].choices
+            if choices is not None and value not in choices:
+                raise WorkflowInvalidError(
+                    f"unknown {name} {value!r}",
+                    detail=f"{known[name].class_type} input {known[name].input} takes "
+                           f"{', '.join(choices)} here.",
+                    fix=f"use one of {', '.join(choices)} ({mention(name)})", field=name)
+        object.__setattr__(self, "preset", preset)
+        object.__setattr__(self, "_values", merged)
+
+    preset: str
+    _values: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("WorkflowOptions is immutable: use replace()")
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, WorkflowOptions) and (self.preset, self._values)
+                == (other.preset, other._values))
+
+    def __hash__(self) -> int:
+        return hash((self.preset, json.dumps(self._values, sort_keys=True)))
+
+    def __repr__(self) -> str:
+        given = ", ".join(f"{k}={v!r}" for k, v in self.non_default().items())
+        return f"WorkflowOptions(preset={self.preset!r}{', ' if given else ''}{given})"
+
+    def replace(self, **changes: Any) -> WorkflowOptions:
+        return WorkflowOptions(preset=self.preset, **(self._values | changes))
 
     @property
     def pipeline_type(self) -> str:
         return PIPELINE_TYPES[self.resolution]
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The preset and every parameter's value, for reports."""
+        return {"preset": self.preset, **self._values}
+
+    def non_default(self) -> dict[str, Any]:
+        """The parameters whose value is not the default: what makes this run differ."""
+        return {p.name: self._values[p.name] for p in PARAMETERS
+                if self._values[p.name] != p.default_value}
 
 
 def build(options: WorkflowOptions, image_name: str) -> dict[str, Any]:
-    """The API-format graph for ``image_name`` (a file in ComfyUI's input folder).
-
-    Inputs not in ``options`` are the recorded run's (traces 01/07), in each node's input order.
-    One differs from its node default on purpose: ``dual_contouring_resolution`` "Auto" derives the
-    grid from the mesh and so suits every pipeline type (the default "512" undersamples 1536).
-    """
-    o = options
-    return {
-        LOAD_IMAGE_NODE: {"class_type": "LoadImage", "inputs": {"image": image_name}},
-        RMBG_LOADER_NODE: {"class_type": "BRIA_RMBG_ModelLoader_Zho", "inputs": {}},
-        RMBG_NODE: {
-            "class_type": "BRIA_RMBG_Zho",
-            "inputs": {"rmbgmodel": [RMBG_LOADER_NODE, 0], "image": [LOAD_IMAGE_NODE, 0]},
-        },
-        PREPROCESS_NODE: {"class_type": "Trellis2PreProcessImage", "inputs": {"image": [RMBG_NODE, 0]}},
-        LOAD_MODEL_NODE: {
-            "class_type": "Trellis2LoadModel",
-            "inputs": {"modelname": "TRELLIS.2-4B", "backend": o.attention, "device": "cuda",
-                       "low_vram": o.low_vram, "keep_models_loaded": True},
-        },
-        GENERATE_NODE: {
-            "class_type": "Trellis2MeshWithVoxelGenerator",
-            "inputs": {
-                "pipeline": [LOAD_MODEL_NODE, 0], "image": [PREPROCESS_NODE, 0], "seed": o.seed,
-                "pipeline_type": o.pipeline_type, "sparse_structure_steps": o.sparse_structure_steps,
-                "shape_steps": o.shape_steps, "texture_steps": o.texture_steps, "max_num_tokens": 49152,
-                "max_views": 4, "sparse_structure_resolution": 32, "generate_texture_slat": True,
-                "use_tiled_decoder": True,
-            },
-        },
-        POSTPROCESS_NODE: {
-            "class_type": "Trellis2PostProcessAndUnWrapAndRasterizer",
-            "inputs": {
-                "mesh": [GENERATE_NODE, 0], "mesh_cluster_threshold_cone_half_angle_rad": 90.0,
-                "mesh_cluster_refine_iterations": 0, "mesh_cluster_global_iterations": 1,
-                "mesh_cluster_smooth_strength": 1, "texture_size": o.texture_size, "remesh": o.remesh,
-                "remesh_band": 1.0, "remesh_project": 0.0, "target_face_num": o.target_face_num,
-                "simplify_method": "Cumesh", "fill_holes": True, "fill_holes_max_perimeter": 0.03,
-                "texture_alpha_mode": "OPAQUE", "dual_contouring_resolution": "Auto",
-                "double_side_material": True, "remove_floaters": True,
-            },
-        },
-        EXPORT_NODE: {
-            "class_type": "Trellis2ExportMesh",
-            "inputs": {"trimesh": [POSTPROCESS_NODE, 0], "filename_prefix": o.glb_prefix,
-                       "file_format": "glb", "save_file": True},
-        },
-        CUTOUT_NODE: {
-            "class_type": "SaveImage",
-            "inputs": {"images": [PREPROCESS_NODE, 0], "filename_prefix": o.cutout_prefix},
-        },
-        GLB_OUTPUT_NODE: {"class_type": GLB_OUTPUT_CLASS, "inputs": {"glb_path": [EXPORT_NODE, 0]}},
-    }
+    """The API-format graph for ``image_name`` (a file in ComfyUI's input folder)."""
+    graph = copy.deepcopy(_GRAPH)
+    node, name = _IMAGE_INPUT
+    graph[node]["inputs"][name] = image_name
+    for p in PARAMETERS:
+        graph[p.node]["inputs"][p.input] = p.to_node(options[p.name])
+    return graph
 
 
 # --- schemas -----------------------------------------------------------------------------------
@@ -185,6 +356,12 @@ def build(options: WorkflowOptions, image_name: str) -> dict[str, Any]:
 
 def recorded_object_info() -> dict[str, Any]:
     """The pinned nodes' ``/object_info`` as recorded from a real server, plus our own nodes."""
+    result: dict[str, Any] = json.loads(json.dumps(_schemas()))  # a copy the caller may change
+    return result
+
+
+@cache
+def _schemas() -> dict[str, Any]:
     text = resources.files("trellis_box").joinpath("data/object_info.json").read_text("utf-8")
     info: dict[str, Any] = json.loads(text)
     info.update(our_node_schemas())
@@ -238,6 +415,8 @@ class Problem:
     rule: str
     fact: str
     fix: str
+    #: The parameter that sets this input, where one does.
+    parameter: str | None = None
 
     def __str__(self) -> str:
         return f"{self.path}: {self.fact} (rule: {self.rule})\n  fix: {self.fix}"
@@ -301,7 +480,9 @@ def _check_node(node_id: str, node: Any, graph: dict[str, Any], info: dict[str, 
         elif is_link(value):
             problems += _check_link(path, value, specs[name], graph, info)
         else:
-            problems += _check_value(path, class_type, name, value, specs[name])
+            found = parameter_of(class_type, name)
+            problems += [replace(p, parameter=found.name if found else None)
+                         for p in _check_value(path, class_type, name, value, specs[name])]
     return problems
 
 
@@ -405,20 +586,21 @@ def _describe(spec: list[Any]) -> str:
     return f"use {_ARTICLE[kind]}"
 
 
-#: Options ``trellis-box generate`` sets by a flag of another name or spelling: most people meet
-#: these errors through that command.
-_GENERATE_FLAGS = {
-    "seed": "--seed", "resolution": "--resolution", "sparse_structure_steps": "--sparse-structure-steps",
-    "shape_steps": "--shape-steps", "texture_steps": "--texture-steps", "texture_size": "--texture-size",
-    "target_face_num": "--target-faces", "remesh": "--remesh/--no-remesh", "attention": "--attention",
-}
-
-
 def _fix(class_type: str, name: str, text: str) -> str:
-    option = OPTION_INPUTS.get((class_type, name))
-    if option is None:
+    found = parameter_of(class_type, name)
+    if found is None:
         return text
-    if option == "resolution":
-        text = f"use one of {', '.join(RESOLUTIONS)}"
-    flag = _GENERATE_FLAGS.get(option)
-    return f"{text} (generate {flag}, option `{option}`)" if flag else f"{text} (option `{option}`)"
+    if found.node_values is not None:  # the node's values are not ours
+        text = f"use one of {', '.join(found.choices or ())}"
+    return f"{text} ({mention(found.name)})"
+
+
+def _spec_options(spec: list[Any]) -> dict[str, Any]:
+    options: dict[str, Any] = (spec[1] if len(spec) > 1 else {}) or {}
+    return options
+
+
+def parameter_of(class_type: str, input_name: str) -> Parameter | None:
+    """The parameter that sets ``input_name`` of a ``class_type`` node, if one does."""
+    return next((p for p in PARAMETERS if (p.class_type, p.input) == (class_type, input_name)),
+                None)

@@ -6,7 +6,6 @@ serve runs it before it reports ready, so the models are loaded when the first r
 
 from __future__ import annotations
 
-import dataclasses
 from importlib import resources
 from pathlib import Path
 
@@ -28,10 +27,9 @@ def warmup_options(seed: int = 0, *, low_vram: bool = True) -> WorkflowOptions:
     """The default workflow at 512 with the GPU profile's ``low_vram``, as ``generate`` sends it.
     Every other input is the default's, the model loaders' included, so the models the warm-up
     loads are the ones the first default request finds."""
-    return dataclasses.replace(WorkflowOptions(), resolution=WARMUP_RESOLUTION, seed=seed,
-                               low_vram=low_vram,
-                               glb_prefix=f"{WARMUP_SUBFOLDER}/warmup",
-                               cutout_prefix=f"{WARMUP_SUBFOLDER}/cutout")
+    return WorkflowOptions(resolution=WARMUP_RESOLUTION, seed=seed, low_vram=low_vram,
+                           glb_prefix=f"{WARMUP_SUBFOLDER}/warmup",
+                           cutout_prefix=f"{WARMUP_SUBFOLDER}/cutout")
 
 
 async def run_test_job(client: ComfyClient, *, timeout: float, seed: int = 0,

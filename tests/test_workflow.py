@@ -170,7 +170,7 @@ def test_options_refuse_an_unknown_resolution_and_backend() -> None:
         WorkflowOptions(resolution="1024_cascade")
     assert str(caught.value) == (
         "unknown resolution '1024_cascade'\n"
-        "  Trellis2MeshWithVoxelGenerator input pipeline_type takes 512, 1024, 1536 here.\n"
+        "  resolution sets Trellis2MeshWithVoxelGenerator's pipeline_type; it is one of 512, 1024, 1536.\n"
         "  fix: use one of 512, 1024, 1536 (parameter `resolution`)"
     )
     with pytest.raises(WorkflowInvalidError, match="unknown attention 'sdpa'"):
@@ -179,6 +179,9 @@ def test_options_refuse_an_unknown_resolution_and_backend() -> None:
         WorkflowOptions(preset="tiny")
     with pytest.raises(WorkflowInvalidError, match="unknown parameter colour"):
         WorkflowOptions(colour="red")
+    options = WorkflowOptions(seed=5)
+    assert copy.deepcopy(options) == options and options.replace(seed=6).seed == 6
+    assert options.seed == 5  # immutable: replace made a new one
 
 
 # --- validation --------------------------------------------------------------------------------

@@ -292,8 +292,8 @@ class WorkflowOptions:
             if choices is not None and value not in choices:
                 raise WorkflowInvalidError(
                     f"unknown {name} {value!r}",
-                    detail=f"{known[name].class_type} input {known[name].input} takes "
-                           f"{', '.join(choices)} here.",
+                    detail=f"{name} sets {known[name].class_type}'s {known[name].input}; "
+                           f"it is one of {', '.join(choices)}.",
                     fix=f"use one of {', '.join(choices)} ({mention(name)})", field=name)
         object.__setattr__(self, "preset", preset)
         object.__setattr__(self, "_values", merged)
@@ -302,6 +302,9 @@ class WorkflowOptions:
     _values: dict[str, Any]
 
     def __getattr__(self, name: str) -> Any:
+        # Private names are never parameters; copy and pickle ask for them before _values exists.
+        if name.startswith("_"):
+            raise AttributeError(name)
         try:
             return self._values[name]
         except KeyError:
@@ -312,6 +315,13 @@ class WorkflowOptions:
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("WorkflowOptions is immutable: use replace()")
+
+    # Immutable: a copy may be the same object.
+    def __copy__(self) -> WorkflowOptions:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> WorkflowOptions:
+        return self
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, WorkflowOptions) and (self.preset, self._values)

@@ -30,7 +30,10 @@ image content and parameters are skipped.
 
 _DEFAULTS = WorkflowOptions()
 
+app = typer.Typer()
 
+
+@app.command("generate", epilog=EXAMPLES)
 def generate(
     inputs: list[Path] = typer.Argument(..., help="Image files and directories of images."),
     server: str = typer.Option("http://127.0.0.1:8188", "--server", envvar="TRELLIS_BOX_SERVER",
@@ -156,7 +159,3 @@ def _render(console: Console, report: BatchReport) -> None:
         summary += "; interrupted: run the same command again to resume"
     console.print(summary, highlight=False)
 
-
-def register(app: typer.Typer) -> None:
-    """Attach this module's commands to the root app."""
-    app.command("generate", epilog=EXAMPLES)(generate)

@@ -30,7 +30,7 @@ from trellis_box.swap.execute import SwapResult, swap
 EXAMPLES = """\
 Examples:
 
-  trellis-box swap init-config             # then edit /etc/trellis-box/gpu-containers.toml
+  trellis-box swap init-config             # write the file, then edit it
 
   trellis-box swap comfyui-trellis2
 

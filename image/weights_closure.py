@@ -7,7 +7,7 @@ edit, a test dependency or tool setting in pyproject.toml. Only the models code 
 imports), the catalog, the lock, the pins or the package's own metadata and dependencies re-run
 the download.
 
-How: every CLI command module except ``models`` is replaced by an empty ``register`` (the weights
+How: every CLI command module except ``models`` is replaced by an empty ``app`` (the weights
 stage never runs those commands, and their imports would pull serve, client, batch... in), then the
 closure is every ``trellis_box`` module reachable from ``cli/app.py`` through import statements,
 read from the source (so imports inside functions count too), plus the data files. pyproject.toml
@@ -24,7 +24,7 @@ from pathlib import Path
 PACKAGE = "trellis_box"
 KEEP_CLI = {"__init__", "app", "models", "_errors", "_output"}
 DATA = ("catalog.toml", "pins.toml", "weights.lock.json")
-STUB = '"""Not part of the weights stage."""\n\n\ndef register(app):\n    pass\n'
+STUB = '"""Not part of the weights stage."""\n\nimport typer\n\napp = typer.Typer()\n'
 # pyproject tables that build and install the package; the rest (test extras, pytest and linter
 # settings) does not change what the weights stage runs.
 PACKAGING_TABLES = re.compile(r"(build-system|project|project\.scripts|tool\.setuptools(\..+)?)")

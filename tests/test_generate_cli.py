@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 
 from tests.comfy_standin.fixtures import StartStandin
 from tests.comfy_standin.launcher import StandinServer
@@ -210,8 +209,7 @@ def test_a_parameter_added_to_the_table_is_an_option_with_help_and_keeps_earlier
     assert main(args) == 0  # made before the parameter exists
     capsys.readouterr()
     add_floaters(monkeypatch)
-    app = typer.Typer()
-    generate_cli.register(app)  # the command, built from the extended table
+    app = generate_cli.build_app()  # the command, built from the extended table
     assert app(args=args[1:], standalone_mode=False) == 0
     assert json.loads(capsys.readouterr().out)["counts"]["skipped"] == 1  # its key still holds
     assert app(args=[*args[1:], "--no-remove-floaters"], standalone_mode=False) == 0

@@ -29,10 +29,11 @@ from tests.docker_support import buildkit_build
 from tests.photos import object_photo
 from trellis_box.cli.app import main
 from trellis_box.comfyui.client import ComfyClient
+from trellis_box.comfyui.http import QueueState
 from trellis_box.comfyui.workflow import WorkflowOptions, build
 from trellis_box.swap.config import load_gpu_config
 from trellis_box.swap.docker_ops import GROUP_LABEL, MANAGED_LABEL, DockerOps
-from trellis_box.swap.probes import read_queue
+from trellis_box.swap.probes import Probes
 
 pytestmark = pytest.mark.docker
 
@@ -109,10 +110,10 @@ def bench(standin_image: str, docker_client: docker.DockerClient,
           tmp_path: Path) -> Iterator[Bench]:
     group = f"{PREFIX}-{uuid.uuid4().hex[:6]}"
     ports = {name: _free_port() for name in ("trellis", "wan", "broken", "stuck", "crashing",
-                                                   "absent")}
+                                                   "absent", "dying")}
 
     def entry(name: str, *, state: str = "", ready_timeout: float = 120,
-              command: list[str] | None = None) -> str:
+              command: list[str] | None = None, settle: float | None = None) -> str:
         env = {"COMFY_STANDIN_EXEC_SECONDS": "2"}
         if state:
             env["TRELLIS_BOX_STATE"] = state
@@ -126,13 +127,18 @@ def bench(standin_image: str, docker_client: docker.DockerClient,
                 f"environment = {_inline(env)}\n"
                 f'ready_url = "http://127.0.0.1:{ports[name]}/trellis-box/ready"\n'
                 f"ready_timeout = {ready_timeout}\n"
-                "stop_timeout = 20\n")
+                + (f"settle_seconds = {settle}\n" if settle is not None else "")
+                + "stop_timeout = 20\n")
 
     config = tmp_path / "gpu-containers.toml"
     config.write_text(
         f'[swap]\ngroup = "{group}"\nlock_file = "{tmp_path / "swap.lock"}"\n'
-        "drain_timeout = 120\n\n"
+        # A short settle for every container keeps the suite quick; `dying` watches for long.
+        "drain_timeout = 120\nsettle_seconds = 1\n\n"
         + entry("trellis") + entry("wan")
+        # Settles for ten minutes: whatever the machine's speed, a test that ends it after its
+        # first ready answer does so while the swap still watches.
+        + entry("dying", settle=600)
         # No state file: the ready route answers 503 for ever (serve never got ready).
         + entry("broken", state="/nonexistent/state.json", ready_timeout=6)
         + entry("stuck", state="/nonexistent/state.json", ready_timeout=600)
@@ -147,6 +153,11 @@ def bench(standin_image: str, docker_client: docker.DockerClient,
 
 def _inline(table: dict[str, str]) -> str:
     return "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in table.items()) + " }"
+
+
+def read_queue(url: str) -> QueueState:
+    with Probes() as probes:
+        return probes.queue(url)
 
 
 def queue_jobs(url: str, count: int, tmp_path: Path) -> list[str]:
@@ -274,7 +285,9 @@ def test_drain_timeout_stops_nothing_and_names_the_jobs(
     assert code == 1
     assert f"the ComfyUI queue of {bench.container('trellis')} did not empty within 0 s" in err
     assert "note: nothing was stopped; what ran before still runs" in err
-    assert "or pass --force to interrupt and delete these jobs" in err
+    # The library names parameters; the command line shows them as its flags.
+    assert "allow longer (--drain-timeout SECONDS, swap.drain_timeout in" in err
+    assert "or give --force to interrupt and delete these jobs" in err
     assert any(prompt in err for prompt in prompts)
     assert bench.running() == {bench.container("trellis")}
 
@@ -509,7 +522,7 @@ def test_container_is_created_with_every_config_field(
 def test_unreachable_engine_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
-    assert main(["status", "--config", str(REPO_ROOT / "examples" / "gpu-containers.toml")]) == 1
+    assert main(["status", "--config", str(REPO_ROOT / "src" / "trellis_box" / "data" / "gpu-containers.toml")]) == 1
     err = capsys.readouterr().err
     assert "the Docker engine failed to answer" in err
     assert "fix: check that dockerd runs and this user may use it: docker info" in err
@@ -541,3 +554,63 @@ def test_previous_removed_during_a_failing_swap_is_recreated_by_the_rollback(
         meanwhile=lambda: bench.client.containers.get(bench.container("trellis")).remove(force=True))
     assert f"rolled back: {bench.container('trellis')} is running and ready again" in err
     assert bench.running() == {bench.container("trellis")}
+
+
+def _swap_to_dying(bench: Bench, tmp_path: Path, end_it: Callable[[], None]) -> tuple[int, str]:
+    """Swap from trellis to ``dying``; once it was ready and the swap watches it settle, run
+    ``end_it``; returns the swap's exit code and stderr."""
+    err = tmp_path / "swap.err"
+    with err.open("w") as stderr:
+        swapping = cli(*bench.args("swap", "dying"), stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        wait_for("the swap to watch the new container settle",
+                 lambda: f"{bench.container('dying')} is ready; checking that it stays running "
+                         "and ready for 600 s" in err.read_text())
+        end_it()
+        code = swapping.wait(timeout=DEADLINE)
+    finally:
+        if swapping.poll() is None:
+            swapping.kill()
+    return code, err.read_text()
+
+
+def test_target_that_dies_after_it_became_ready_rolls_back(
+        bench: Bench, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Issue 10 item 10: ready, then dead a moment later, once reported as a success with no
+    container left running."""
+    assert bench.swap(capsys, "trellis")[0] == 0
+    code, err = _swap_to_dying(
+        bench, tmp_path, lambda: bench.client.containers.get(bench.container("dying")).kill())
+    assert code == 1, err
+    assert f"swap to dying failed: {bench.container('dying')} stopped " in err
+    assert "s after it became ready (exited, exit code 137)" in err
+    assert f"rolled back: {bench.container('trellis')} is running and ready again" in err
+    assert "is running and ready" not in err.split("rolling back")[0]
+    assert bench.running() == {bench.container("trellis")}
+
+
+def test_target_that_stops_being_ready_rolls_back(
+        bench: Bench, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert bench.swap(capsys, "wan")[0] == 0
+    failed = json.dumps({**READY_STATE, "phase": "failed", "ready": False,
+                         "error": "warm-up ran out of memory"})
+
+    def fail_readiness() -> None:
+        container = bench.client.containers.get(bench.container("dying"))
+        done = container.exec_run(["sh", "-c", f"echo '{failed}' > /opt/trellis-box/ready.json"])
+        assert done.exit_code == 0, done.output
+
+    code, err = _swap_to_dying(bench, tmp_path, fail_readiness)
+    assert code == 1, err
+    assert f"{bench.container('dying')} stopped being ready " in err
+    assert "/trellis-box/ready answered: 503: {" in err and "warm-up ran out of memory" in err
+    assert f"rolled back: {bench.container('wan')} is running and ready again" in err
+    assert bench.running() == {bench.container("wan")}
+
+
+def test_settle_seconds_flag_overrides_the_file(
+        bench: Bench, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = bench.swap(capsys, "dying", "--settle-seconds", "0")
+    assert code == 0, err
+    assert "checking that it stays running" not in err
+    assert bench.running() == {bench.container("dying")}

@@ -42,7 +42,7 @@ def test_second_holder_is_refused_with_the_first_ones_name(tmp_path: Path) -> No
     text = str(info.value)
     assert "another swap is running on this host" in text
     assert f"lock {lock} is held by pid {child.pid} (swap to comfyui-wan, since " in text
-    assert "fix: wait for it to finish, or pass --lock-timeout SECONDS" in text
+    assert "fix: wait for it to finish, or give `lock_timeout` to wait for it" in text
 
 
 def test_a_killed_holder_leaves_no_lock(tmp_path: Path) -> None:
@@ -97,4 +97,4 @@ def test_an_unusable_lock_path_names_the_setting(tmp_path: Path) -> None:
         pass
     text = str(info.value)
     assert f"cannot open the swap lock file {tmp_path / 'file' / 'swap.lock'}" in text
-    assert "fix: set swap.lock_file in the GPU containers file (or --lock-file)" in text
+    assert "fix: set swap.lock_file in the GPU containers file (or `lock_file`)" in text

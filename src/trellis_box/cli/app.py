@@ -7,7 +7,7 @@ import sys
 import typer
 
 from trellis_box import __version__
-from trellis_box.cli import generate, models, publish, serve, swap, workflow
+from trellis_box.cli import generate, models, publish, serve, status, swap, workflow
 from trellis_box.cli._errors import EXIT_USAGE, report
 
 app = typer.Typer(
@@ -28,8 +28,10 @@ def _root(
         raise typer.Exit()
 
 
-for _module in (models, generate, serve, swap, publish, workflow):
-    _module.register(app)
+# One style for every command module: a module-level `app` (named for a group, unnamed for
+# top-level commands) whose commands are declared with @app.command.
+for _module in (models, generate, serve, swap, status, publish, workflow):
+    app.add_typer(_module.app)
 
 
 def _is_click_error(exc: BaseException) -> bool:

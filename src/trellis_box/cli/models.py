@@ -24,8 +24,8 @@ from trellis_box.cli._output import JsonOption, emit, err
 if TYPE_CHECKING:
     from trellis_box.weights.catalog import Model
 
-models_app = typer.Typer(name="models", help="The weights: list, fetch, lock and verify them.",
-                         no_args_is_help=True)
+app = typer.Typer(name="models", help="The weights: list, fetch, lock and verify them.",
+                  no_args_is_help=True)
 
 ConfigOption = typer.Option(None, "--config", help="TOML with per-model source overrides (\\[dinov3] repo = ...).",
                             dir_okay=False)
@@ -48,7 +48,7 @@ def _size(n: int) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
-@models_app.command("list")
+@app.command("list")
 def list_(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
     """The catalog: each model's source, licence, gated flag and target path."""
     models = _models(config)
@@ -102,7 +102,7 @@ class _RichProgress:
             self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-@models_app.command()
+@app.command()
 def fetch(
     comfy_root: Path = RootOption,
     source_dir: Path | None = typer.Option(None, "--from", help="Air-gapped source: DIR/<repo_id>/<files>.",
@@ -145,7 +145,7 @@ def fetch(
     emit(report.to_dict(), as_json=as_json, render=render)
 
 
-@models_app.command("lock")
+@app.command("lock")
 def lock_(
     token_file: Path | None = TokenFileOption,
     config: Path | None = ConfigOption,
@@ -174,7 +174,7 @@ def lock_(
     emit(data, as_json=as_json, render=render)
 
 
-@models_app.command()
+@app.command()
 def verify(
     comfy_root: Path = RootOption,
     full: bool = typer.Option(False, "--full", help="Also check every sha256 against the lock."),
@@ -208,7 +208,3 @@ def verify(
                   "damaged files), then verify again", soft_wrap=True, highlight=False, markup=False)
         raise typer.Exit(EXIT_ERROR)
 
-
-def register(app: typer.Typer) -> None:
-    """Attach this module's commands to the root app."""
-    app.add_typer(models_app, name="models")

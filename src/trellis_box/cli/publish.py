@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-import docker
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 
 from trellis_box.cli._output import JsonOption, emit, err
-from trellis_box.errors import DockerEngineError
+from trellis_box.docker_engine import docker_client
 from trellis_box.publish.push import PublishRequest, PublishResult, PushProgress, publish
 
 EXAMPLES = """\
@@ -27,7 +26,12 @@ org.opencontainers.image.version, org.opencontainers.image.revision and
 io.trellis-box.weights.lock-digest (or the options below).
 """
 
+app = typer.Typer()
 
+
+# One line for the command list of `trellis-box --help` (the docstring wraps mid-sentence).
+@app.command("publish", epilog=EXAMPLES,
+             short_help="Tag IMAGE with version, commit and weights lock; push it to ECR.")
 def publish_command(
     image: str = typer.Argument("comfyui-trellis2:latest", help="The local image to publish."),
     repository: str | None = typer.Option(
@@ -61,11 +65,8 @@ def publish_command(
         region=region, version=version, revision=revision, lock_digest=lock_digest,
         extra_tags=tuple(tag), create_repository=create_repository, registry=registry,
         ecr_endpoint_url=ecr_endpoint_url)
-    try:
-        client = docker.from_env(timeout=600)
-    except docker.errors.DockerException as exc:
-        raise DockerEngineError("the Docker engine did not answer", detail=str(exc),
-                                fix="check that dockerd runs: docker info") from exc
+    # A push of a multi-GB layer is one API call: minutes, not the default seconds.
+    client = docker_client(timeout=600)
     if as_json:
         result = publish(request, client=client)
     else:
@@ -107,10 +108,3 @@ def _render(console: Console, result: PublishResult) -> None:
         console.print(f"pushed {result.repository_uri}:{tag}", highlight=False)
     console.print(f"digest [bold]{result.digest}[/]", highlight=False)
 
-
-def register(app: typer.Typer) -> None:
-    """Attach this module's commands to the root app."""
-    # One line for the command list of `trellis-box --help` (the docstring wraps mid-sentence).
-    app.command("publish", epilog=EXAMPLES,
-                short_help="Tag IMAGE with version, commit and weights lock; push it to ECR.")(
-        publish_command)

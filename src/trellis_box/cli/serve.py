@@ -39,51 +39,52 @@ def _settings(comfy_root: Path | None, **overrides: Any) -> settings_mod.ServeSe
     return dataclasses.replace(loaded, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def register(app: typer.Typer) -> None:
-    """Attach this module's commands to the root app."""
+app = typer.Typer()
 
-    @app.command(
-        "serve",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-        help="Preflight, start ComfyUI, warm up, mark ready (the container's entrypoint). "
-             "Arguments after -- go to ComfyUI.",
-    )
-    def serve_command(
-        ctx: typer.Context,
-        comfy_root: Path = typer.Option(None, "--comfy-root", help="ComfyUI root [TRELLIS_BOX_COMFY_ROOT]."),
-        listen: str = typer.Option(None, "--listen", help="Address ComfyUI listens on [TRELLIS_BOX_LISTEN]."),
-        port: int = typer.Option(None, "--port", help="ComfyUI's port [TRELLIS_BOX_PORT]."),
-        state: Path = typer.Option(None, "--state", help="State file [TRELLIS_BOX_STATE]."),
-        no_warmup: bool = typer.Option(False, "--no-warmup",
-                                       help="Ready without a warm-up job [TRELLIS_BOX_WARMUP=0]."),
-    ) -> int:
-        settings = _settings(comfy_root=comfy_root, listen=listen, port=port, state_path=state,
-                             warmup=False if no_warmup else None)
-        if ctx.args:
-            settings = dataclasses.replace(settings, comfy_args=settings.comfy_args + tuple(ctx.args))
-        return Server(settings, _log).run()
 
-    @app.command("doctor", help="Check this machine for the image: GPU, driver, CUDA arch, weights, "
-                                "node imports, and with --server a test job.")
-    def doctor_command(
-        comfy_root: Path = typer.Option(None, "--comfy-root", help="ComfyUI root [TRELLIS_BOX_COMFY_ROOT]."),
-        server: str = typer.Option(None, "--server", help="Run a test job against this ComfyUI, "
-                                                          "e.g. http://127.0.0.1:8188."),
-        job_timeout: float = typer.Option(900.0, "--job-timeout", help="Seconds the test job may run."),
-        as_json: bool = JsonOption,
-    ) -> int:
-        settings = _settings(comfy_root=comfy_root)
-        steps = doctor_steps(server, job_timeout=job_timeout)
+@app.command(
+    "serve",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    help="Preflight, start ComfyUI, warm up, mark ready (the container's entrypoint). "
+         "Arguments after -- go to ComfyUI.",
+)
+def serve_command(
+    ctx: typer.Context,
+    comfy_root: Path = typer.Option(None, "--comfy-root", help="ComfyUI root [TRELLIS_BOX_COMFY_ROOT]."),
+    listen: str = typer.Option(None, "--listen", help="Address ComfyUI listens on [TRELLIS_BOX_LISTEN]."),
+    port: int = typer.Option(None, "--port", help="ComfyUI's port [TRELLIS_BOX_PORT]."),
+    state: Path = typer.Option(None, "--state", help="State file [TRELLIS_BOX_STATE]."),
+    no_warmup: bool = typer.Option(False, "--no-warmup",
+                                   help="Ready without a warm-up job [TRELLIS_BOX_WARMUP=0]."),
+) -> int:
+    settings = _settings(comfy_root=comfy_root, listen=listen, port=port, state_path=state,
+                         warmup=False if no_warmup else None)
+    if ctx.args:
+        settings = dataclasses.replace(settings, comfy_args=settings.comfy_args + tuple(ctx.args))
+    return Server(settings, _log).run()
 
-        def progress(result: StepResult) -> None:
-            if not as_json:
-                err.print(f"[dim]{result.name}: {_status(result)}[/]", highlight=False)
 
-        _, results = run_checks(settings, steps, fail_fast=False, on_step=progress)
-        ok = all(r.ok for r in results)
-        emit({"ok": ok, "checks": [r.as_dict() for r in results]}, as_json=as_json,
-             render=lambda console: _render(console, results, ok))
-        return 0 if ok else 1
+@app.command("doctor", help="Check this machine for the image: GPU, driver, CUDA arch, weights, "
+                            "node imports, and with --server a test job.")
+def doctor_command(
+    comfy_root: Path = typer.Option(None, "--comfy-root", help="ComfyUI root [TRELLIS_BOX_COMFY_ROOT]."),
+    server: str = typer.Option(None, "--server", help="Run a test job against this ComfyUI, "
+                                                      "e.g. http://127.0.0.1:8188."),
+    job_timeout: float = typer.Option(900.0, "--job-timeout", help="Seconds the test job may run."),
+    as_json: bool = JsonOption,
+) -> int:
+    settings = _settings(comfy_root=comfy_root)
+    steps = doctor_steps(server, job_timeout=job_timeout)
+
+    def progress(result: StepResult) -> None:
+        if not as_json:
+            err.print(f"[dim]{result.name}: {_status(result)}[/]", highlight=False)
+
+    _, results = run_checks(settings, steps, fail_fast=False, on_step=progress)
+    ok = all(r.ok for r in results)
+    emit({"ok": ok, "checks": [r.as_dict() for r in results]}, as_json=as_json,
+         render=lambda console: _render(console, results, ok))
+    return 0 if ok else 1
 
 
 def _status(result: StepResult) -> str:

@@ -12,11 +12,11 @@ from trellis_box.cli._output import JsonOption, emit
 from trellis_box.comfyui import workflow, workflow_editor
 from trellis_box.errors import UsageError
 
-workflow_app = typer.Typer(help="The image-to-GLB ComfyUI workflow: export it, check one.",
-                           no_args_is_help=True)
+app = typer.Typer(name="workflow", help="The image-to-GLB ComfyUI workflow: export it, check one.",
+                  no_args_is_help=True)
 
 
-@workflow_app.command("export")
+@app.command("export")
 def export(
     directory: Path = typer.Argument(Path("workflows"), help="Where to write the two files."),
     as_json: bool = JsonOption,
@@ -31,7 +31,7 @@ def export(
     emit({"written": [str(p) for p in written]}, as_json=as_json, render=render)
 
 
-@workflow_app.command("check")
+@app.command("check")
 def check(
     path: Path = typer.Argument(..., help="A workflow file, API or editor format."),
     as_json: bool = JsonOption,
@@ -53,7 +53,3 @@ def check(
 
     emit(result, as_json=as_json, render=render)
 
-
-def register(app: typer.Typer) -> None:
-    """Attach this module's commands to the root app."""
-    app.add_typer(workflow_app, name="workflow")

@@ -19,9 +19,9 @@ import botocore.exceptions
 import docker
 import docker.errors
 
+from trellis_box.docker_engine import engine_call
 from trellis_box.errors import (
     AwsCredentialsMissingError,
-    DockerEngineError,
     EcrRepositoryMissingError,
     EcrRequestError,
     PublishImageError,
@@ -135,7 +135,7 @@ def publish(request: PublishRequest, *, client: docker.DockerClient,
 
     digests: set[str] = set()
     for tag in tags:
-        with _engine(f"tag {request.image} as {target}:{tag}"):
+        with engine_call(f"tag {request.image} as {target}:{tag}"):
             image.tag(target, tag)
         digests.add(_push(client, target, tag, username, password, on_progress))
     if len(digests) != 1:
@@ -157,17 +157,8 @@ def _host(registry: str) -> str:
     return urlsplit(registry).netloc if "://" in registry else registry.rstrip("/")
 
 
-@contextmanager
-def _engine(action: str) -> Iterator[None]:
-    try:
-        yield
-    except docker.errors.DockerException as exc:
-        raise DockerEngineError(f"the Docker engine failed to {action}", detail=str(exc),
-                                fix="check that dockerd runs: docker info") from exc
-
-
 def _local_image(client: docker.DockerClient, ref: str) -> Any:
-    with _engine(f"inspect {ref}"):
+    with engine_call(f"inspect {ref}"):
         try:
             return client.images.get(ref)
         except docker.errors.ImageNotFound:
@@ -277,7 +268,7 @@ def _login(client: docker.DockerClient, host: str, username: str, password: str)
 def _push(client: docker.DockerClient, target: str, tag: str, username: str, password: str,
           on_progress: ProgressCallback | None) -> str:
     digest = None
-    with _engine(f"push {target}:{tag}"):
+    with engine_call(f"push {target}:{tag}"):
         stream = client.api.push(target, tag=tag, stream=True, decode=True,
                                  auth_config={"username": username, "password": password})
         for event in stream:

@@ -6,8 +6,6 @@ The only module of swap that imports the docker SDK. Every engine failure become
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +14,7 @@ import docker.errors
 from docker.models.containers import Container
 from docker.types import DeviceRequest
 
+from trellis_box.docker_engine import docker_client, engine_call
 from trellis_box.errors import DockerEngineError
 from trellis_box.swap.config import ContainerSpec, GpuConfig
 
@@ -48,35 +47,20 @@ class Observed:
         return self.status == "running"
 
 
-@contextmanager
-def _engine(action: str) -> Iterator[None]:
-    try:
-        yield
-    except docker.errors.DockerException as exc:
-        raise DockerEngineError(
-            f"the Docker engine failed to {action}",
-            detail=str(exc),
-            fix="check that dockerd runs and this user may use it: docker info",
-        ) from exc
-
-
 class DockerOps:
     def __init__(self, client: docker.DockerClient) -> None:
         self.client = client
 
     @classmethod
     def from_env(cls) -> DockerOps:
-        with _engine("answer (DOCKER_HOST or /var/run/docker.sock)"):
-            client = docker.from_env(timeout=120)
-            client.ping()
-        return cls(client)
+        return cls(docker_client(timeout=120))
 
     def observe(self, config: GpuConfig) -> list[Observed]:
         """The group's managed containers and any container whose name the config uses, config
         order first."""
         wanted = {spec.container_name for spec in config.containers.values()}
         labels = [f"{MANAGED_LABEL}=true", f"{GROUP_LABEL}={config.swap.group}"]
-        with _engine("list containers"):
+        with engine_call("list containers"):
             found = {c.name: c for c in self.client.containers.list(
                 all=True, filters={"label": labels}, ignore_removed=True)}
             for name in wanted - found.keys():
@@ -88,12 +72,12 @@ class DockerOps:
         return [self._describe(found[name]) for name in ranked]
 
     def get(self, container_name: str) -> Observed | None:
-        with _engine(f"inspect {container_name}"):
+        with engine_call(f"inspect {container_name}"):
             container = self._get(container_name)
         return None if container is None else self._describe(container)
 
     def image_present(self, image: str) -> bool:
-        with _engine(f"inspect image {image}"):
+        with engine_call(f"inspect image {image}"):
             try:
                 self.client.images.get(image)
                 return True
@@ -104,7 +88,7 @@ class DockerOps:
         labels = {MANAGED_LABEL: "true", GROUP_LABEL: group, NAME_LABEL: spec.name,
                   SPEC_LABEL: spec.digest(),
                   COMFY_URL_LABEL: spec.comfy_url, READY_URL_LABEL: spec.ready_url}
-        with _engine(f"create {spec.container_name} from {spec.image}"):
+        with engine_call(f"create {spec.container_name} from {spec.image}"):
             self.client.containers.create(
                 spec.image,
                 command=list(spec.command) if spec.command is not None else None,
@@ -119,24 +103,24 @@ class DockerOps:
             )
 
     def start(self, container_name: str) -> None:
-        with _engine(f"start {container_name}"):
+        with engine_call(f"start {container_name}"):
             self._require(container_name).start()
 
     def stop(self, container_name: str, timeout: float) -> None:
         """SIGTERM, then SIGKILL after ``timeout`` seconds; a container already gone is stopped."""
-        with _engine(f"stop {container_name}"):
+        with engine_call(f"stop {container_name}"):
             container = self._get(container_name)
             if container is not None:
                 container.stop(timeout=int(timeout))
 
     def remove(self, container_name: str) -> None:
-        with _engine(f"remove {container_name}"):
+        with engine_call(f"remove {container_name}"):
             container = self._get(container_name)
             if container is not None:
                 container.remove(force=True)
 
     def logs(self, container_name: str, lines: int) -> list[str]:
-        with _engine(f"read the logs of {container_name}"):
+        with engine_call(f"read the logs of {container_name}"):
             container = self._get(container_name)
             if container is None:
                 return []

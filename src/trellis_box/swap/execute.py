@@ -4,6 +4,11 @@ Observe (Docker and each running container's readiness), decide with the pure
 :func:`trellis_box.swap.plan.plan`, then do each step. A failure once anything was stopped or
 started rolls back (:func:`trellis_box.swap.plan.rollback`): the target is stopped and the container
 that served before is started again, and the error carries the target's last log lines.
+
+A container counts as started only once it has stayed running and ready for its settle time: one
+that answers ready and dies a moment later is rolled back, never reported as a success.
+
+Fix texts name parameters in backticks (`force`, `drain_timeout`): the CLI spells them as flags.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from trellis_box.comfyui.client import QueueState
+from trellis_box.comfyui.http import QueueState
 from trellis_box.errors import (
     ComfyResponseError,
     ComfyUnreachableError,
@@ -39,10 +44,9 @@ from trellis_box.swap.plan import (
     plan,
     rollback,
 )
-from trellis_box.swap.probes import cut_queue, nothing_listening, probe_ready, read_queue
+from trellis_box.swap.probes import POLL_SECONDS, Probes, nothing_listening
 
 LOG_LINES = 25
-POLL_SECONDS = 1.0
 # How long an interrupted prompt gets to leave the queue before its container is stopped anyway.
 CUT_OFF_GRACE = 30.0
 
@@ -55,7 +59,7 @@ class SwapResult:
     container_name: str
     noop: bool
     steps: list[str] = field(default_factory=list)
-    # container -> prompt ids interrupted or deleted by --force: reported, never silent.
+    # container -> prompt ids interrupted or deleted (`force`): reported, never silent.
     cut_off: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -66,27 +70,37 @@ class _Endpoints:
     comfy_url: str
     ready_timeout: float
     stop_timeout: float
+    settle_seconds: float
 
 
 def swap(config: GpuConfig, name: str, *, ops: DockerOps, force: bool = False,
          lock_timeout: float | None = None, drain_timeout: float | None = None,
+         settle_seconds: float | None = None,
          on_event: EventCallback | None = None) -> SwapResult:
-    """Make ``name`` the one running GPU container, ready; see the module docstring."""
+    """Make ``name`` the one running GPU container, ready; see the module docstring.
+
+    ``lock_timeout`` and ``drain_timeout`` replace the file's ``[swap]`` settings,
+    ``settle_seconds`` every container's for this swap (0: trust the first ready answer).
+    """
     spec = config.container(name)
     wait = config.swap.lock_timeout if lock_timeout is None else lock_timeout
-    with swap_lock(config.swap.lock_file, timeout=wait, purpose=f"swap to {name}"):
-        run = _SwapRun(config, ops, on_event or (lambda _: None),
-                       config.swap.drain_timeout if drain_timeout is None else drain_timeout)
+    with swap_lock(config.swap.lock_file, timeout=wait, purpose=f"swap to {name}"), \
+            Probes() as probes:
+        run = _SwapRun(config, ops, probes, on_event or (lambda _: None),
+                       config.swap.drain_timeout if drain_timeout is None else drain_timeout,
+                       settle_seconds)
         return run.swap(spec, force=force)
 
 
 class _SwapRun:
-    def __init__(self, config: GpuConfig, ops: DockerOps, event: EventCallback,
-                 drain_timeout: float) -> None:
+    def __init__(self, config: GpuConfig, ops: DockerOps, probes: Probes, event: EventCallback,
+                 drain_timeout: float, settle_seconds: float | None) -> None:
         self.config = config
         self.ops = ops
+        self.probes = probes
         self.event = event
         self.drain_timeout = drain_timeout
+        self.settle_seconds = settle_seconds
         self.observed: dict[str, Observed] = {}
 
     def swap(self, spec: ContainerSpec, *, force: bool) -> SwapResult:
@@ -115,7 +129,7 @@ class _SwapRun:
         self.observed = {o.container_name: o for o in observed}
         states = [ContainerState(
             container_name=o.container_name, running=o.running,
-            ready=o.running and probe_ready(self._endpoints(o.container_name).ready_url).ready,
+            ready=o.running and self.probes.ready(self._endpoints(o.container_name).ready_url).ready,
             managed=o.managed, spec_digest=o.spec_digest) for o in observed]
         target = Target(name=spec.name, container_name=spec.container_name,
                         spec_digest=spec.digest(), image_present=self.ops.image_present(spec.image))
@@ -130,7 +144,7 @@ class _SwapRun:
         spec = self._entry(container_name)
         if spec is not None:
             return _Endpoints(spec.ready_url, spec.comfy_url, spec.ready_timeout,
-                              spec.stop_timeout)
+                              spec.stop_timeout, self._settle(spec.settle_seconds))
         seen = self.observed.get(container_name)
         if seen is None or seen.ready_url is None or seen.comfy_url is None:
             raise SwapRefusedError(
@@ -141,7 +155,10 @@ class _SwapRun:
                 container=container_name,
             )
         return _Endpoints(seen.ready_url, seen.comfy_url, ContainerSpec.ready_timeout,
-                          ContainerSpec.stop_timeout)
+                          ContainerSpec.stop_timeout, self._settle(ContainerSpec.settle_seconds))
+
+    def _settle(self, configured: float) -> float:
+        return configured if self.settle_seconds is None else self.settle_seconds
 
     def _do(self, step: Step, result: SwapResult) -> None:
         self.event(_describe(step))
@@ -174,47 +191,43 @@ class _SwapRun:
             container=container_name,
         )
 
-    def _queue(self, container_name: str) -> QueueState | None:
-        """Its queue, or ``None`` when nothing listens on its port (so no queue exists)."""
-        url = self._endpoints(container_name).comfy_url
-        try:
-            return read_queue(url)
-        except (ComfyUnreachableError, ComfyResponseError) as exc:
-            if nothing_listening(exc):
-                self.event(f"{container_name} does not serve ComfyUI at {url} (connection "
-                           "refused): no queue to drain")
-                return None
-            raise SwapRefusedError(
-                f"cannot read the ComfyUI queue of {container_name}",
-                detail="\n".join(filter(None, [exc.message, exc.detail])),
-                fix=f"check that it serves ({url}/queue) and swap again, or pass --force to stop "
-                    "it without draining (its jobs, if any, are cut off)",
-                container=container_name,
-            ) from exc
+    def _unreadable(self, container_name: str, url: str,
+                    exc: ComfyUnreachableError | ComfyResponseError) -> None:
+        """Return when nothing listens on its port (so no queue exists); raise otherwise."""
+        if nothing_listening(exc):
+            self.event(f"{container_name} does not serve ComfyUI at {url} (connection "
+                       "refused): no queue to drain")
+            return
+        raise SwapRefusedError(
+            f"cannot read the ComfyUI queue of {container_name}",
+            detail="\n".join(filter(None, [exc.message, exc.detail])),
+            fix=f"check that it serves ({url}/queue) and swap again, or give `force` to stop "
+                "it without draining (its jobs, if any, are cut off)",
+            container=container_name,
+        ) from exc
 
     def _drain(self, container_name: str) -> None:
-        deadline = time.monotonic() + self.drain_timeout
-        last: QueueState | None = None
-        while True:
-            queue = self._queue(container_name)
-            if queue is None or (not queue.running and not queue.pending):
-                return
-            if queue != last:
-                self.event(f"waiting for {container_name}: {len(queue.running)} running, "
-                           f"{len(queue.pending)} pending")
-                last = queue
-            if time.monotonic() >= deadline:
-                raise DrainTimeoutError(
-                    f"the ComfyUI queue of {container_name} did not empty within "
-                    f"{self.drain_timeout:g} s",
-                    detail=f"running: {', '.join(queue.running) or '-'}\n"
-                           f"pending: {', '.join(queue.pending) or '-'}",
-                    fix="swap again later, allow longer (--drain-timeout, swap.drain_timeout in "
-                        f"{self.config.path}), or pass --force to interrupt and delete these jobs",
-                    container=container_name, running=list(queue.running),
-                    pending=list(queue.pending),
-                )
-            time.sleep(POLL_SECONDS)
+        url = self._endpoints(container_name).comfy_url
+
+        def changed(queue: QueueState) -> None:
+            self.event(f"waiting for {container_name}: {len(queue.running)} running, "
+                       f"{len(queue.pending)} pending")
+        try:
+            queue = self.probes.drain(url, timeout=self.drain_timeout, on_change=changed)
+        except (ComfyUnreachableError, ComfyResponseError) as exc:
+            self._unreadable(container_name, url, exc)
+            return
+        if queue.running or queue.pending:
+            raise DrainTimeoutError(
+                f"the ComfyUI queue of {container_name} did not empty within "
+                f"{self.drain_timeout:g} s",
+                detail=f"running: {', '.join(queue.running) or '-'}\n"
+                       f"pending: {', '.join(queue.pending) or '-'}",
+                fix="swap again later, allow longer (`drain_timeout`, swap.drain_timeout in "
+                    f"{self.config.path}), or give `force` to interrupt and delete these jobs",
+                container=container_name, running=list(queue.running),
+                pending=list(queue.pending),
+            )
 
     def _cut_off(self, container_name: str) -> list[str]:
         url = self._endpoints(container_name).comfy_url
@@ -222,13 +235,13 @@ class _SwapRun:
         deadline = time.monotonic() + CUT_OFF_GRACE
         while time.monotonic() < deadline:
             try:
-                queue = read_queue(url)
+                queue = self.probes.queue(url)
                 if not queue.running and not queue.pending:
                     break
-                cut_queue(url, queue)
+                self.probes.cut(url, queue)
             except (ComfyUnreachableError, ComfyResponseError) as exc:
                 self.event(f"cannot read the queue of {container_name} ({exc.message}); "
-                           "stopping it anyway (--force)")
+                           "stopping it anyway (forced)")
                 break
             cut += [p for p in (*queue.running, *queue.pending) if p not in cut]
             time.sleep(POLL_SECONDS)
@@ -240,18 +253,10 @@ class _SwapRun:
         endpoints = self._endpoints(container_name)
         deadline = time.monotonic() + endpoints.ready_timeout
         while True:
-            probe = probe_ready(endpoints.ready_url)
+            probe = self.probes.ready(endpoints.ready_url)
             if probe.ready:
-                return
-            state = self.ops.get(container_name)
-            if state is None or not state.running:
-                status = "removed" if state is None else (
-                    f"{state.status}, exit code {state.exit_code}")
-                raise SwapFailedError(
-                    f"{container_name} stopped before it became ready ({status})",
-                    fix=f"read its log: docker logs {container_name}",
-                    container=container_name,
-                )
+                break
+            self._still_running(container_name, "before it became ready")
             if time.monotonic() >= deadline:
                 raise SwapFailedError(
                     f"{container_name} did not become ready within {endpoints.ready_timeout:g} s",
@@ -261,6 +266,37 @@ class _SwapRun:
                     container=container_name,
                 )
             time.sleep(POLL_SECONDS)
+        if endpoints.settle_seconds > 0:
+            self._watch_settle(container_name, endpoints)
+
+    def _watch_settle(self, container_name: str, endpoints: _Endpoints) -> None:
+        """Ready once is not enough: it must stay running and ready for the settle time."""
+        self.event(f"{container_name} is ready; checking that it stays running and ready for "
+                   f"{endpoints.settle_seconds:g} s")
+        began = time.monotonic()
+        while (elapsed := time.monotonic() - began) < endpoints.settle_seconds:
+            time.sleep(min(POLL_SECONDS, endpoints.settle_seconds - elapsed))
+            after = f"{time.monotonic() - began:.0f} s after it became ready"
+            self._still_running(container_name, after)
+            probe = self.probes.ready(endpoints.ready_url)
+            if not probe.ready:
+                raise SwapFailedError(
+                    f"{container_name} stopped being ready {after}",
+                    detail=f"{endpoints.ready_url} answered: {probe.detail}",
+                    fix=f"read its log: docker logs {container_name}",
+                    container=container_name,
+                )
+
+    def _still_running(self, container_name: str, when: str) -> None:
+        state = self.ops.get(container_name)
+        if state is None or not state.running:
+            status = "removed" if state is None else (
+                f"{state.status}, exit code {state.exit_code}")
+            raise SwapFailedError(
+                f"{container_name} stopped {when} ({status})",
+                fix=f"read its log: docker logs {container_name}",
+                container=container_name,
+            )
 
     def _roll_back(self, spec: ContainerSpec, previous: str | None, cause: BaseException,
                    cut_off: dict[str, list[str]]) -> None:
@@ -285,7 +321,7 @@ class _SwapRun:
                       f"{spec.container_name} wrote no log lines")
         detail += [f"  | {line}" for line in logs]
         detail.append(outcome)
-        detail += [f"cut off in {name} (--force): {', '.join(ids)}"
+        detail += [f"cut off in {name} (forced): {', '.join(ids)}"
                    for name, ids in cut_off.items() if ids]
         raise SwapFailedError(
             f"swap to {spec.name} failed: {_message(cause).splitlines()[0]}",
@@ -302,7 +338,7 @@ def _describe(step: Step) -> str:
         case Drain(container_name=name):
             return f"drain {name}"
         case CutOff(container_name=name):
-            return f"interrupt and clear {name} (--force)"
+            return f"interrupt and clear {name} (forced)"
         case Stop(container_name=name):
             return f"stop {name}"
         case Remove(container_name=name):

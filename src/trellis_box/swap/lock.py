@@ -30,7 +30,7 @@ def swap_lock(path: Path, *, timeout: float, purpose: str) -> Iterator[None]:
         raise SwapLockedError(
             f"cannot open the swap lock file {path}",
             detail=f"{type(exc).__name__}: {exc.strerror or exc}",
-            fix="set swap.lock_file in the GPU containers file (or --lock-file) to a path every "
+            fix="set swap.lock_file in the GPU containers file (or `lock_file`) to a path every "
                 "user who swaps can write",
             path=path,
         ) from exc
@@ -62,7 +62,7 @@ def _acquire(fd: int, path: Path, timeout: float) -> None:
     raise SwapLockedError(
         "another swap is running on this host",
         detail=f"lock {path} is held by {_holder(fd)}; waited {timeout:g} s",
-        fix="wait for it to finish, or pass --lock-timeout SECONDS to wait for it "
+        fix="wait for it to finish, or give `lock_timeout` to wait for it "
             "(swap.lock_timeout in the GPU containers file)",
         path=path,
     )

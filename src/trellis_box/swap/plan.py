@@ -48,7 +48,7 @@ class Drain:
 
 @dataclass(frozen=True)
 class CutOff:
-    """Interrupt the running prompt and clear the pending ones (``--force``); report their ids."""
+    """Interrupt the running prompt and clear the pending ones (``force``); report their ids."""
 
     container_name: str
 

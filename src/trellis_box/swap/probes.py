@@ -1,24 +1,30 @@
-"""What ``swap`` and ``status`` ask a running container: is it ready, what is in its queue.
+"""What ``swap`` and ``status`` ask running containers: is it ready, what is in its queue.
 
-Readiness is a plain HTTP GET of the configured URL (any container's health route: ours is
-``/trellis-box/ready``); the queue is read and cut through :class:`trellis_box.comfyui.client.ComfyClient`.
+One :class:`Probes` serves a whole swap or status: one event loop, one HTTP stack (``aiohttp``),
+and sessions opened once and kept, so a 30-minute drain polling every second reuses the same
+connection instead of opening 1,800. Readiness is a plain GET of the configured URL (any
+container's health route: ours is ``/trellis-box/ready``); the queue is read and cut through
+:class:`trellis_box.comfyui.http.ComfyHttp`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
-import urllib.error
-import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TypeVar
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
-from trellis_box.comfyui.client import ComfyClient, QueueState, Timeouts
+import aiohttp
+
+from trellis_box.comfyui.http import ComfyHttp, QueueState, Timeouts
 
 T = TypeVar("T")
 
 PROBE_TIMEOUT = 5.0
+POLL_SECONDS = 1.0
 _CLIENT_TIMEOUTS = Timeouts(connect=5.0, request=15.0)
 
 
@@ -28,25 +34,24 @@ class Readiness:
     detail: str  # what the URL answered, for messages: "200", "503: {...}", "connection refused"
 
 
-def probe_ready(url: str) -> Readiness:
-    """``ready`` when ``url`` answers 2xx; otherwise what it answered, in one line."""
-    try:
-        # gpu_config accepts only http(s) URLs here.
-        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT) as resp:  # noqa: S310
-            return Readiness(True, str(resp.status))
-    except urllib.error.HTTPError as exc:
-        body = exc.read(300).decode("utf-8", "replace").strip().replace("\n", " ")
-        return Readiness(False, f"{exc.code}: {body}" if body else str(exc.code))
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return Readiness(False, str(getattr(reason, "strerror", None) or reason))
+@dataclass(frozen=True)
+class Device:
+    name: str
+    type: str
+    vram_total: int
+    vram_free: int
 
 
-def _with_client(url: str, call: Callable[[ComfyClient], Awaitable[T]]) -> T:
-    async def run() -> T:
-        async with ComfyClient(url, timeouts=_CLIENT_TIMEOUTS) as comfy:
-            return await call(comfy)
-    return asyncio.run(run())
+@dataclass(frozen=True)
+class ServerStats:
+    """A ComfyUI server's ``/system_stats`` and ``/queue``, as ``status`` shows a server given by URL."""
+
+    comfyui_version: str | None
+    ram_total: int | None
+    ram_free: int | None
+    devices: list[Device]
+    queue_running: int
+    queue_pending: int
 
 
 def nothing_listening(exc: BaseException) -> bool:
@@ -63,17 +68,125 @@ def nothing_listening(exc: BaseException) -> bool:
     return False
 
 
-def read_queue(comfy_url: str) -> QueueState:
-    """The prompts running and pending; raises the client's errors when it cannot be read."""
-    return _with_client(comfy_url, lambda comfy: comfy.queue())
+class Probes:
+    """``with Probes() as probes: probes.ready(url); probes.drain(url, timeout=60)``.
 
+    Synchronous to its caller (swap's steps are Docker calls, one after another); every request
+    runs on the one loop it keeps. Not for use from inside a running event loop.
+    """
 
-def cut_queue(comfy_url: str, seen: QueueState) -> None:
-    """Delete the pending prompts in ``seen`` and interrupt its running one: only prompts the
-    caller has listed, so its report of what was cut off is exact."""
-    async def cut(comfy: ComfyClient) -> None:
-        if seen.pending:
-            await comfy.delete_pending(list(seen.pending))
-        for prompt_id in seen.running:
-            await comfy.interrupt(prompt_id)
-    _with_client(comfy_url, cut)
+    def __init__(self, *, poll_seconds: float = POLL_SECONDS) -> None:
+        self.poll_seconds = poll_seconds
+        self._runner = asyncio.Runner()
+        self._open = contextlib.AsyncExitStack()
+        self._session: aiohttp.ClientSession | None = None
+        self._comfy: dict[str, ComfyHttp] = {}
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            self._runner.run(self._open.aclose())
+        finally:
+            self._runner.close()
+
+    def _run(self, work: Coroutine[Any, Any, T]) -> T:
+        try:
+            return self._runner.run(work)
+        except KeyboardInterrupt:
+            # A SIGTERM turned into KeyboardInterrupt can land outside the task (in the loop's
+            # select): cancel what it left so the rollback's requests start from a clean loop.
+            for task in asyncio.all_tasks(self._runner.get_loop()):
+                task.cancel()
+            raise
+
+    async def _client(self, comfy_url: str) -> ComfyHttp:
+        comfy = self._comfy.get(comfy_url)
+        if comfy is None:
+            comfy = await self._open.enter_async_context(
+                ComfyHttp(comfy_url, timeouts=_CLIENT_TIMEOUTS))
+            self._comfy[comfy_url] = comfy
+        return comfy
+
+    # ---- readiness -------------------------------------------------------------------------
+
+    def ready(self, url: str) -> Readiness:
+        """``ready`` when ``url`` answers 2xx; otherwise what it answered, in one line."""
+        return self._run(self._ready(url))
+
+    async def _ready(self, url: str) -> Readiness:
+        if self._session is None:
+            self._session = await self._open.enter_async_context(aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)))
+        try:
+            async with self._session.get(url) as resp:
+                if 200 <= resp.status < 300:
+                    return Readiness(True, str(resp.status))
+                body = (await resp.content.read(300)).decode("utf-8", "replace")
+                body = body.strip().replace("\n", " ")
+                return Readiness(False, f"{resp.status}: {body}" if body else str(resp.status))
+        except TimeoutError:
+            return Readiness(False, f"no answer within {PROBE_TIMEOUT:g} s")
+        except (aiohttp.ClientError, OSError) as exc:
+            if nothing_listening(exc):
+                return Readiness(False, "connection refused")
+            return Readiness(False, f"{type(exc).__name__}: {exc}".rstrip(": "))
+
+    # ---- queues ----------------------------------------------------------------------------
+
+    def queue(self, comfy_url: str) -> QueueState:
+        """The prompts running and pending; raises the client's errors when it cannot be read."""
+        async def read() -> QueueState:
+            return await (await self._client(comfy_url)).queue()
+        return self._run(read())
+
+    def drain(self, comfy_url: str, *, timeout: float,
+              on_change: Callable[[QueueState], None] = lambda _: None) -> QueueState:
+        """Poll the queue until it is empty or ``timeout`` seconds passed; the last queue read
+        (empty when drained). ``on_change`` hears each new non-empty state. Raises the client's
+        errors when the queue cannot be read."""
+        async def poll() -> QueueState:
+            comfy = await self._client(comfy_url)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            last: QueueState | None = None
+            while True:
+                queue = await comfy.queue()
+                if not queue.running and not queue.pending:
+                    return queue
+                if queue != last:
+                    on_change(queue)
+                    last = queue
+                if loop.time() >= deadline:
+                    return queue
+                await asyncio.sleep(self.poll_seconds)
+        return self._run(poll())
+
+    def cut(self, comfy_url: str, seen: QueueState) -> None:
+        """Delete the pending prompts in ``seen`` and interrupt its running one: only prompts the
+        caller has listed, so its report of what was cut off is exact."""
+        async def cut() -> None:
+            comfy = await self._client(comfy_url)
+            if seen.pending:
+                await comfy.delete_pending(list(seen.pending))
+            for prompt_id in seen.running:
+                await comfy.interrupt(prompt_id)
+        self._run(cut())
+
+    # ---- a plain ComfyUI -------------------------------------------------------------------
+
+    def server_stats(self, comfy_url: str) -> ServerStats:
+        """``/system_stats`` and ``/queue`` of any ComfyUI; raises the client's errors."""
+        async def read() -> ServerStats:
+            comfy = await self._client(comfy_url)
+            stats, queue = await asyncio.gather(comfy.system_stats(), comfy.queue())
+            system = stats.get("system") or {}
+            devices = [Device(str(d.get("name", "?")), str(d.get("type", "?")),
+                              int(d.get("vram_total") or 0), int(d.get("vram_free") or 0))
+                       for d in stats.get("devices") or [] if isinstance(d, dict)]
+            return ServerStats(system.get("comfyui_version"), system.get("ram_total"),
+                               system.get("ram_free"), devices, len(queue.running),
+                               len(queue.pending))
+        return self._run(read())

@@ -1,4 +1,5 @@
-"""``status``: which GPU container runs, whether it is ready, its queue, uptime, GPU memory."""
+"""``status``: which GPU container runs, whether it is ready, its queue, uptime, GPU memory; or,
+given only a URL, what a plain ComfyUI server says of itself (no Docker, no containers file)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from trellis_box.errors import ComfyResponseError, ComfyUnreachableError, GpuUna
 from trellis_box.gpu.probe import nvidia_smi
 from trellis_box.swap.config import GpuConfig
 from trellis_box.swap.docker_ops import DockerOps, Observed
-from trellis_box.swap.probes import probe_ready, read_queue
+from trellis_box.swap.probes import Probes, ServerStats
 
 
 @dataclass(frozen=True)
@@ -44,36 +45,61 @@ class GpuStatus:
     gpu_note: str | None
 
 
+@dataclass(frozen=True)
+class ServerStatus:
+    """One ComfyUI server given by URL, reachable or not."""
+
+    url: str
+    reachable: bool
+    error: str | None
+    stats: ServerStats | None
+
+
 def gpu_status(config: GpuConfig, ops: DockerOps) -> GpuStatus:
     observed = {o.container_name: o for o in ops.observe(config)}
     rows: list[ContainerStatus] = []
-    for spec in config.containers.values():
-        seen = observed.pop(spec.container_name, None)
-        if seen is None:
-            rows.append(ContainerStatus(spec.name, spec.container_name, "missing", spec.image,
-                                        None, None, None, None, None, None, False))
-        else:
-            changed = seen.managed and seen.spec_digest != spec.digest()
-            rows.append(_describe(seen, spec.name, spec.ready_url, spec.comfy_url, changed))
-    for seen in observed.values():  # managed, but its entry left the config
-        rows.append(_describe(seen, seen.name, seen.ready_url, seen.comfy_url, False))
+    with Probes() as probes:
+        for spec in config.containers.values():
+            seen = observed.pop(spec.container_name, None)
+            if seen is None:
+                rows.append(ContainerStatus(spec.name, spec.container_name, "missing",
+                                            spec.image, None, None, None, None, None, None,
+                                            False))
+            else:
+                changed = seen.managed and seen.spec_digest != spec.digest()
+                rows.append(_describe(probes, seen, spec.name, spec.ready_url, spec.comfy_url,
+                                      changed))
+        for seen in observed.values():  # managed, but its entry left the config
+            rows.append(_describe(probes, seen, seen.name, seen.ready_url, seen.comfy_url,
+                                  False))
     gpus, note = gpu_memory()
     return GpuStatus(holders=[r.container_name for r in rows if r.state == "running"],
                      containers=rows, gpus=gpus, gpu_note=note)
 
 
-def _describe(seen: Observed, name: str | None, ready_url: str | None, comfy_url: str | None,
-              changed: bool) -> ContainerStatus:
+def server_status(url: str) -> ServerStatus:
+    """What the ComfyUI at ``url`` says: its version, devices and memory, its queue."""
+    with Probes() as probes:
+        try:
+            return ServerStatus(url, True, None, probes.server_stats(url))
+        except (ComfyUnreachableError, ComfyResponseError) as exc:
+            reached = isinstance(exc, ComfyResponseError)
+            return ServerStatus(url, reached, "\n".join(filter(None, [exc.message, exc.detail])),
+                                None)
+
+
+def _describe(probes: Probes, seen: Observed, name: str | None, ready_url: str | None,
+              comfy_url: str | None, changed: bool) -> ContainerStatus:
     ready = detail = queue_error = None
     running = pending = None
     uptime = None
     if seen.running:
         if ready_url:
-            probe = probe_ready(ready_url)
+            probe = probes.ready(ready_url)
             ready, detail = probe.ready, probe.detail
         if comfy_url:
             try:
-                queue = read_queue(comfy_url)
+                queue = probes.queue(comfy_url)
                 running, pending = len(queue.running), len(queue.pending)
             except (ComfyUnreachableError, ComfyResponseError) as exc:
                 queue_error = exc.message

@@ -158,6 +158,16 @@ class ComfyHttp:
         info = await self._json("GET", "/trellis-box/info", absent_on_404=True)
         return info  # type: ignore[no-any-return]
 
+    async def trellis_gpu(self) -> dict[str, Any] | None:
+        """``/trellis-box/gpu``: torch's memory counters of the server's device (``available``
+        false, with a ``reason``, where it has no torch or CUDA), or ``None`` on a plain ComfyUI."""
+        return await self._json("GET", "/trellis-box/gpu", absent_on_404=True)  # type: ignore[no-any-return]
+
+    async def reset_gpu_peak(self) -> bool:
+        """Reset torch's peak memory counters on the server; False where it cannot."""
+        answer = await self._json("POST", "/trellis-box/gpu/reset-peak", absent_on_404=True)
+        return bool((answer or {}).get("reset"))
+
     async def history(self, prompt_id: str) -> dict[str, Any] | None:
         """The history entry of one prompt, or ``None`` while it has none."""
         data = await self._json("GET", f"/history/{prompt_id}")

@@ -1,0 +1,1 @@
+"""``trellis-box bench``: the real pipeline timed per stage on bundled photos, for sizing GPUs."""

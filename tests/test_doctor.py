@@ -34,8 +34,12 @@ def test_a_good_machine_passes_every_check(serve_setup: ServeSetup, monkeypatch:
     assert code == 0 and report["ok"] is True
     checks = by_name(report)
     assert list(checks) == ["gpu", "driver", "cuda arch", "profile", "environment",
-                            "comfyui root", "directories", "weights", "node imports"]
+                            "comfyui root", "directories", "weights", "node imports",
+                            "runtime packages"]
     assert all(c["status"] == "ok" for c in checks.values())
+    assert checks["runtime packages"]["detail"] == (
+        "transformers 4.57.1 (>=4.56,<5); o_voxel.convert (o_voxel 0.0.1) has "
+        "flexible_dual_grid_to_mesh, tiled_flexible_dual_grid_to_mesh")
     assert checks["gpu"]["detail"] == "NVIDIA L40S, 45.0 GiB, compute capability 8.9 (sm_89)"
     assert checks["driver"]["detail"].startswith("driver 550.127.05")
     assert "ComfyUI-Trellis2" in checks["node imports"]["detail"]

@@ -1,5 +1,8 @@
 """The pin file parses and carries what the product needs."""
 
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
 from trellis_box import pins
 
 
@@ -10,8 +13,12 @@ def test_pins_name_every_upstream_commit_in_full() -> None:
 
 
 def test_transformers_pin_is_inside_the_range_dinov3_needs() -> None:
-    major, minor, *_ = (int(x) for x in pins.load().packages["transformers"].split("."))
-    assert (major, minor) >= (4, 56) and major < 5
+    p = pins.load()
+    ranges = {r.name: SpecifierSet(r.range) for r in p.compat_packages}
+    assert ranges["transformers"] == SpecifierSet(">=4.56,<5")
+    # Every pinned package with a run-time range sits inside it (the Dockerfile's pin is this one).
+    for name, allowed in ranges.items():
+        assert Version(p.packages[name]) in allowed, name
 
 
 def test_build_args_cover_every_pin() -> None:

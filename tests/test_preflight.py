@@ -13,7 +13,7 @@ import pytest
 
 from tests.hub_mirror import make_comfy_root
 from tests.serve_support import ServeSetup, make_setup
-from trellis_box.errors import GpuUnavailableError, NodeImportError, TrellisBoxError
+from trellis_box.errors import GpuUnavailableError, NodeImportError, RuntimePackageError, TrellisBoxError
 from trellis_box.gpu.probe import Gpu, covering_target, parse_gpus
 from trellis_box.serve import settings
 from trellis_box.serve.node_imports import import_packs, node_pack_dirs
@@ -25,6 +25,7 @@ from trellis_box.serve.preflight import (
     run,
     weights_error,
 )
+from trellis_box.serve.runtime_packages import check_runtime_packages
 from trellis_box.weights import catalog
 from trellis_box.weights.verify import verify
 
@@ -278,3 +279,97 @@ def test_fail_fast_reports_the_failed_step_then_raises(serve_setup: ServeSetup,
     assert [r.name for r in seen] == ["gpu"]
     assert seen[0].ok is False and seen[0].error is caught.value
     assert seen[0].as_dict()["status"] == "failed"
+
+
+class TestRuntimePackages:
+    """Packages only a job exercises, checked in ComfyUI's interpreter with stand-in packages in
+    a temporary site directory (PYTHONPATH), in a ComfyUI root that holds none of its own."""
+
+    @staticmethod
+    def site(tmp_path: Path, *, transformers: str | None = "4.57.1",
+             o_voxel: str | None = "def flexible_dual_grid_to_mesh(): pass\n"
+                                   "def tiled_flexible_dual_grid_to_mesh(): pass\n") -> dict[str, str]:
+        site = tmp_path / "site"
+        site.mkdir()
+        if transformers is not None:
+            info = site / f"transformers-{transformers}.dist-info"
+            info.mkdir()
+            (info / "METADATA").write_text(
+                f"Metadata-Version: 2.1\nName: transformers\nVersion: {transformers}\n")
+        if o_voxel is not None:
+            (site / "o_voxel").mkdir()
+            (site / "o_voxel" / "__init__.py").write_text("")
+            (site / "o_voxel" / "convert.py").write_text(o_voxel)
+            info = site / "o_voxel-0.0.1.dist-info"
+            info.mkdir()
+            (info / "METADATA").write_text("Metadata-Version: 2.1\nName: o_voxel\nVersion: 0.0.1\n")
+        (tmp_path / "comfyui").mkdir()
+        return {**os.environ, "PYTHONPATH": str(site)}
+
+    @staticmethod
+    def check(tmp_path: Path, env: dict[str, str], timeout: float = 60.0) -> list[str]:
+        return check_runtime_packages(tmp_path / "comfyui", python=sys.executable, env=env,
+                                      timeout=timeout)
+
+    def test_good_packages_pass_and_say_what_was_found(self, tmp_path: Path) -> None:
+        assert self.check(tmp_path, self.site(tmp_path)) == [
+            "transformers 4.57.1 (>=4.56,<5)",
+            "o_voxel.convert (o_voxel 0.0.1) has flexible_dual_grid_to_mesh, "
+            "tiled_flexible_dual_grid_to_mesh"]
+
+    def test_transformers_5_names_the_version_the_range_and_the_fix(self, tmp_path: Path) -> None:
+        with pytest.raises(RuntimePackageError) as caught:
+            self.check(tmp_path, self.site(tmp_path, transformers="5.1.0"))
+        text = str(caught.value)
+        assert text.startswith("transformers 5.1.0 is outside the range the node packs work with "
+                               "(>=4.56,<5); ComfyUI was not started")
+        assert f"Found in {sys.executable} at {tmp_path / 'site'}" in text
+        assert "'DINOv3ViTModel' object has no attribute 'layer'" in text
+        assert f"fix: install transformers==4.57.1 in ComfyUI's interpreter: `{sys.executable} -m " \
+               "pip install 'transformers==4.57.1'`" in text
+        assert caught.value.facts == {"package": "transformers", "version": "5.1.0",
+                                      "range": ">=4.56,<5"}
+
+    @pytest.mark.parametrize("version", ["4.55.4", "not-a-version"])
+    def test_too_old_or_unreadable_versions_fail_too(self, tmp_path: Path, version: str) -> None:
+        with pytest.raises(RuntimePackageError, match=f"transformers {version} is outside"):
+            self.check(tmp_path, self.site(tmp_path, transformers=version))
+
+    def test_missing_transformers_is_named(self, tmp_path: Path) -> None:
+        with pytest.raises(RuntimePackageError) as caught:
+            self.check(tmp_path, self.site(tmp_path, transformers=None))
+        assert str(caught.value).startswith("transformers is not installed in ComfyUI's interpreter")
+        assert caught.value.facts["version"] is None
+
+    def test_an_o_voxel_without_the_tiled_converter_is_refused(self, tmp_path: Path) -> None:
+        # microsoft/TRELLIS.2's o-voxel: builds and imports, lacks the tiled converter.
+        env = self.site(tmp_path, o_voxel="def flexible_dual_grid_to_mesh(): pass\n")
+        with pytest.raises(RuntimePackageError) as caught:
+            self.check(tmp_path, env)
+        text = str(caught.value)
+        convert = tmp_path / "site" / "o_voxel" / "convert.py"
+        assert text.startswith(f"o_voxel.convert (o_voxel 0.0.1, {convert}) lacks "
+                               "tiled_flexible_dual_grid_to_mesh; ComfyUI was not started")
+        assert "ComfyUI-Trellis2 imports them at the first shape decode" in text
+        assert "fix: install o_voxel built from visualbruno/TRELLIS.2's o-voxel/" in text
+        assert caught.value.facts["missing"] == ["tiled_flexible_dual_grid_to_mesh"]
+
+    def test_an_o_voxel_that_cannot_be_imported_quotes_its_error(self, tmp_path: Path) -> None:
+        env = self.site(tmp_path, o_voxel="raise ImportError('libcumesh.so: cannot open shared "
+                                          "object file')\n")
+        with pytest.raises(RuntimePackageError) as caught:
+            self.check(tmp_path, env)
+        assert str(caught.value).startswith("o_voxel.convert cannot be imported in ComfyUI's "
+                                            "interpreter; ComfyUI was not started")
+        assert "ImportError: libcumesh.so: cannot open shared object file" in str(caught.value)
+
+    def test_an_o_voxel_that_kills_the_interpreter_is_named(self, tmp_path: Path) -> None:
+        env = self.site(tmp_path, o_voxel="import os\nos.abort()\n")
+        with pytest.raises(RuntimePackageError,
+                           match=r"o_voxel.convert killed the interpreter \(exit code -6\)"):
+            self.check(tmp_path, env)
+
+    def test_the_stand_in_root_carries_what_the_image_has(self, serve_setup: ServeSetup) -> None:
+        lines = check_runtime_packages(serve_setup.root, python=sys.executable,
+                                       env=dict(os.environ), timeout=60.0)
+        assert lines[0] == "transformers 4.57.1 (>=4.56,<5)"

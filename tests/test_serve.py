@@ -109,7 +109,7 @@ class TestReady:
         assert done == ["preflight", "starting", "registering", "warming"]
         steps = [e["step"] for e in serve.events() if e["event"] == "step"]
         assert steps == ["gpu", "cuda arch", "profile", "environment", "comfyui root",
-                         "directories", "port", "weights", "node imports"]
+                         "directories", "port", "weights", "node imports", "runtime packages"]
         assert all(e["status"] == "ok" and e["duration_s"] >= 0 for e in serve.events()
                    if e["event"] == "step")
         # The warm-up ran one prompt and cleaned up its outputs.
@@ -218,6 +218,23 @@ class TestRefusesToStart:
         assert f'File "{init}"' in err
         assert "ModuleNotFoundError: No module named 'o_voxel_missing_in_this_image'" in err
         assert "fix: a Python package the pack imports is not installed" in err
+        assert serve.comfy_pid() is None
+        assert_never_ready(serve, serve_setup)
+
+    def test_transformers_outside_the_packs_range_is_named_with_its_fix(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        # Every import check passes with transformers 5; only the first generation would fail.
+        good = serve_setup.root / "transformers-4.57.1.dist-info"
+        bad = serve_setup.root / "transformers-5.1.0.dist-info"
+        good.rename(bad)
+        (bad / "METADATA").write_text("Metadata-Version: 2.1\nName: transformers\nVersion: 5.1.0\n")
+        serve = start_serve(serve_setup)
+        assert serve.wait_exit() == 1
+        err = serve.stderr
+        assert ("error: transformers 5.1.0 is outside the range the node packs work with "
+                "(>=4.56,<5); ComfyUI was not started") in err
+        assert "'DINOv3ViTModel' object has no attribute 'layer'" in err
+        assert "fix: install transformers==4.57.1 in ComfyUI's interpreter" in err
         assert serve.comfy_pid() is None
         assert_never_ready(serve, serve_setup)
 

@@ -317,6 +317,13 @@ class NodeImportError(TrellisBoxError):
     reference = "node-import-failed"
 
 
+class RuntimePackageError(TrellisBoxError):
+    """A package ComfyUI's interpreter holds would fail the first job though every import check
+    passes: a version outside the range the node packs work with, or a module lacking names."""
+
+    reference = "runtime-package"
+
+
 class DirectoryNotWritableError(TrellisBoxError):
     """A directory ComfyUI or its kernels write to is not writable by this process's user."""
 

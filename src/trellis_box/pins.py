@@ -19,6 +19,25 @@ class Repo:
 
 
 @dataclass(frozen=True)
+class PackageRange:
+    """A package the pinned node packs need within a version range (PEP 440 specifiers)."""
+
+    name: str
+    range: str
+    why: str
+
+
+@dataclass(frozen=True)
+class ModuleNames:
+    """A module the pinned node packs import names from only at run time."""
+
+    module: str
+    names: tuple[str, ...]
+    why: str
+    source: str
+
+
+@dataclass(frozen=True)
 class Pins:
     comfyui: Repo
     node_packs: dict[str, Repo]
@@ -29,6 +48,8 @@ class Pins:
     wheel_dir: str
     wheels: tuple[str, ...]
     cuda_archs: tuple[str, ...]
+    compat_packages: tuple[PackageRange, ...] = ()
+    compat_modules: tuple[ModuleNames, ...] = ()
 
     def build_args(self) -> dict[str, str]:
         """Dockerfile build-arg name -> value; the Dockerfile's ARG defaults must equal these."""
@@ -73,6 +94,10 @@ def parse(text: str) -> Pins:
         wheel_dir=raw["wheels"]["dir"],
         wheels=tuple(raw["wheels"]["files"]),
         cuda_archs=tuple(raw["gpu"]["cuda_archs"]),
+        compat_packages=tuple(PackageRange(name, t["range"], t["why"])
+                              for name, t in raw.get("compat", {}).get("packages", {}).items()),
+        compat_modules=tuple(ModuleNames(module, tuple(t["names"]), t["why"], t["source"])
+                             for module, t in raw.get("compat", {}).get("modules", {}).items()),
     )
 
 

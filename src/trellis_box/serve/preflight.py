@@ -44,6 +44,7 @@ from trellis_box.gpu.probe import (
 )
 from trellis_box.gpu.profiles import Profile, profile_for
 from trellis_box.serve.node_imports import import_packs, node_pack_dirs
+from trellis_box.serve.runtime_packages import check_runtime_packages
 from trellis_box.serve.settings import OFFLINE_ENV, ServeSettings
 from trellis_box.weights import catalog
 from trellis_box.weights.verify import VerifyReport, verify
@@ -342,6 +343,12 @@ def weights_error(report: VerifyReport,
     )
 
 
+def _runtime_packages(settings: ServeSettings, found: Findings) -> str:
+    assert found.root is not None
+    return "; ".join(check_runtime_packages(found.root, python=settings.python, env=found.env,
+                                            timeout=settings.import_timeout))
+
+
 def _nodes(settings: ServeSettings, found: Findings) -> str:
     assert found.root is not None
     found.packs = import_packs(found.root, node_pack_dirs(found.root), python=settings.python,
@@ -364,6 +371,8 @@ _AFTER_GPU: tuple[Step, ...] = (
 _COMFY: tuple[Step, ...] = (
     Step("weights", _weights, needs=("comfyui root",)),
     Step("node imports", _nodes, needs=("comfyui root", "environment")),
+    # After the node imports: a pack that fails to import is the first thing to fix.
+    Step("runtime packages", _runtime_packages, needs=("comfyui root", "environment")),
 )
 
 #: ``serve``: everything that must hold before ComfyUI starts, cheapest first.

@@ -13,6 +13,7 @@ import pytest
 
 from tests.comfy_standin.fixtures import StartStandin
 from tests.comfy_standin.launcher import StandinServer
+from tests.comfy_standin.torch_site import ALLOCATED, RESERVED, torch_site
 from trellis_box.bench import runner
 from trellis_box.bench.reference import UPSTREAM_H100_GENERATION_S
 from trellis_box.bench.runner import STAND_IN_LABEL, BenchOptions, BenchRun, run_bench, sample_images
@@ -70,8 +71,8 @@ def test_bundled_photos_are_distinct_pngs() -> None:
 
 
 def test_cold_and_warm_are_apart_and_stages_add_up(comfy_standin: StartStandin,
-                                                   fake_nvidia_smi: Path) -> None:
-    server = comfy_standin(exec_seconds=0.3)
+                                                   fake_nvidia_smi: Path, tmp_path: Path) -> None:
+    server = comfy_standin(exec_seconds=0.3, env=torch_site(tmp_path, installed=False))
     run = _bench(server, resolutions=("512", "1024"), images=3, seed=7)
 
     assert [(j.resolution, j.phase, j.status) for j in run.jobs] == [
@@ -117,9 +118,10 @@ def test_cold_and_warm_are_apart_and_stages_add_up(comfy_standin: StartStandin,
 
 
 def test_a_failing_job_is_reported_and_the_run_goes_on(comfy_standin: StartStandin,
-                                                       no_nvidia_smi: None) -> None:
+                                                       no_nvidia_smi: None, tmp_path: Path) -> None:
     server = comfy_standin(exec_seconds=0.05, fail_node=GENERATOR,
-                           fail_when="pipeline_type=1024_cascade")
+                           fail_when="pipeline_type=1024_cascade",
+                           env=torch_site(tmp_path, installed=True))
     run = _bench(server, resolutions=("1024", "512"), images=2)
     assert [(j.resolution, j.status) for j in run.jobs] == [
         ("1024", "failed"), ("1024", "failed"), ("512", "ok"), ("512", "ok")]
@@ -128,6 +130,14 @@ def test_a_failing_job_is_reported_and_the_run_goes_on(comfy_standin: StartStand
     assert [(r.resolution, r.phase, r.jobs, r.failed) for r in rows(run)][:2] == [
         ("1024", "cold", 0, 1), ("1024", "warm", 0, 1)]
     assert rows(run)[0].figures["server_seconds"] is None
+    # torch's peaks, reset before each job (the stand-in torch resets them to what it holds).
+    assert run.environment["torch_memory"] == "reported"
+    assert run.environment["gpu_name"] == "NVIDIA H200"
+    assert (run.environment["torch_version"], run.environment["cuda_version"]) == (
+        "2.7.0+cu126", "12.6")
+    assert run.jobs[2].gpu["torch_peak_reserved_bytes"] == RESERVED
+    assert run.jobs[2].gpu["torch_peak_allocated_bytes"] == ALLOCATED
+    assert rows(run)[2].figures["torch_peak_reserved_bytes"] == RESERVED
     assert run.busy == {"measured": False, "reason": "not measured: no nvidia-smi on this machine",
                         "note": run.busy["note"]}
     data = as_data(run)

@@ -22,6 +22,7 @@ from PIL import Image
 
 from tests.comfy_standin.fixtures import StartStandin
 from tests.comfy_standin.probe import object_png, of_type, recorded_graph, run, upload
+from tests.comfy_standin.torch_site import ALLOCATED, PEAK_ALLOCATED, PEAK_RESERVED, RESERVED, torch_site
 from tests.gltf_validator import validate_glb
 from trellis_box.comfy_nodes import (
     NODE_CLASS_MAPPINGS,
@@ -205,39 +206,6 @@ async def test_routes_report_the_state_file(comfy_standin: StartStandin, tmp_pat
         assert f"state file {state_file} unreadable" in info["error"]
 
 
-# A torch stand-in for the /trellis-box/gpu routes (no GPU and no torch here): CUDA counters
-# kept in a module, the peaks reset the way torch resets them (to the current figures).
-_FAKE_TORCH = '''
-import types
-__version__ = "2.7.0+cu126"
-version = types.SimpleNamespace(cuda="12.6")
-_mem = {"allocated": 3 << 30, "reserved": 4 << 30, "max_allocated": 19 << 30, "max_reserved": 20 << 30}
-def _reset(device):
-    assert device == 0
-    _mem["max_allocated"], _mem["max_reserved"] = _mem["allocated"], _mem["reserved"]
-cuda = types.SimpleNamespace(
-    is_available=lambda: {available},
-    current_device=lambda: 0,
-    get_device_name=lambda d: "NVIDIA H200",
-    mem_get_info=lambda d: (120 << 30, 140 << 30),
-    memory_allocated=lambda d: _mem["allocated"],
-    memory_reserved=lambda d: _mem["reserved"],
-    max_memory_allocated=lambda d: _mem["max_allocated"],
-    max_memory_reserved=lambda d: _mem["max_reserved"],
-    reset_peak_memory_stats=_reset,
-)
-'''
-
-
-def _torch_dir(tmp_path: Path, *, installed: bool, cuda: bool = True) -> dict[str, str]:
-    site = tmp_path / "site"
-    (site / "torch").mkdir(parents=True)
-    body = (_FAKE_TORCH.replace("{available}", str(cuda)) if installed
-            else "raise ImportError('No module named torch (hidden by the test)')\n")
-    (site / "torch" / "__init__.py").write_text(body)
-    return {"PYTHONPATH": str(site)}
-
-
 async def _gpu_routes(server_url: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     async with aiohttp.ClientSession(server_url) as session:
         before = await (await session.get("/trellis-box/gpu")).json()
@@ -254,7 +222,7 @@ async def _gpu_routes(server_url: str) -> tuple[dict[str, Any], dict[str, Any], 
 async def test_gpu_routes_say_why_without_torch_or_cuda(comfy_standin: StartStandin, tmp_path: Path,
                                                        installed: bool, cuda: bool,
                                                        reason: str) -> None:
-    server = comfy_standin(env=_torch_dir(tmp_path, installed=installed, cuda=cuda))
+    server = comfy_standin(env=torch_site(tmp_path, installed=installed, cuda=cuda))
     before, reset, after = await _gpu_routes(server.url)
     assert before["available"] is False and before["reason"].startswith(reason)
     assert reset == {"available": False, "reset": False, "reason": before["reason"]}
@@ -263,14 +231,14 @@ async def test_gpu_routes_say_why_without_torch_or_cuda(comfy_standin: StartStan
 
 async def test_gpu_routes_report_and_reset_torchs_peaks(comfy_standin: StartStandin,
                                                         tmp_path: Path) -> None:
-    server = comfy_standin(env=_torch_dir(tmp_path, installed=True))
+    server = comfy_standin(env=torch_site(tmp_path, installed=True))
     before, reset, after = await _gpu_routes(server.url)
     assert before == {
         "available": True, "device_index": 0, "device_name": "NVIDIA H200",
         "torch_version": "2.7.0+cu126", "cuda_version": "12.6",
-        "max_allocated_bytes": 19 << 30, "max_reserved_bytes": 20 << 30,
-        "allocated_bytes": 3 << 30, "reserved_bytes": 4 << 30,
+        "max_allocated_bytes": PEAK_ALLOCATED, "max_reserved_bytes": PEAK_RESERVED,
+        "allocated_bytes": ALLOCATED, "reserved_bytes": RESERVED,
         "free_bytes": 120 << 30, "total_bytes": 140 << 30,
     }
     assert reset == {"available": True, "reset": True}
-    assert (after["max_allocated_bytes"], after["max_reserved_bytes"]) == (3 << 30, 4 << 30)
+    assert (after["max_allocated_bytes"], after["max_reserved_bytes"]) == (ALLOCATED, RESERVED)

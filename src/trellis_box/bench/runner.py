@@ -18,7 +18,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -153,6 +153,7 @@ async def run_bench(server: str, options: BenchOptions = BenchOptions(), *,
         environment, profile = await _environment(comfy)
         low_vram = _low_vram(options.low_vram, profile)
         environment["low_vram"] = {"requested": options.low_vram, "used": low_vram}
+        environment["workflow"] = options.workflow.as_dict()
         jobs = [JobRecord(resolution, i, images[i % len(images)].name, seed + n, low_vram)
                 for n, (resolution, i) in enumerate((r, i) for r in options.resolutions
                                                     for i in range(options.images))]
@@ -216,10 +217,10 @@ async def _environment(comfy: ComfyClient) -> tuple[dict[str, Any], Profile | No
 
 async def _run_job(comfy: ComfyClient, job: JobRecord, options: BenchOptions,
                    sampler: GpuSampler, tmp: Path) -> None:
-    run_options = replace(options.workflow, resolution=job.resolution, seed=job.seed,
-                          low_vram=job.low_vram,
-                          glb_prefix=f"{OUTPUT_SUBFOLDER}/{job.resolution}-{job.index}",
-                          cutout_prefix=f"{OUTPUT_SUBFOLDER}/cutout-{job.resolution}-{job.index}")
+    run_options = options.workflow.replace(
+        resolution=job.resolution, seed=job.seed, low_vram=job.low_vram,
+        glb_prefix=f"{OUTPUT_SUBFOLDER}/{job.resolution}-{job.index}",
+        cutout_prefix=f"{OUTPUT_SUBFOLDER}/cutout-{job.resolution}-{job.index}")
     image = next(p for p in sample_images() if p.name == job.image)
     await comfy.reset_gpu_peak()
     start = time.monotonic()

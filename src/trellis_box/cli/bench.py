@@ -16,8 +16,8 @@ from trellis_box.bench.runner import LOW_VRAM_CHOICES, STAND_IN_LABEL, BenchOpti
 from trellis_box.bench.summary import as_data, compare_with_upstream, rows
 from trellis_box.cli._errors import EXIT_OK, EXIT_PARTIAL
 from trellis_box.cli._output import JsonOption, emit, err
+from trellis_box.comfyui import workflow
 from trellis_box.comfyui.explain import write_failed
-from trellis_box.comfyui.workflow import RESOLUTIONS
 
 EXAMPLES = """\
 Examples:
@@ -42,10 +42,12 @@ app = typer.Typer()
 def bench(
     server: str = typer.Option("http://127.0.0.1:8188", "--server", envvar="TRELLIS_BOX_SERVER",
                                help="ComfyUI base URL."),
-    resolutions: str = typer.Option(",".join(RESOLUTIONS), "--resolutions",
-                                    help=f"Comma-separated, from {', '.join(RESOLUTIONS)}."),
+    resolutions: str = typer.Option(",".join(workflow.RESOLUTIONS), "--resolutions",
+                                    help=f"Comma-separated, from {', '.join(workflow.RESOLUTIONS)}."),
     images: int = typer.Option(3, "--images", min=1,
                                help="Jobs per resolution (the first is cold)."),
+    preset: str = typer.Option(workflow.DEFAULT_PRESET, "--preset", metavar="|".join(workflow.PRESETS),
+                               help="Output size and detail, as `generate --preset`."),
     low_vram: str = typer.Option("profile", "--low-vram",
                                  help=f"{', '.join(LOW_VRAM_CHOICES)}: profile lets the server's "
                                       "GPU profile decide."),
@@ -58,7 +60,7 @@ def bench(
     """Time the image-to-GLB pipeline per stage on bundled photos, cold and warm, per resolution."""
     options = BenchOptions(resolutions=tuple(r.strip() for r in resolutions.split(",") if r.strip()),
                            images=images, low_vram=low_vram, seed=seed, job_timeout=timeout,
-                           gpu_index=gpu_index)
+                           gpu_index=gpu_index, workflow=workflow.WorkflowOptions(preset=preset))
     on_job = None if as_json else _progress_line
     run = asyncio.run(run_bench(server, options, on_job=on_job))
     data = as_data(run)
@@ -133,9 +135,11 @@ def _footer(run: BenchRun) -> list[str]:
         "GPU busy share over the run: " + (f"{busy['busy_share']:.0%}" if busy.get("measured")
                                            else str(busy.get("reason"))),
         f"weights: {STAND_IN_LABEL if run.stand_in_weights else env.get('weights_mode')}; "
-        f"low_vram {'on' if env['low_vram']['used'] else 'off'} ({env['low_vram']['requested']}); "
+        f"preset {env['workflow']['preset']}; "
+        f"low_vram {'on' if env['low_vram']['used'] else 'off'} ({env['low_vram']['requested']})",
         f"torch {env.get('torch_version')}, CUDA {env.get('cuda_version') or '?'}, "
-        f"driver {env.get('driver_version_nvidia_smi') or '?'}; trellis-box {env.get('trellis_box_version')}",
+        f"driver {env.get('driver_version_nvidia_smi') or '?'}; "
+        f"trellis-box {env.get('trellis_box_version')}",
         "peak GB: torch's peak reserved memory of the job (nvidia-smi's device peak where torch's "
         f"is not reported: {env.get('torch_memory')})",
     ]

@@ -479,3 +479,16 @@ class MissingGpuCodeError(TrellisBoxError):
     """
 
     reference = "gpu-arch-missing"
+
+
+# --- report: report.html, thumbnails ---
+class ReportInputError(UsageError):
+    """The folder given to ``report`` holds no per-input reports of a batch."""
+
+    reference = "report-no-inputs"
+
+
+class ThumbnailsUnavailableError(TrellisBoxError):
+    """The optional thumbnail renderer is not installed or cannot render on this machine."""
+
+    reference = "thumbnails-unavailable"

@@ -113,9 +113,14 @@ def finished_report(out_dir: Path, name: str, key: str, *older: str | None
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_bytes(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` whole: a reader sees the old file or the new one, never a part."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -1,4 +1,5 @@
-"""`trellis-box generate`: images in, GLB + cutout + JSON report out, through ComfyUI's API."""
+"""`trellis-box generate`: images in, GLB + cutout + JSON report out, through ComfyUI's API, and
+report.html over the whole folder at the end."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typer.core import TyperCommand
 from trellis_box.batch.engine import BatchOptions, BatchReport, Event, Outcome, run_batch
 from trellis_box.cli._errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL
 from trellis_box.cli._output import JsonOption, emit, err
+from trellis_box.cli.report import report_batch
 from trellis_box.comfyui import protocol, workflow
 from trellis_box.errors import TrellisBoxError, WorkflowInvalidError
 
@@ -95,6 +97,8 @@ def generate(
             _in_flags(outcome.error, used)
     emit(_as_data(report), as_json=as_json,
          render=lambda console: _render(console, report, requested=options.resolution))
+    # After the batch, so thumbnails never hold up the GPU; skipped after Ctrl-C.
+    report_batch(out, thumbnails=not report.interrupted, quiet=as_json)
     if report.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_PARTIAL if report.failed else EXIT_OK

@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.comfy_standin.fixtures",
     "tests.serve_support",
     "tests.image_support",
+    "tests.browser",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

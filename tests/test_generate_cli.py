@@ -51,7 +51,10 @@ def test_a_folder_gives_files_and_a_summary_table(comfy_standin: StartStandin, t
     assert code == 0, printed
     assert "trellis-box generate — resolution 1024" in printed and "2 of 2 done" in printed
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"item-{i}{ext}" for i in range(2) for ext in (".glb", ".cutout.png", ".json"))
+        [f"item-{i}{ext}" for i in range(2) for ext in (".glb", ".cutout.png", ".json")]
+        + ["report.html", "report-files"])
+    assert 'data-name="item-' not in (out / "report.html").read_text()  # drawn by its script
+    assert '"name":"item-1"' in (out / "report.html").read_text()
     report = json.loads((out / "item-0.json").read_text())
     params = report["parameters"]
     assert (params["seed"], params["shape_steps"], params["texture_size"]) == (5, 8, 1024)

@@ -207,6 +207,8 @@ def test_the_viewer_shows_the_model(browser: Browser, served: str) -> None:
 def test_from_the_disk_the_page_says_how_to_get_the_3d_view(browser: Browser, batch: Path) -> None:
     page, console = _open(browser, (batch / "report.html").as_uri())
     assert page.locator("#file-note").is_visible()
+    # Pictures do load from the disk: only the viewer's fetch is refused there.
+    assert page.evaluate("[...document.images].filter(i => !i.naturalWidth).length") == 0
     assert "--serve" in page.locator("#file-note").inner_text()
     page.click('article[data-name="object-1"] button.view3d')
     assert "--serve" in page.locator('article[data-name="object-1"] .stage').inner_text()
@@ -239,3 +241,13 @@ def test_the_report_command_rebuilds_and_serves(batch: Path, tmp_path: Path) -> 
         process.send_signal(signal.SIGINT)
         assert process.wait(10) == 0
     assert _entries(copy)["object-0"]["thumbnail"] is None  # the placeholder is shown instead
+
+
+def test_a_link_to_one_input_opens_its_3d_view(browser: Browser, served: str) -> None:
+    page, console = new_page(browser)
+    page.goto(served + "#object-1")
+    page.wait_for_selector('article[data-name="object-1"] model-viewer', state="attached")
+    assert page.locator('article[data-name="object-0"]').get_attribute("data-viewer") is None
+    assert page.locator("model-viewer").count() == 1
+    assert page.locator("model-viewer").get_attribute("src") == "object-1.glb"
+    assert console.errors == [], console

@@ -68,12 +68,16 @@
     card.dataset.viewer = "closed";
   }
 
+  const hasWebGL = () => Boolean(document.createElement("canvas").getContext("webgl2")
+    || document.createElement("canvas").getContext("webgl"));
+
   async function openViewer(card, entry) {
     const stage = card.querySelector(".stage");
-    if (fromDisk) {
-      stage.querySelector(".still").replaceWith(el("div", { class: "still placeholder" },
-        "The 3D view needs the report served over http: run ",
-        el("code", { text: `trellis-box report ${REPORT.dir} --serve` })));
+    if (fromDisk || !hasWebGL()) {
+      stage.querySelector(".still").replaceWith(el("div", { class: "still placeholder" }, ...(fromDisk
+        ? ["The 3D view needs the report served over http: run ",
+          el("code", { text: `trellis-box report ${REPORT.dir} --serve` })]
+        : ["This browser has WebGL turned off or lacks it: the 3D view cannot draw here."])));
       return;
     }
     while (live.length >= LIVE_VIEWERS) closeViewer(live[0]);
@@ -133,7 +137,8 @@
     }
     if (entry.input_path) fact("input", entry.input_path);
     const body = el("div", { class: "body" },
-      el("div", { class: "title" }, el("h2", { text: entry.name }),
+      el("div", { class: "title" }, el("h2", {}, el("a", { href: `#${encodeURIComponent(entry.name)}`,
+        title: "link to this model", text: entry.name })),
         el("span", { class: "badge", text: entry.status })),
       facts);
     if (entry.error) {
@@ -185,7 +190,21 @@
   });
   document.getElementById("prev").addEventListener("click", () => { state.page -= 1; draw(); scrollTo(0, 0); });
   document.getElementById("next").addEventListener("click", () => { state.page += 1; draw(); scrollTo(0, 0); });
+  // report.html#NAME: that input's page, scrolled to, its 3D view open (a link to one model).
+  function openFromHash() {
+    const name = decodeURIComponent(location.hash.slice(1));
+    const index = REPORT.entries.findIndex((e) => e.name === name);
+    if (index < 0) return;
+    Object.assign(state, { filter: "all", query: "", page: Math.floor(index / PAGE_SIZE) });
+    draw();
+    const node = document.querySelector(`article[data-name="${CSS.escape(name)}"]`);
+    node.scrollIntoView();
+    if (REPORT.entries[index].glb) openViewer(node, REPORT.entries[index]);
+  }
+
   document.getElementById("file-note").hidden = !fromDisk;
+  addEventListener("hashchange", openFromHash);
   drawSummary();
   draw();
+  openFromHash();
 })();

@@ -216,7 +216,7 @@ def test_from_the_disk_the_page_says_how_to_get_the_3d_view(browser: Browser, ba
     assert console.errors == [], console
 
 
-def test_the_report_command_rebuilds_and_serves(batch: Path, tmp_path: Path) -> None:
+def test_the_report_command_rebuilds_and_serves(batch: Path, tmp_path: Path, browser: Browser) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(batch, copy, ignore=shutil.ignore_patterns("report.html", "report-files"))
     process = subprocess.Popen([sys.executable, "-m", "trellis_box.cli.app", "report", str(copy),
@@ -237,6 +237,10 @@ def test_the_report_command_rebuilds_and_serves(batch: Path, tmp_path: Path) -> 
         with urllib.request.urlopen(printed["url"].replace("report.html", "object-0.glb")) as answer:
             assert answer.headers["Content-Type"] == "model/gltf-binary"
             assert answer.read(4) == b"glTF"
+        # Without thumbnails the page still opens clean, with a placeholder saying how to add them.
+        page, console = _open(browser, printed["url"])
+        assert "trellis-box[thumbnails]" in page.locator('article[data-name="object-0"] .stage').inner_text()
+        assert console.errors == [], console
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(10) == 0

@@ -114,7 +114,8 @@
       ? el("img", { class: "still thumbnail", src: entry.thumbnail, alt: `thumbnail of ${entry.name}`,
           loading: "lazy", decoding: "async" })
       : el("div", { class: "still placeholder",
-          text: entry.status === "ok" ? "no thumbnail yet (trellis-box report DIR renders it)" : "no model" });
+          text: !entry.glb ? "no GLB in this folder"
+            : `no thumbnail yet: pip install 'trellis-box[thumbnails]', then trellis-box report ${REPORT.dir}` });
     const actions = el("div", { class: "actions" });
     if (entry.glb) {
       actions.append(

@@ -25,7 +25,7 @@ def engine(size: int) -> Any:
     options["scene.up_direction"] = "+Y"  # glTF's up
     options["render.effect.antialiasing.mode"] = "fxaa"
     options["render.effect.tone_mapping"] = True
-    options["render.light.intensity"] = 1.5
+    options["render.light.intensity"] = 2.5
     return created
 
 

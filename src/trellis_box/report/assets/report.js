@@ -25,7 +25,8 @@
 
   const seconds = (s) => (s === null || s === undefined ? "–" : s < 60 ? `${s.toFixed(1)} s`
     : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
-  const megabytes = (b) => (b === null || b === undefined ? "–" : `${(b / 1048576).toFixed(1)} MB`);
+  const size = (b) => (b === null || b === undefined ? "–"
+    : b < 1048576 ? `${Math.ceil(b / 1024)} KB` : `${(b / 1048576).toFixed(1)} MB`);
   const count = (n) => (n === null || n === undefined ? "–" : n.toLocaleString("en"));
   const join = (list) => (list && list.length ? list.join(", ") : "–");
 
@@ -114,7 +115,8 @@
       ? el("img", { class: "still thumbnail", src: entry.thumbnail, alt: `thumbnail of ${entry.name}`,
           loading: "lazy", decoding: "async" })
       : el("div", { class: "still placeholder",
-          text: !entry.glb ? "no GLB in this folder"
+          text: entry.error ? `failed: ${entry.error.message || entry.error.error}`
+            : !entry.glb ? "no GLB in this folder"
             : `no thumbnail yet: pip install 'trellis-box[thumbnails]', then trellis-box report ${REPORT.dir}` });
     const actions = el("div", { class: "actions" });
     if (entry.glb) {
@@ -131,7 +133,7 @@
     fact("resolution", entry.resolution || "–");
     fact("GPU time", seconds(entry.seconds));
     if (entry.status === "ok") {
-      fact("GLB", megabytes(entry.bytes));
+      fact("GLB", size(entry.bytes));
       fact("faces", count(entry.faces));
       fact("vertices", count(entry.vertices));
       fact("textures", textures);

@@ -36,7 +36,7 @@ def report(
                                help="Serve the folder on 127.0.0.1 (the 3D view needs http)."),
     port: int = typer.Option(0, "--port", min=0, max=65535, help="Port for --serve (0: any free)."),
     thumbnails: bool = typer.Option(True, "--thumbnails/--no-thumbnails",
-                                    help="Render missing thumbnails (needs trellis-box[thumbnails])."),
+                                    help="Render missing thumbnails (needs the thumbnails extra: f3d)."),
     workers: int | None = typer.Option(None, "--workers", min=1,
                                        help="Processes rendering thumbnails (default: one a core)."),
     as_json: bool = JsonOption,

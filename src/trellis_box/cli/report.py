@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from trellis_box.cli._output import JsonOption, emit, err
@@ -49,7 +50,7 @@ def report(
         return 0
     with ReportServer(directory, port) as server:
         emit({**data, "url": server.url}, as_json=as_json,
-             render=lambda out: out.print(f"serving {directory} at [bold]{server.url}[/] "
+             render=lambda out: out.print(f"serving {escape(str(directory))} at [bold]{server.url}[/] "
                                           "(Ctrl-C stops)", highlight=False))
         try:
             threading.Event().wait()
@@ -80,15 +81,16 @@ def report_batch(directory: Path, *, thumbnails: bool, quiet: bool) -> None:
     except ReportInputError:
         return  # nothing finished: nothing to show
     except TrellisBoxError as exc:
-        err.print(f"[yellow]warning:[/] no report.html: {exc.message}", highlight=False)
+        err.print(f"[yellow]warning:[/] no report.html: {escape(exc.message)}", highlight=False)
         return
     if not quiet:
         _render(err, directory, result)
 
 
 def _render(out: Console, directory: Path, result: ReportResult) -> None:
+    # Plain text: paths and the install hint ('trellis-box[thumbnails]') hold brackets.
     out.print(f"report: {directory / result.page} ({result.counts['inputs']} inputs, "
-              f"{result.thumbnails} thumbnails)", highlight=False)
+              f"{result.thumbnails} thumbnails)", highlight=False, markup=False)
     if result.thumbnails_note:
-        out.print(f"  thumbnails: {result.thumbnails_note}", highlight=False)
-    out.print(f"  for the 3D view: trellis-box report {directory} --serve", highlight=False)
+        out.print(f"  thumbnails: {result.thumbnails_note}", highlight=False, markup=False)
+    out.print(f"  for the 3D view: trellis-box report {directory} --serve", highlight=False, markup=False)

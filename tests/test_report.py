@@ -97,6 +97,7 @@ def test_generate_writes_a_report_of_every_input(batch: Path) -> None:
     assert ok["glb"] == "object-0.glb" and ok["cutout"] == "object-0.cutout.png"
     assert ok["bytes"] == (batch / "object-0.glb").stat().st_size
     assert ok["faces"] == 12 and ok["textures"] == [[64, 64]]
+    assert ok["resolution"] == "1024" and ok["preset"] == "balanced"
     assert "Trellis2MeshWithVoxelGenerator" in {name for name, _ in ok["nodes"]}
     # The input shown is a small copy made beside the report: the original may move away.
     assert ok["input"].startswith("report-files/inputs/object-0.")

@@ -51,6 +51,7 @@ class Entry:
             "input": preview,
             "input_path": self.input_path,
             "resolution": self.data.get("resolution"),
+            "preset": (self.data.get("parameters") or {}).get("preset"),
             "seconds": self.server_seconds,
             "nodes": [[n.get("class_type") or n.get("node"), n.get("seconds")]
                       for n in timings.get("nodes") or []],

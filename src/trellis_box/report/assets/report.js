@@ -131,6 +131,7 @@
     const facts = el("dl", { class: "facts" });
     const fact = (label, value) => facts.append(el("dt", { text: label }), el("dd", { text: value }));
     fact("resolution", entry.resolution || "–");
+    if (entry.preset) fact("preset", entry.preset);
     fact("GPU time", seconds(entry.seconds));
     if (entry.status === "ok") {
       fact("GLB", size(entry.bytes));

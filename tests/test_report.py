@@ -205,15 +205,19 @@ def test_the_viewer_shows_the_model(browser: Browser, served: str) -> None:
     assert console.errors == [], console
 
 
-def test_from_the_disk_the_page_says_how_to_get_the_3d_view(browser: Browser, batch: Path) -> None:
+def test_from_the_disk_the_3d_view_takes_the_glb_the_user_picks(browser: Browser, batch: Path) -> None:
     page, console = _open(browser, (batch / "report.html").as_uri())
     assert page.locator("#file-note").is_visible()
     # Pictures do load from the disk: only the viewer's fetch is refused there.
     assert page.evaluate("[...document.images].filter(i => !i.naturalWidth).length") == 0
     assert "--serve" in page.locator("#file-note").inner_text()
-    page.click('article[data-name="object-1"] button.view3d')
-    assert "--serve" in page.locator('article[data-name="object-1"] .stage').inner_text()
+    card = 'article[data-name="object-1"]'
+    page.click(f"{card} button.view3d")
+    assert "--serve" in page.locator(f"{card} .stage").inner_text()
     assert page.locator("model-viewer").count() == 0  # no GLB fetch a file:// page would refuse
+    page.set_input_files(f"{card} input.pick", str(batch / "object-1.glb"))
+    page.wait_for_selector(f'{card}[data-viewer="loaded"]', timeout=120_000)
+    assert (page.locator(f"{card} model-viewer").get_attribute("src") or "").startswith("blob:")
     assert console.errors == [], console
 
 

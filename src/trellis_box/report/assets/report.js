@@ -63,7 +63,9 @@
   function closeViewer(card) {
     const index = live.indexOf(card);
     if (index >= 0) live.splice(index, 1);
-    card.querySelector("model-viewer")?.remove();
+    const viewer = card.querySelector("model-viewer");
+    if (viewer?.src.startsWith("blob:")) URL.revokeObjectURL(viewer.src);
+    viewer?.remove();
     card.querySelector(".stage .still").hidden = false;
     card.querySelector("button.view3d").textContent = "3D";
     card.dataset.viewer = "closed";
@@ -72,13 +74,28 @@
   const hasWebGL = () => Boolean(document.createElement("canvas").getContext("webgl2")
     || document.createElement("canvas").getContext("webgl"));
 
-  async function openViewer(card, entry) {
+  // From file:// the browser refuses the viewer's request for the GLB, but a file the person
+  // picks is theirs to read: the page shows it from memory (a blob: URL), no server needed.
+  function pickGLB(card, entry) {
+    const input = el("input", { type: "file", accept: ".glb,model/gltf-binary", class: "pick" });
+    input.addEventListener("change", () => {
+      if (input.files.length) openViewer(card, { ...entry, glb: URL.createObjectURL(input.files[0]) }, true);
+    });
+    return el("div", { class: "still placeholder pick-glb" }, el("div", {},
+      "A page opened from the disk may not load the GLB itself: choose ",
+      el("code", { text: entry.glb }), " from the report's folder to turn it here ", input,
+      el("br"), "or serve the report: ", el("code", { text: `trellis-box report ${REPORT.dir} --serve` })));
+  }
+
+  async function openViewer(card, entry, picked = false) {
     const stage = card.querySelector(".stage");
-    if (fromDisk || !hasWebGL()) {
-      stage.querySelector(".still").replaceWith(el("div", { class: "still placeholder" }, ...(fromDisk
-        ? ["The 3D view needs the report served over http: run ",
-          el("code", { text: `trellis-box report ${REPORT.dir} --serve` })]
-        : ["This browser has WebGL turned off or lacks it: the 3D view cannot draw here."])));
+    if (!hasWebGL()) {
+      stage.querySelector(".still").replaceWith(el("div", { class: "still placeholder" },
+        "This browser has WebGL turned off or lacks it: the 3D view cannot draw here."));
+      return;
+    }
+    if (fromDisk && !picked) {
+      stage.querySelector(".still").replaceWith(pickGLB(card, entry));
       return;
     }
     while (live.length >= LIVE_VIEWERS) closeViewer(live[0]);

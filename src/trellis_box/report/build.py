@@ -88,12 +88,14 @@ def build_report(store: BatchStore, *, folder: str, render_thumbnails: bool = Tr
 
 
 def _write_page(store: BatchStore, entries: list[Entry], previews: dict[str, str | None],
-                viewer: str, folder: str, result: ReportResult) -> None:
+                viewer: str | None, folder: str, result: ReportResult) -> None:
     thumbs_dir = f"{FILES_DIR}/thumbnails/"
     present = {thumbs_dir + n for n in store.names(thumbs_dir)}
     data = {
         "dir": folder,
         "viewer_script": viewer,
+        "viewer_missing": None if viewer else f"this trellis-box was installed without the 3D viewer: "
+                                              f"run `{page.VENDOR_COMMAND}` in its checkout",
         "summary": summarise(entries).as_dict(),
         "thumbnails_note": result.thumbnails_note,
         "entries": [e.for_page(thumbnail_name(e) if thumbnail_name(e) in present else None,
@@ -108,12 +110,12 @@ def _stale(store: BatchStore, source: str, made: str) -> bool:
     return made_at is None or made_at < (store.modified(source) or 0.0)
 
 
-def _copy_viewer(store: BatchStore) -> str:
+def _copy_viewer(store: BatchStore) -> str | None:
     names = {f"{FILES_DIR}/{name}": data for name, data in page.viewer_files().items()}
     for name, data in names.items():
         if store.modified(name) is None:
             store.write(name, data)
-    return next(n for n in names if n.endswith(".js"))
+    return next((n for n in names if n.endswith(".js")), None)
 
 
 def _preview(store: BatchStore, entry: Entry) -> str | None:

@@ -40,10 +40,19 @@ def render(data: dict[str, Any], *, title: str, folder: str) -> bytes:
     return page.replace("__DATA__", payload).encode()
 
 
+#: What a checkout runs to put the viewer in place; the repository holds only the manifest.
+VENDOR_COMMAND = "python scripts/vendor_model_viewer.py"
+
+
 def viewer_files() -> dict[str, bytes]:
-    """The vendored <model-viewer> build and its licence, under names carrying its version."""
+    """The vendored <model-viewer> build and its licence, under names carrying its version.
+
+    Empty where the build was never fetched (the repository does not hold npm's code; a checkout
+    gets it with :data:`VENDOR_COMMAND`): the report then works without its 3D view."""
     manifest = json.loads(_asset("vendor/model-viewer.json"))
     version = manifest["version"]
+    if not (ASSETS / "vendor" / "model-viewer-umd.min.js").is_file():
+        return {}
     return {
         f"model-viewer-{version}.min.js": (ASSETS / "vendor" / "model-viewer-umd.min.js").read_bytes(),
         f"model-viewer-{version}.LICENSE.txt": (ASSETS / "vendor" / "LICENSE").read_bytes(),

@@ -89,9 +89,11 @@
 
   async function openViewer(card, entry, picked = false) {
     const stage = card.querySelector(".stage");
-    if (!hasWebGL()) {
-      stage.querySelector(".still").replaceWith(el("div", { class: "still placeholder" },
-        "This browser has WebGL turned off or lacks it: the 3D view cannot draw here."));
+    const unavailable = !hasWebGL()
+      ? "This browser has WebGL turned off or lacks it: the 3D view cannot draw here."
+      : REPORT.viewer_missing;
+    if (unavailable) {
+      stage.querySelector(".still").replaceWith(el("div", { class: "still placeholder" }, unavailable));
       return;
     }
     if (fromDisk && !picked) {

@@ -184,7 +184,7 @@ async def _eventually(check: Callable[[], Awaitable[bool]], deadline: float = 30
 
 async def _queue_empty(url: str) -> bool:
     async with ComfyClient(url) as comfy:
-        state = await comfy.queue()
+        state = await comfy.http.queue()
     return not state.running and not state.pending
 
 
@@ -230,7 +230,7 @@ async def test_two_prompts_wait_behind_the_running_one_and_never_more(
     async def sample_queue() -> None:
         async with ComfyClient(server.url) as comfy:
             while not finished.is_set():
-                state = await comfy.queue()
+                state = await comfy.http.queue()
                 seen.append((len(state.running), len(state.pending)))
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(finished.wait(), 0.05)

@@ -141,7 +141,7 @@ def test_an_output_path_that_is_a_file_is_named(tmp_path: Path,
 
 async def _queue_empty(url: str) -> bool:
     async with ComfyClient(url) as comfy:
-        state = await comfy.queue()
+        state = await comfy.http.queue()
     return not state.running and not state.pending
 
 

@@ -113,8 +113,8 @@ async def server_facts(comfy: ComfyClient) -> tuple[dict[str, Any], profiles.Pro
     ``/trellis-box/info`` (our container) is preferred; a plain ComfyUI is judged by the VRAM
     ``/system_stats`` reports. A CPU-only server has no profile: nothing to refuse.
     """
-    stats = await comfy.system_stats()
-    info = await comfy.trellis_info()
+    stats = await comfy.http.system_stats()
+    info = await comfy.http.trellis_info()
     system = stats.get("system") or {}
     device = (stats.get("devices") or [{}])[0]
     facts = {
@@ -243,7 +243,7 @@ class _Engine:
     async def _submit(self, job: _Job) -> None:
         for attempt in range(MAX_ATTEMPTS):
             try:
-                name = await self.comfy.upload_bytes(job.image.png, ".png")
+                name = await self.comfy.http.upload_bytes(job.image.png, ".png")
                 job.graph = workflow.build(job.options, name)
                 job.prompt_id = await self.comfy.queue_prompt(
                     job.graph, on_message=functools.partial(self._progress, job))
@@ -353,8 +353,8 @@ class _Engine:
         async with self.downloads:
             # Both finish before an error is raised: a download still running would race the
             # next attempt's file of the same name.
-            fetched = await asyncio.gather(self.comfy.download(glbs[0], paths["glb"]),
-                                           self.comfy.download(cutouts[0], paths["cutout"]),
+            fetched = await asyncio.gather(self.comfy.http.download(glbs[0], paths["glb"]),
+                                           self.comfy.http.download(cutouts[0], paths["cutout"]),
                                            return_exceptions=True)
         for outcome in fetched:
             if isinstance(outcome, BaseException):
@@ -424,13 +424,13 @@ class _Engine:
         if not self.ours:
             return
         with contextlib.suppress(TrellisBoxError):
-            pending = [p for p in (await self.comfy.queue()).pending if p in self.ours]
+            pending = [p for p in (await self.comfy.http.queue()).pending if p in self.ours]
             if pending:
-                await self.comfy.delete_pending(pending)
+                await self.comfy.http.delete_pending(pending)
             # Read again: one of ours may have started between the read and the delete.
-            for running in (await self.comfy.queue()).running:
+            for running in (await self.comfy.http.queue()).running:
                 if running in self.ours:
-                    await self.comfy.interrupt(running)
+                    await self.comfy.http.interrupt(running)
 
 
 def _fresh_export_names(options: workflow.WorkflowOptions, stale_prompt_id: str

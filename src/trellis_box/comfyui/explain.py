@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,14 +115,18 @@ def rejected(error: dict[str, Any], node_errors: dict[str, Any], graph: dict[str
         error_type=error.get("type"))
 
 
-def given_up(prompt_id: str, base_url: str, seconds: float) -> ComfyUnreachableError:
+def given_up(base_url: str, seconds: float, since: float, *,
+             prompt_id: str | None = None) -> ComfyUnreachableError:
+    """The end of an outage: every prompt and every wait of it fails with this, at one moment."""
     # Unreachable, not lost: queueing the prompt again cannot help while the server is away.
+    down_since = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    what = f"prompt {prompt_id} is given up" if prompt_id else "nothing more is sent to it"
     return ComfyUnreachableError(
-        f"ComfyUI at {base_url} stayed unreachable for {seconds:g} s; prompt {prompt_id} is "
-        "given up",
+        f"ComfyUI at {base_url} stayed unreachable for {seconds:g} s; {what}",
+        detail=f"unreachable since {down_since}",
         fix="restart the server, then run the same command again: finished outputs are kept "
             "and skipped",
-        prompt_id=prompt_id)
+        prompt_id=prompt_id, unreachable_since=down_since)
 
 
 def write_failed(path: Path, exc: OSError) -> OutputWriteError:

@@ -63,7 +63,7 @@ async def _generate(url: str, inputs: list[Path], out: Path) -> list[str]:
     failed = [o for o in report.outcomes if o.status != "ok"]
     if failed:
         raise SystemExit(f"generate failed: {failed[0].error}")
-    return [o.report["prompt_id"] for o in report.outcomes]
+    return [o.report.prompt_id for o in report.outcomes if o.report and o.report.prompt_id]
 
 
 async def _naive(url: str, inputs: list[Path], out: Path) -> list[str]:

@@ -24,14 +24,13 @@ from trellis_box.batch import engine as batch
 from trellis_box.batch import files as batch_files
 from trellis_box.batch.report import JobReport
 from trellis_box.comfyui import protocol, workflow
-from trellis_box.comfyui.client import ComfyClient, Timeouts
+from trellis_box.comfyui.client import ComfyClient, Connection, Timeouts
 from trellis_box.comfyui.workflow import GLB_OUTPUT_NODE, LOAD_MODEL_NODE, WorkflowOptions, build
 from trellis_box.errors import (
     ComfyUnreachableError,
     ImageInputError,
     OutOfMemoryError,
     OutputGoneError,
-    PromptLostError,
     PromptNodeError,
     ResolutionUnsupportedError,
     UsageError,
@@ -413,15 +412,20 @@ async def test_a_server_restart_mid_batch_loses_no_image(comfy_standin: StartSta
     assert len(list((tmp_path / "out").glob("*.glb"))) == 4
 
 
-async def test_a_server_that_stays_down_fails_the_rest_without_hanging(
+async def test_a_server_that_stays_down_fails_the_rest_at_one_deadline(
         comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """In flight or not yet sent, every input fails when the one outage deadline passes (not the
+    ones in flight after it and the rest after a second full wait), and the outage is told."""
     server = _start(comfy_standin, tmp_path, exec_seconds=1.0)
     _photos(tmp_path / "in", 5)
     first_done = asyncio.Event()
+    states: list[Connection] = []
 
     def on_event(event: batch.Event) -> None:
         if isinstance(event, batch.Done):
             first_done.set()
+        elif isinstance(event, Connection):
+            states.append(event)
 
     async def stop_after_first() -> None:
         await first_done.wait()
@@ -432,11 +436,14 @@ async def test_a_server_that_stays_down_fails_the_rest_without_hanging(
                                    timeouts=Timeouts(poll=0.5, reconnect=2.0), on_event=on_event)
     await stopper
     statuses = [o.status for o in report.outcomes]
-    assert statuses[0] == "ok" and statuses.count("failed") >= 3, statuses
-    errors = {type(o.error) for o in report.failed}
-    assert errors <= {ComfyUnreachableError, PromptLostError}, errors
+    assert statuses[0] == "ok" and statuses[1:] == ["failed"] * 4, statuses
+    assert all(isinstance(o.error, ComfyUnreachableError) for o in report.failed)
+    # One outage, one deadline: every error names the same moment it began.
+    since = {o.error.facts.get("unreachable_since") for o in report.failed if o.error}
+    assert len(since) == 1 and None not in since, since
     last = report.outcomes[-1].error
-    assert isinstance(last, ComfyUnreachableError) and server.url in str(last)
+    assert last is not None and server.url in str(last) and "stayed unreachable for 2 s" in str(last)
+    assert states[0].up is False and states[0].retry_seconds == 2.0 and states[0].url == server.url
 
 
 async def test_a_dropping_websocket_and_a_slow_view_lose_nothing(

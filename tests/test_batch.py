@@ -29,6 +29,7 @@ from trellis_box.comfyui.workflow import GLB_OUTPUT_NODE, LOAD_MODEL_NODE, Workf
 from trellis_box.errors import (
     ComfyUnreachableError,
     ImageInputError,
+    NoObjectFoundError,
     OutOfMemoryError,
     OutputGoneError,
     PromptNodeError,
@@ -310,6 +311,25 @@ async def test_a_bad_image_among_good_ones_fails_alone(comfy_standin: StartStand
     failed = json.loads((tmp_path / "out" / "broken.json").read_text())
     assert failed["status"] == "failed" and failed["error"]["error"] == "image-invalid"
     assert not (tmp_path / "out" / "broken.glb").exists()
+
+
+async def test_a_picture_without_an_object_is_said_to_have_none(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """The pinned nodes fail on an empty cutout in SaveImage ("cannot write empty image"); the
+    error must name the input and say that no object was found in it, and what to try."""
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1)
+    _photos(tmp_path / "in", 1)
+    blank = _png(tmp_path / "in" / "wall.png", (200, 200, 200))
+    report = await batch.run_batch(server.url, [tmp_path / "in"], _opts(tmp_path / "out"),
+                                   timeouts=FAST)
+    assert [o.status for o in report.outcomes] == ["ok", "failed"]
+    error = report.outcomes[1].error
+    assert isinstance(error, NoObjectFoundError), error
+    assert error.message.startswith(f"no object found in {blank}: background removal")
+    assert "node 9 (SaveImage) failed: cannot write empty image" in str(error)
+    assert "fix: use a photo of one object that stands out from a plain background" in str(error)
+    written = json.loads((tmp_path / "out" / "wall.json").read_text())
+    assert written["error"]["error"] == "no-object-found" and written["error"]["input"] == str(blank)
 
 
 async def test_node_errors_fail_each_image_and_the_batch_goes_on(

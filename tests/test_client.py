@@ -19,6 +19,7 @@ from trellis_box.errors import (
     ExecutionFailedError,
     JobInterruptedError,
     JobTimeoutError,
+    NoObjectFoundError,
     OutOfMemoryError,
     PromptLostError,
     PromptNodeError,
@@ -390,6 +391,25 @@ def test_out_of_memory_advice_follows_the_node_that_ran_out() -> None:
     loader = execution_failure(protocol.ExecutionError(
         "p", "2", "BRIA_RMBG_ModelLoader_Zho", "torch.OutOfMemoryError", "out of memory"), graph)
     assert loader.fix == "free GPU memory (stop other GPU containers)"
+
+
+@pytest.mark.parametrize("node, class_type, exception_type, text", [
+    ("9", "SaveImage", "ValueError", "cannot write empty image"),
+    ("4", "Trellis2PreProcessImage", "ValueError",
+     "zero-size array to reduction operation minimum which has no identity"),
+])
+def test_an_empty_cutout_is_no_object_found_whichever_node_trips_on_it(
+        node: str, class_type: str, exception_type: str, text: str) -> None:
+    graph = workflow.build(workflow.WorkflowOptions(), "a.png")
+    error = execution_failure(protocol.ExecutionError("p", node, class_type, exception_type, text),
+                              graph)
+    assert isinstance(error, NoObjectFoundError)
+    assert error.message == ("no object found in the input image: background removal (RMBG-1.4) "
+                             "left an empty cutout")
+    assert f"node {node} ({class_type}) failed: {text}" in str(error)
+    other = execution_failure(protocol.ExecutionError("p", "8", "Trellis2ExportMesh", "ValueError",
+                                                      "cannot write empty image"), graph)
+    assert not isinstance(other, NoObjectFoundError)
 
 
 def test_the_client_is_imported_from_one_module() -> None:

@@ -43,9 +43,10 @@ from trellis_box.batch.report import (
 )
 from trellis_box.comfyui import protocol, workflow
 from trellis_box.comfyui.client import ComfyClient, Connection, JobResult, Timeouts
-from trellis_box.comfyui.explain import write_failed
+from trellis_box.comfyui.explain import no_object, write_failed
 from trellis_box.errors import (
     ComfyUnreachableError,
+    NoObjectFoundError,
     OutOfMemoryError,
     OutputGoneError,
     OutputMissingError,
@@ -303,6 +304,10 @@ class _Engine:
     def _failed_job(self, job: _Job, exc: TrellisBoxError) -> None:
         if isinstance(exc, ComfyUnreachableError):
             self.broken = exc
+        if isinstance(exc, NoObjectFoundError):
+            f = exc.facts
+            exc = no_object(f["prompt_id"], f["node"], f["class_type"], f["cause"],
+                            source=str(job.item.source))
         self._fail(job.item, exc, key=job.key, input_facts=self._input_facts(job),
                    prompt_id=job.prompt_id, job=job)
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -415,3 +416,44 @@ def test_sigterm_withdraws_our_prompts_like_ctrl_c_and_exits_143(
     ran = _server_history(server.url)
     assert ran and all(h["status"]["messages"][-1][0] == "execution_interrupted" for h in ran)
     assert not list(out.glob("*.glb"))
+
+
+def test_the_readme_command_that_posts_the_checked_in_workflow_runs_it(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """The README's commands, as written but for the server's port, queue the checked-in graph
+    on a server that answers a bare graph as ComfyUI 0.3.64 does (400 no_prompt)."""
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text()
+    block = readme.split("<!-- example: post-workflow -->\n```bash\n", 1)[1].split("```", 1)[0]
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1)
+    object_photo(tmp_path / "photo.png", 2)
+    (tmp_path / "workflows").symlink_to(root / "workflows")
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c",
+                           block.replace("http://127.0.0.1:8188", server.url)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    decoder, text, answers = json.JSONDecoder(), done.stdout.strip(), []
+    while text:  # curl prints each answer without a newline after it
+        answer, end = decoder.raw_decode(text)
+        answers.append(answer)
+        text = text[end:].strip()
+    uploaded, answer = answers
+    assert uploaded["name"] == "photo.png"
+    assert answer["node_errors"] == {}, answer
+    prompt_id = answer["prompt_id"]
+
+    def finished() -> bool:
+        with urllib.request.urlopen(f"{server.url}/history/{prompt_id}", timeout=10) as resp:
+            return bool(json.load(resp))
+    _wait_for(finished, "the queued graph to run")
+    with urllib.request.urlopen(f"{server.url}/history/{prompt_id}", timeout=10) as resp:
+        entry = json.load(resp)[prompt_id]
+    assert entry["status"]["status_str"] == "success"
+    assert entry["outputs"]["10"]["3d"][0]["filename"].endswith(".glb")
+    # What the README warns about: the file as it is, unwrapped, is refused.
+    bare = urllib.request.Request(f"{server.url}/prompt", method="POST",
+                                  data=(root / "workflows" / "image_to_glb.api.json").read_bytes())
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(bare, timeout=10)
+    assert refused.value.code == 400
+    assert json.load(refused.value)["error"]["type"] == "no_prompt"

@@ -49,7 +49,7 @@ async def _idle_share(url: str, prompt_ids: list[str]) -> tuple[float, float, fl
     spans = []
     async with ComfyClient(url) as comfy:
         for pid in prompt_ids:
-            entry = await comfy.history(pid) or {}
+            entry = await comfy.http.history(pid) or {}
             stamps = {kind: data.get("timestamp")
                       for kind, data in (entry.get("status") or {}).get("messages", [])}
             spans.append((stamps["execution_start"], stamps["execution_success"]))
@@ -63,7 +63,7 @@ async def _generate(url: str, inputs: list[Path], out: Path) -> list[str]:
     failed = [o for o in report.outcomes if o.status != "ok"]
     if failed:
         raise SystemExit(f"generate failed: {failed[0].error}")
-    return [o.report["prompt_id"] for o in report.outcomes]
+    return [o.report.prompt_id for o in report.outcomes if o.report and o.report.prompt_id]
 
 
 async def _naive(url: str, inputs: list[Path], out: Path) -> list[str]:
@@ -73,11 +73,11 @@ async def _naive(url: str, inputs: list[Path], out: Path) -> list[str]:
     async with ComfyClient(url) as comfy:
         for path in inputs:
             image = images.normalise(path)
-            name = await comfy.upload_bytes(image.png, ".png")
+            name = await comfy.http.upload_bytes(image.png, ".png")
             result = await comfy.run(workflow.build(workflow.WorkflowOptions(), name))
-            await comfy.download(result.files(workflow.GLB_OUTPUT_NODE, "3d")[0],
+            await comfy.http.download(result.files(workflow.GLB_OUTPUT_NODE, "3d")[0],
                                  out / f"{path.stem}.glb")
-            await comfy.download(result.files(workflow.CUTOUT_NODE, "images")[0],
+            await comfy.http.download(result.files(workflow.CUTOUT_NODE, "images")[0],
                                  out / f"{path.stem}.cutout.png")
             prompt_ids.append(result.prompt_id)
     return prompt_ids

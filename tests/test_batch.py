@@ -22,15 +22,16 @@ from tests.gltf_validator import validate_glb
 from tests.photos import object_photo
 from trellis_box.batch import engine as batch
 from trellis_box.batch import files as batch_files
+from trellis_box.batch.report import JobReport
 from trellis_box.comfyui import protocol, workflow
-from trellis_box.comfyui.client import ComfyClient, Timeouts
+from trellis_box.comfyui.client import ComfyClient, Connection, Timeouts
 from trellis_box.comfyui.workflow import GLB_OUTPUT_NODE, LOAD_MODEL_NODE, WorkflowOptions, build
 from trellis_box.errors import (
     ComfyUnreachableError,
     ImageInputError,
+    NoObjectFoundError,
     OutOfMemoryError,
     OutputGoneError,
-    PromptLostError,
     PromptNodeError,
     ResolutionUnsupportedError,
     UsageError,
@@ -130,7 +131,7 @@ def test_reports_with_version_1_keys_stay_done_for_the_same_run(tmp_path: Path) 
         {"image": "aa", "options": {k: v for k, v in options.as_dict().items() if k != "preset"}},
         sort_keys=True).encode()).hexdigest()
     assert batch_files.legacy_key_v1("aa", options) == v1
-    (tmp_path / "a.json").write_text(json.dumps({"status": "ok", "key": v1, "glb": {"bytes": 4}}))
+    (tmp_path / "a.json").write_text(json.dumps({**OLD_OK_REPORT, "key": v1}))
     (tmp_path / "a.glb").write_bytes(b"glTF")
     (tmp_path / "a.cutout.png").write_bytes(b"png")
     key = batch_files.job_key("aa", options)
@@ -140,22 +141,70 @@ def test_reports_with_version_1_keys_stay_done_for_the_same_run(tmp_path: Path) 
                                        batch_files.legacy_key_v1("aa", other)) is None
 
 
+#: An ok report and a failed one exactly as trellis-box 0.x wrote them before reports were typed:
+#: resume must keep reading them, and a report written now has the same shape.
+OLD_OK_REPORT: dict[str, Any] = {
+    "trellis_box_version": "0.1.0", "status": "ok", "key": "sha256:k",
+    "input": {"path": "/in/a.png", "sha256": "ab", "width": 32, "height": 32, "mode": "RGB",
+              "changes": ["RGBA converted to RGB"]},
+    "parameters": {"resolution": "1024", "seed": 0}, "resolution": "512", "low_vram": True,
+    "seed": 0, "server": {"url": "http://127.0.0.1:8188", "comfyui_version": "0.3.64"},
+    "prompt_id": "p-1",
+    "timings": {"client_seconds": 3.5, "server_ms": 3000,
+                "nodes": [{"node": "6", "class_type": "Trellis2MeshWithVoxelGenerator",
+                           "seconds": 2.9}],
+                "cached_nodes": ["2"]},
+    "glb": {"bytes": 4, "vertices": 8, "faces": 12, "meshes": 1, "materials": 1,
+            "textures": [[64, 64]], "max_texture_size": 64},
+    "files": {"glb": "/out/a.glb", "cutout": "/out/a.cutout.png"},
+    "export_rerun": {"missing": "3D/Trellis2_00001_.glb", "stale_prompt_id": "p-0"},
+}
+OLD_FAILED_REPORT: dict[str, Any] = {
+    "trellis_box_version": "0.1.0", "status": "failed", "key": None, "input": {"path": "/in/b.png"},
+    "parameters": {"resolution": "1024"}, "server": {"url": "http://127.0.0.1:8188"},
+    "prompt_id": None, "error": {"error": "image-invalid", "message": "cannot use image /in/b.png"},
+}
+
+
+#: As written since key version 2: what ran in ``parameters``, the request beside it.
+V2_OK_REPORT: dict[str, Any] = {
+    **{k: v for k, v in OLD_OK_REPORT.items() if k not in ("key", "input", "parameters")},
+    "key": "sha256:k2", "key_version": 2, "input": OLD_OK_REPORT["input"],
+    "parameters": {"resolution": "512", "seed": 0},
+    "requested": {"resolution": "1024", "seed": 0},
+}
+V2_OK_REPORT = {k: V2_OK_REPORT[k] for k in (
+    "trellis_box_version", "status", "key", "key_version", "input", "parameters", "requested",
+    "resolution", "low_vram", "seed", "server", "prompt_id", "timings", "glb", "files",
+    "export_rerun")}
+
+
+@pytest.mark.parametrize("data", [OLD_OK_REPORT, OLD_FAILED_REPORT, V2_OK_REPORT],
+                         ids=["ok", "failed", "ok-v2"])
+def test_a_report_reads_back_and_writes_the_format_resume_has_always_read(
+        data: dict[str, Any]) -> None:
+    report = JobReport.from_json(data)
+    assert report.to_json() == data
+    assert list(report.to_json()) == list(data)  # same keys, same order
+
+
 def test_a_report_counts_as_finished_only_with_its_files_and_the_same_key(tmp_path: Path) -> None:
-    report = {"status": "ok", "key": "sha256:k", "glb": {"bytes": 4}}
+    report = {**OLD_OK_REPORT, "key": "sha256:k"}
     (tmp_path / "a.json").write_text(json.dumps(report))
     assert batch_files.finished_report(tmp_path, "a", "sha256:k") is None  # no GLB yet
     (tmp_path / "a.glb").write_bytes(b"glTF")
     assert batch_files.finished_report(tmp_path, "a", "sha256:k") is None  # no cutout yet
     (tmp_path / "a.cutout.png").write_bytes(b"png")
-    assert batch_files.finished_report(tmp_path, "a", "sha256:k") == report
+    assert batch_files.finished_report(tmp_path, "a", "sha256:k") == JobReport.from_json(report)
     (tmp_path / "a.glb").write_bytes(b"glT")  # cut short since the report was written
     assert batch_files.finished_report(tmp_path, "a", "sha256:k") is None
     (tmp_path / "a.glb").write_bytes(b"glTF")
     assert batch_files.finished_report(tmp_path, "a", "sha256:other") is None
     (tmp_path / "a.json").write_text(json.dumps({**report, "status": "failed"}))
     assert batch_files.finished_report(tmp_path, "a", "sha256:k") is None
-    (tmp_path / "a.json").write_text("{truncated")
-    assert batch_files.finished_report(tmp_path, "a", "sha256:k") is None
+    for broken in ("{truncated", "[]", json.dumps({**report, "glb": {"bytes": 4}})):
+        (tmp_path / "a.json").write_text(broken)
+        assert batch_files.finished_report(tmp_path, "a", "sha256:k") is None
 
 
 # --- against the stand-in ------------------------------------------------------------------------
@@ -184,7 +233,7 @@ async def _eventually(check: Callable[[], Awaitable[bool]], deadline: float = 30
 
 async def _queue_empty(url: str) -> bool:
     async with ComfyClient(url) as comfy:
-        state = await comfy.queue()
+        state = await comfy.http.queue()
     return not state.running and not state.pending
 
 
@@ -230,7 +279,7 @@ async def test_two_prompts_wait_behind_the_running_one_and_never_more(
     async def sample_queue() -> None:
         async with ComfyClient(server.url) as comfy:
             while not finished.is_set():
-                state = await comfy.queue()
+                state = await comfy.http.queue()
                 seen.append((len(state.running), len(state.pending)))
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(finished.wait(), 0.05)
@@ -262,6 +311,25 @@ async def test_a_bad_image_among_good_ones_fails_alone(comfy_standin: StartStand
     failed = json.loads((tmp_path / "out" / "broken.json").read_text())
     assert failed["status"] == "failed" and failed["error"]["error"] == "image-invalid"
     assert not (tmp_path / "out" / "broken.glb").exists()
+
+
+async def test_a_picture_without_an_object_is_said_to_have_none(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """The pinned nodes fail on an empty cutout in SaveImage ("cannot write empty image"); the
+    error must name the input and say that no object was found in it, and what to try."""
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1)
+    _photos(tmp_path / "in", 1)
+    blank = _png(tmp_path / "in" / "wall.png", (200, 200, 200))
+    report = await batch.run_batch(server.url, [tmp_path / "in"], _opts(tmp_path / "out"),
+                                   timeouts=FAST)
+    assert [o.status for o in report.outcomes] == ["ok", "failed"]
+    error = report.outcomes[1].error
+    assert isinstance(error, NoObjectFoundError), error
+    assert error.message.startswith(f"no object found in {blank}: background removal")
+    assert "node 9 (SaveImage) failed: cannot write empty image" in str(error)
+    assert "fix: use a photo of one object that stands out from a plain background" in str(error)
+    written = json.loads((tmp_path / "out" / "wall.json").read_text())
+    assert written["error"]["error"] == "no-object-found" and written["error"]["input"] == str(blank)
 
 
 async def test_node_errors_fail_each_image_and_the_batch_goes_on(
@@ -317,7 +385,7 @@ async def test_an_interrupted_batch_keeps_what_finished_and_resumes(
     first_done = asyncio.Event()
 
     def on_event(event: batch.Event) -> None:
-        if event.kind == "done" and event.outcome and event.outcome.status == "ok":
+        if isinstance(event, batch.Done) and event.outcome.status == "ok":
             first_done.set()
 
     task = asyncio.create_task(batch.run_batch(server.url, [tmp_path / "in"], _opts(out),
@@ -349,7 +417,7 @@ async def test_a_server_restart_mid_batch_loses_no_image(comfy_standin: StartSta
     first_done = asyncio.Event()
 
     def on_event(event: batch.Event) -> None:
-        if event.kind == "done":
+        if isinstance(event, batch.Done):
             first_done.set()
 
     async def restart_after_first() -> None:
@@ -364,15 +432,20 @@ async def test_a_server_restart_mid_batch_loses_no_image(comfy_standin: StartSta
     assert len(list((tmp_path / "out").glob("*.glb"))) == 4
 
 
-async def test_a_server_that_stays_down_fails_the_rest_without_hanging(
+async def test_a_server_that_stays_down_fails_the_rest_at_one_deadline(
         comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """In flight or not yet sent, every input fails when the one outage deadline passes (not the
+    ones in flight after it and the rest after a second full wait), and the outage is told."""
     server = _start(comfy_standin, tmp_path, exec_seconds=1.0)
     _photos(tmp_path / "in", 5)
     first_done = asyncio.Event()
+    states: list[Connection] = []
 
     def on_event(event: batch.Event) -> None:
-        if event.kind == "done":
+        if isinstance(event, batch.Done):
             first_done.set()
+        elif isinstance(event, Connection):
+            states.append(event)
 
     async def stop_after_first() -> None:
         await first_done.wait()
@@ -383,11 +456,14 @@ async def test_a_server_that_stays_down_fails_the_rest_without_hanging(
                                    timeouts=Timeouts(poll=0.5, reconnect=2.0), on_event=on_event)
     await stopper
     statuses = [o.status for o in report.outcomes]
-    assert statuses[0] == "ok" and statuses.count("failed") >= 3, statuses
-    errors = {type(o.error) for o in report.failed}
-    assert errors <= {ComfyUnreachableError, PromptLostError}, errors
+    assert statuses[0] == "ok" and statuses[1:] == ["failed"] * 4, statuses
+    assert all(isinstance(o.error, ComfyUnreachableError) for o in report.failed)
+    # One outage, one deadline: every error names the same moment it began.
+    since = {o.error.facts.get("unreachable_since") for o in report.failed if o.error}
+    assert len(since) == 1 and None not in since, since
     last = report.outcomes[-1].error
-    assert isinstance(last, ComfyUnreachableError) and server.url in str(last)
+    assert last is not None and server.url in str(last) and "stayed unreachable for 2 s" in str(last)
+    assert states[0].up is False and states[0].retry_seconds == 2.0 and states[0].url == server.url
 
 
 async def test_a_dropping_websocket_and_a_slow_view_lose_nothing(
@@ -514,7 +590,7 @@ async def test_a_glb_deleted_on_the_server_is_exported_again_for_a_new_out_dir(
     assert data["glb"]["bytes"] == (out2 / "object-0.glb").stat().st_size
     assert (out2 / "object-0.cutout.png").is_file()
     # The key is the requested job's: the fresh export names do not make a re-run miss.
-    assert data["key"] == first.outcomes[0].report["key"]
+    assert first.outcomes[0].report is not None and data["key"] == first.outcomes[0].report.key
     issues = validate_glb(out2 / "object-0.glb")["issues"]
     assert issues["numErrors"] == 0, issues["messages"]
 
@@ -533,6 +609,8 @@ async def test_a_glb_that_vanishes_again_on_the_rerun_fails_alone_and_names_the_
 
     def clean_again(event: batch.Event) -> None:
         # A cleaner racing the job: object-0's re-exported GLB is gone before it is downloaded.
+        if not isinstance(event, batch.NodeEvent):
+            return
         msg = event.message
         if (event.item.name == "object-0" and isinstance(msg, protocol.Executed)
                 and msg.node == GLB_OUTPUT_NODE):

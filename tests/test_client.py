@@ -19,6 +19,7 @@ from trellis_box.errors import (
     ExecutionFailedError,
     JobInterruptedError,
     JobTimeoutError,
+    NoObjectFoundError,
     OutOfMemoryError,
     PromptLostError,
     PromptNodeError,
@@ -34,7 +35,7 @@ FAST = Timeouts(poll=1.0, reconnect=30.0)
 
 async def _graph(comfy: ComfyClient, tmp_path: Path, index: int = 0, **options: Any
                  ) -> dict[str, Any]:
-    name = await comfy.upload_image(object_photo(tmp_path / f"photo-{index}.png", index))
+    name = await comfy.http.upload_image(object_photo(tmp_path / f"photo-{index}.png", index))
     return workflow.build(workflow.WorkflowOptions(**options), name)
 
 
@@ -66,8 +67,8 @@ async def test_success_surfaces_the_glb_and_it_passes_the_khronos_validator(
         result = await comfy.run(await _graph(comfy, tmp_path), on_message=seen)
         glb_ref, = result.files(workflow.GLB_OUTPUT_NODE, "3d")
         cutout_ref, = result.files(workflow.CUTOUT_NODE, "images")
-        glb = await comfy.download(glb_ref, tmp_path / "out" / "chair.glb")
-        cutout = await comfy.download(cutout_ref, tmp_path / "out" / "chair.cutout.png")
+        glb = await comfy.http.download(glb_ref, tmp_path / "out" / "chair.glb")
+        cutout = await comfy.http.download(cutout_ref, tmp_path / "out" / "chair.cutout.png")
     assert glb.read_bytes()[:4] == b"glTF" and cutout.read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["chair.cutout.png", "chair.glb"]
     report = validate_glb(glb)
@@ -96,12 +97,12 @@ async def test_the_same_image_is_uploaded_once(comfy_standin: StartStandin, tmp_
     server = comfy_standin()
     photo = object_photo(tmp_path / "a.png")
     async with ComfyClient(server.url) as comfy:
-        name = await comfy.upload_image(photo)
+        name = await comfy.http.upload_image(photo)
         stored = server.input_dir / name
         before = stored.stat().st_mtime_ns
         stored.touch()  # any rewrite by a second upload would move the time again
         touched = stored.stat().st_mtime_ns
-        assert await comfy.upload_image(photo) == name
+        assert await comfy.http.upload_image(photo) == name
     assert name.startswith("trellis-box-") and name.endswith(".png") and before
     assert stored.stat().st_mtime_ns == touched
     assert [p.name for p in server.input_dir.iterdir()] == [name]
@@ -139,10 +140,10 @@ async def test_the_partial_run_of_a_200_with_node_errors_is_stopped(
         prompt_id = info.value.facts["prompt_id"]
 
         async def settled() -> None:
-            while prompt_id in await comfy.queue():
+            while prompt_id in await comfy.http.queue():
                 await asyncio.sleep(0.1)
         await asyncio.wait_for(settled(), 30)  # the generator alone would run for 60 s
-        entry = await comfy.history(prompt_id)
+        entry = await comfy.http.history(prompt_id)
     # Withdrawn before it started (no entry), or interrupted: never run to the end.
     if entry is not None:
         kinds = [message[0] for message in entry["status"]["messages"]]
@@ -161,7 +162,7 @@ async def test_a_400_for_an_unknown_node_class_says_the_node_pack_is_missing(
         comfy_standin: StartStandin, tmp_path: Path) -> None:
     server = comfy_standin(node_pack=False)
     async with ComfyClient(server.url) as comfy:
-        assert await comfy.trellis_info() is None  # a plain ComfyUI
+        assert await comfy.http.trellis_info() is None  # a plain ComfyUI
         with pytest.raises(PromptRejectedError) as info:
             await comfy.queue_prompt(await _graph(comfy, tmp_path))
     assert not isinstance(info.value, PromptNodeError)
@@ -202,7 +203,7 @@ async def test_an_interrupt_while_running_is_reported(comfy_standin: StartStandi
     async with ComfyClient(server.url, timeouts=FAST) as comfy:
         prompt_id = await comfy.queue_prompt(await _graph(comfy, tmp_path), on_message=seen)
         await seen.until(protocol.Progress)
-        await comfy.interrupt()
+        await comfy.http.interrupt()
         with pytest.raises(JobInterruptedError, match=f"prompt {prompt_id} was interrupted in node 6"):
             await comfy.wait(prompt_id)
 
@@ -212,12 +213,32 @@ async def test_a_job_over_its_timeout_is_interrupted_on_the_server(
     server = comfy_standin(exec_seconds=60)
     async with ComfyClient(server.url, timeouts=FAST) as comfy:
         prompt_id = await comfy.queue_prompt(await _graph(comfy, tmp_path))
-        with pytest.raises(JobTimeoutError, match="ran longer than 0.5 s and was interrupted"):
+        with pytest.raises(JobTimeoutError, match=r"ran \d+\.\d s, over its limit of 0.5 s, and was "
+                                                  "interrupted"):
             await comfy.wait(prompt_id, timeout=0.5)
-        entry = await comfy.history(prompt_id)
-        assert (await comfy.queue()).running == ()
+        entry = await comfy.http.history(prompt_id)
+        assert (await comfy.http.queue()).running == ()
     assert entry is not None and entry["status"]["status_str"] == "error"
     assert entry["status"]["messages"][-1][0] == "execution_interrupted"
+
+
+async def test_a_timeout_counts_from_the_start_of_a_prompt_that_was_waiting(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """A prompt queued behind another starts while its waiter sleeps between polls: the limit
+    must still end it within a second of the limit, and the error must say how long it ran."""
+    server = comfy_standin(exec_seconds=2.0)
+    async with ComfyClient(server.url, timeouts=Timeouts(poll=15.0)) as comfy:
+        first = await comfy.queue_prompt(await _graph(comfy, tmp_path, 0))
+        second = await comfy.queue_prompt(await _graph(comfy, tmp_path, 1))
+        waiting = asyncio.create_task(comfy.wait(second, timeout=1.0))
+        await comfy.wait(first)
+        with pytest.raises(JobTimeoutError) as info:
+            await waiting
+        entry = await comfy.http.history(second)
+    ran = info.value.facts["seconds"]
+    assert 1.0 <= ran < 2.0, ran
+    assert f"prompt {second} ran {ran:.1f} s, over its limit of 1 s" in str(info.value)
+    assert entry is not None and entry["status"]["messages"][-1][0] == "execution_interrupted"
 
 
 async def test_three_queued_prompts_each_get_their_own_result(
@@ -228,7 +249,7 @@ async def test_three_queued_prompts_each_get_their_own_result(
     async with ComfyClient(server.url, timeouts=FAST) as comfy:
         graphs = [await _graph(comfy, tmp_path, i) for i in range(3)]
         ids = [await comfy.queue_prompt(g, on_message=s) for g, s in zip(graphs, seen, strict=True)]
-        state = await comfy.queue()
+        state = await comfy.http.queue()
         results = await asyncio.gather(*(comfy.wait(i) for i in ids))
     assert set(ids) == set(state.running + state.pending) and len(set(ids)) == 3
     assert [r.prompt_id for r in results] == ids
@@ -293,6 +314,7 @@ async def test_a_server_that_stays_down_gives_its_prompt_up_as_unreachable(
             await comfy.wait(prompt_id)
     assert str(info.value).startswith(
         f"ComfyUI at {server.url} stayed unreachable for 2 s; prompt {prompt_id} is given up")
+    assert info.value.facts["unreachable_since"] in str(info.value)
     assert "fix: restart the server, then run the same command again" in str(info.value)
 
 
@@ -306,10 +328,10 @@ async def test_a_slow_view_completes_and_a_stalled_one_leaves_no_partial_file(
     out = tmp_path / "out"
     async with ComfyClient(server.url, timeouts=Timeouts(download_read=0.3)) as impatient:
         with pytest.raises(ComfyUnreachableError, match="did not answer GET /view"):
-            await impatient.download(ref, out / "a.glb")
+            await impatient.http.download(ref, out / "a.glb")
     assert list(out.iterdir()) == []
     async with ComfyClient(server.url) as patient:
-        assert (await patient.download(ref, out / "a.glb")).read_bytes()[:4] == b"glTF"
+        assert (await patient.http.download(ref, out / "a.glb")).read_bytes()[:4] == b"glTF"
     assert [p.name for p in out.iterdir()] == ["a.glb"]
 
 
@@ -318,11 +340,11 @@ async def test_queue_control_removes_only_what_it_is_asked_to(comfy_standin: Sta
     server = comfy_standin(exec_seconds=30)
     async with ComfyClient(server.url, timeouts=FAST) as comfy:
         ids = [await comfy.queue_prompt(await _graph(comfy, tmp_path, i)) for i in range(3)]
-        await comfy.delete_pending([ids[2]])
-        after_delete = await comfy.queue()
-        await comfy.clear_queue()
-        after_clear = await comfy.queue()
-        await comfy.interrupt(ids[0])
+        await comfy.http.delete_pending([ids[2]])
+        after_delete = await comfy.http.queue()
+        await comfy.http.clear_queue()
+        after_clear = await comfy.http.queue()
+        await comfy.http.interrupt(ids[0])
         with pytest.raises(JobInterruptedError):
             await comfy.wait(ids[0])
     assert after_delete.running == (ids[0],) and after_delete.pending == (ids[1],)
@@ -332,7 +354,7 @@ async def test_queue_control_removes_only_what_it_is_asked_to(comfy_standin: Sta
 async def test_an_unreachable_server_is_named_with_the_fix() -> None:
     async with ComfyClient("http://127.0.0.1:9", timeouts=Timeouts(connect=2)) as comfy:
         with pytest.raises(ComfyUnreachableError) as info:
-            await comfy.system_stats()
+            await comfy.http.system_stats()
     assert str(info.value).startswith("ComfyUI at http://127.0.0.1:9 did not answer GET /system_stats")
     assert "fix: check that the server runs and is reachable: curl http://127.0.0.1:9/system_stats" \
         in str(info.value)
@@ -369,6 +391,34 @@ def test_out_of_memory_advice_follows_the_node_that_ran_out() -> None:
     loader = execution_failure(protocol.ExecutionError(
         "p", "2", "BRIA_RMBG_ModelLoader_Zho", "torch.OutOfMemoryError", "out of memory"), graph)
     assert loader.fix == "free GPU memory (stop other GPU containers)"
+
+
+@pytest.mark.parametrize("node, class_type, exception_type, text", [
+    ("9", "SaveImage", "ValueError", "cannot write empty image"),
+    ("4", "Trellis2PreProcessImage", "ValueError",
+     "zero-size array to reduction operation minimum which has no identity"),
+])
+def test_an_empty_cutout_is_no_object_found_whichever_node_trips_on_it(
+        node: str, class_type: str, exception_type: str, text: str) -> None:
+    graph = workflow.build(workflow.WorkflowOptions(), "a.png")
+    error = execution_failure(protocol.ExecutionError("p", node, class_type, exception_type, text),
+                              graph)
+    assert isinstance(error, NoObjectFoundError)
+    assert error.message == ("no object found in the input image: background removal (RMBG-1.4) "
+                             "left an empty cutout")
+    assert f"node {node} ({class_type}) failed: {text}" in str(error)
+    other = execution_failure(protocol.ExecutionError("p", "8", "Trellis2ExportMesh", "ValueError",
+                                                      "cannot write empty image"), graph)
+    assert not isinstance(other, NoObjectFoundError)
+
+
+def test_the_client_is_imported_from_one_module() -> None:
+    """``comfyui.http`` is the client's HTTP part: every other module takes its names from
+    ``comfyui.client``, so a caller never has to know which of the two defines one."""
+    src = Path(__file__).parent.parent / "src" / "trellis_box"
+    importers = sorted(str(p.relative_to(src)) for p in src.rglob("*.py")
+                       if "trellis_box.comfyui.http" in p.read_text() and p.parent.name != "comfyui")
+    assert importers == []
 
 
 def test_a_server_url_without_scheme_is_a_usage_error() -> None:

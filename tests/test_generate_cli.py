@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -144,7 +145,7 @@ def test_an_output_path_that_is_a_file_is_named(tmp_path: Path,
 
 async def _queue_empty(url: str) -> bool:
     async with ComfyClient(url) as comfy:
-        state = await comfy.queue()
+        state = await comfy.http.queue()
     return not state.running and not state.pending
 
 
@@ -294,3 +295,168 @@ def test_presets_set_the_post_process_and_options_given_win(
         ran[(preset, len(extra))] = (post["texture_size"], post["target_face_num"])
     assert ran == {("web", 0): (1024, 200_000), ("balanced", 0): (2048, 500_000),
                    ("max", 0): (2048, 2_000_000), ("web", 2): (4096, 200_000)}
+
+
+def test_brackets_in_file_names_are_shown_as_they_are(
+        comfy_standin: StartStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Rich markup would take `[v2]` for a style and `[red]` for red: names are data."""
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1)
+    object_photo(tmp_path / "in" / "cup [v2].png", 1)
+    (tmp_path / "in" / "[red]x.png").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)  # a short --out keeps the result column on one line
+    code = main(["generate", "in", "--server", server.url, "--out", "out"])
+    printed = capsys.readouterr()
+    assert code == 3, printed.err
+    assert "cup [v2]" in printed.out and "out/cup [v2].glb" in printed.out
+    assert "[red]x" in printed.out and "  [red]x.png: it is " in printed.out
+    assert "\x1b[" not in printed.out + printed.err  # nothing was styled by a file name
+    assert "cup [v2]: ok" in printed.err
+
+
+def test_no_console_of_the_cli_reads_markup() -> None:
+    """Every console and progress column of the CLI prints text as it is; styles only come from
+    `styled()`, so no command can lose a bracket of a file name or a fix text."""
+    cli = Path(__file__).parent.parent / "src" / "trellis_box" / "cli"
+    for source in cli.glob("*.py"):
+        text = source.read_text()
+        for made in ("Console(", "TextColumn("):
+            for call in text.split(made)[1:]:
+                assert "markup=False" in call.split(")")[0], f"{source.name}: {made}{call[:60]}"
+
+
+def test_doctor_keeps_the_brackets_of_its_fix_texts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from trellis_box.cli import _output
+    from trellis_box.cli import serve as serve_cli
+    from trellis_box.errors import GpuUnavailableError
+    from trellis_box.gpu import probe
+    from trellis_box.serve.preflight import StepResult
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
+    with pytest.raises(GpuUnavailableError) as info:
+        probe.nvidia_smi([])
+    serve_cli._render(_output.out, [StepResult("gpu", False, 0.0, "[none]", info.value)], False)
+    printed = capsys.readouterr().out
+    assert "capabilities: [gpu]" in printed and "[none]" in printed
+
+
+def _display(terminal: bool) -> tuple[Any, Any]:
+    import io
+
+    from rich.console import Console
+
+    from trellis_box.cli.generate import _Display
+
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=terminal, width=200, markup=False)
+    return _Display(console), stream
+
+
+def test_progress_counts_against_every_input_known() -> None:
+    from rich.progress import MofNCompleteColumn
+
+    from trellis_box.batch import engine
+    from trellis_box.batch.files import Item
+
+    display, _ = _display(terminal=True)
+    items = tuple(Item(Path(f"{n}.png"), n) for n in ("a", "b", "c"))
+    with display:
+        display.on_event(engine.Planned(items))
+        display.on_event(engine.Done(engine.Outcome(items[0], "ok")))
+    assert display.progress is not None
+    task, = display.progress.tasks
+    assert MofNCompleteColumn().render(task).plain == "1/3"
+
+
+def test_off_a_terminal_each_input_and_node_gets_a_line(
+        comfy_standin: StartStandin, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1)
+    code = main(["generate", str(_inputs(tmp_path, 2)), "--server", server.url,
+                 "--out", str(tmp_path / "out")])
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 0
+    assert "item-0: queued" in lines and "item-0: Trellis2MeshWithVoxelGenerator" in lines
+    done = [line for line in lines if line.endswith(" s") and ": ok in " in line]
+    assert [line.split(" ")[0] for line in done] == ["1/2", "2/2"], lines
+
+
+def test_an_unreachable_server_is_said_with_how_long_it_is_retried() -> None:
+    from trellis_box.comfyui.client import Connection
+
+    display, stream = _display(terminal=False)
+    display.on_event(Connection("http://127.0.0.1:9", up=False, retry_seconds=300,
+                                down_since=time.time()))
+    display.on_event(Connection("http://127.0.0.1:9", up=True))
+    said = stream.getvalue().splitlines()
+    assert said[0].startswith("ComfyUI at http://127.0.0.1:9 is unreachable; retrying for 300 s")
+    assert said[1] == "ComfyUI at http://127.0.0.1:9 is reachable again"
+
+
+def test_sigterm_withdraws_our_prompts_like_ctrl_c_and_exits_143(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """`timeout`, systemd, Kubernetes and AWS Batch stop a process with SIGTERM: the running
+    prompt must not go on burning the GPU for a client that is gone."""
+    server = _start(comfy_standin, tmp_path, exec_seconds=60)
+    inputs, out = _inputs(tmp_path, 3), tmp_path / "out"
+    cmd = [sys.executable, "-m", "trellis_box.cli.app", "generate", str(inputs),
+           "--server", server.url, "--out", str(out)]
+    env = {**os.environ, "TRELLIS_BOX_STATE": str(tmp_path / "no-state.json")}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _wait_for(lambda: any(h["status"]["status_str"] for h in _server_history(server.url))
+                  or not asyncio.run(_queue_empty(server.url)), "our prompt running")
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    assert "terminated (SIGTERM): run the same command again to resume" in stdout
+    # Withdrawn from the queue, and the running one interrupted rather than left to run its 60 s.
+    _wait_for(lambda: asyncio.run(_queue_empty(server.url)), "an empty server queue", 20.0)
+    ran = _server_history(server.url)
+    assert ran and all(h["status"]["messages"][-1][0] == "execution_interrupted" for h in ran)
+    assert not list(out.glob("*.glb"))
+
+
+def test_the_readme_command_that_posts_the_checked_in_workflow_runs_it(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """The README's commands, as written but for the server's port, queue the checked-in graph
+    on a server that answers a bare graph as ComfyUI 0.3.64 does (400 no_prompt)."""
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text()
+    block = readme.split("<!-- example: post-workflow -->\n```bash\n", 1)[1].split("```", 1)[0]
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1)
+    object_photo(tmp_path / "photo.png", 2)
+    (tmp_path / "workflows").symlink_to(root / "workflows")
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c",
+                           block.replace("http://127.0.0.1:8188", server.url)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    decoder, text, answers = json.JSONDecoder(), done.stdout.strip(), []
+    while text:  # curl prints each answer without a newline after it
+        answer, end = decoder.raw_decode(text)
+        answers.append(answer)
+        text = text[end:].strip()
+    uploaded, answer = answers
+    assert uploaded["name"] == "photo.png"
+    assert answer["node_errors"] == {}, answer
+    prompt_id = answer["prompt_id"]
+
+    def finished() -> bool:
+        with urllib.request.urlopen(f"{server.url}/history/{prompt_id}", timeout=10) as resp:
+            return bool(json.load(resp))
+    _wait_for(finished, "the queued graph to run")
+    with urllib.request.urlopen(f"{server.url}/history/{prompt_id}", timeout=10) as resp:
+        entry = json.load(resp)[prompt_id]
+    assert entry["status"]["status_str"] == "success"
+    assert entry["outputs"]["10"]["3d"][0]["filename"].endswith(".glb")
+    # What the README warns about: the file as it is, unwrapped, is refused.
+    bare = urllib.request.Request(f"{server.url}/prompt", method="POST",
+                                  data=(root / "workflows" / "image_to_glb.api.json").read_bytes())
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(bare, timeout=10)
+    assert refused.value.code == 400
+    assert json.load(refused.value)["error"]["type"] == "no_prompt"

@@ -163,9 +163,23 @@ def test_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path: Path) -
 def test_pillow_decompression_bomb_error_becomes_ours(tmp_path: Path) -> None:
     path = _png_header_only(tmp_path / "bomb.png", 20000, 20000)
     with pytest.raises(ImageInputError) as caught:
-        normalise(path, max_pixels=10**12)
-    assert ("bomb.png: it is larger than 1,000,000,000,000 pixels (a decompression bomb guard)"
-            in str(caught.value))
+        normalise(path)
+    # Its size, not only that it is too large; and the limit that refused it.
+    assert ("bomb.png: it has 400,000,000 pixels, over the limit of 67,108,864 (Pillow refuses "
+            "over 178,956,970 as a decompression bomb)." in str(caught.value))
+    assert "fix: downscale it to at most 2048 pixels on its longer side" in str(caught.value)
+
+
+def test_an_empty_file_is_called_empty(tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(b"")
+    with pytest.raises(ImageInputError) as caught:
+        normalise(path)
+    assert str(caught.value) == (
+        f"cannot use image {path}\n"
+        "  photo.jpg: it is empty (0 bytes).\n"
+        "  fix: copy or export it again: an interrupted copy or download leaves an empty file"
+    )
 
 
 def test_not_an_image_names_the_file_and_the_fix(tmp_path: Path) -> None:

@@ -28,8 +28,7 @@ from tests.comfy_standin import install
 from tests.docker_support import buildkit_build
 from tests.photos import object_photo
 from trellis_box.cli.app import main
-from trellis_box.comfyui.client import ComfyClient
-from trellis_box.comfyui.http import QueueState
+from trellis_box.comfyui.client import ComfyClient, QueueState
 from trellis_box.comfyui.workflow import WorkflowOptions, build
 from trellis_box.swap.config import load_gpu_config
 from trellis_box.swap.docker_ops import GROUP_LABEL, MANAGED_LABEL, DockerOps
@@ -166,7 +165,7 @@ def queue_jobs(url: str, count: int, tmp_path: Path) -> list[str]:
 
     async def run() -> list[str]:
         async with ComfyClient(url) as comfy:
-            name = await comfy.upload_image(image)
+            name = await comfy.http.upload_image(image)
             return [await comfy.queue_prompt(build(WorkflowOptions(seed=seed), name))
                     for seed in range(count)]
     prompts = asyncio.run(run())

@@ -445,16 +445,16 @@ async def test_checked_in_api_workflow_surfaces_the_glb(
     image = images.normalise(tmp_path / "photo.png")
     graph = json.loads((WORKFLOWS / workflow_editor.API_FILE).read_text())
     async with ComfyClient(server.url) as comfy:
-        live = await comfy.object_info()
+        live = await comfy.http.object_info()
         # What the server derives from our class is what we derive from it offline.
         assert live[workflow.GLB_OUTPUT_CLASS] == recorded_object_info()[workflow.GLB_OUTPUT_CLASS]
-        graph[workflow.LOAD_IMAGE_NODE]["inputs"]["image"] = await comfy.upload_bytes(image.png, ".png")
+        graph[workflow.LOAD_IMAGE_NODE]["inputs"]["image"] = await comfy.http.upload_bytes(image.png, ".png")
         validate(graph, live)
         result = await comfy.run(graph, timeout=120)
         (glb_ref,) = result.files(workflow.GLB_OUTPUT_NODE, "3d")
         (cutout_ref,) = result.files(workflow.CUTOUT_NODE, "images")
-        await comfy.download(glb_ref, tmp_path / "out.glb")
-        await comfy.download(cutout_ref, tmp_path / "out.cutout.png")
+        await comfy.http.download(glb_ref, tmp_path / "out.glb")
+        await comfy.http.download(cutout_ref, tmp_path / "out.cutout.png")
     assert glb_ref.filename.endswith(".glb")
     assert glb.glb_stats(tmp_path / "out.glb").faces > 0
     assert validate_glb(tmp_path / "out.glb")["issues"]["numErrors"] == 0

@@ -241,6 +241,13 @@ class OutOfMemoryError(ExecutionFailedError):
     reference = "out-of-memory"
 
 
+class NoObjectFoundError(ExecutionFailedError):
+    """Background removal left nothing of the input: the cutout is empty, and the pinned nodes
+    fail on it with texts that blame the wrong node (``SaveImage``: "cannot write empty image")."""
+
+    reference = "no-object-found"
+
+
 class JobInterruptedError(TrellisBoxError):
     """The prompt was interrupted on the server (``execution_interrupted``)."""
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trellis_box import __version__
 from trellis_box.batch import glb, images
 from trellis_box.batch.files import (
     KEY_VERSION,
@@ -32,13 +31,22 @@ from trellis_box.batch.files import (
     legacy_key_v1,
     output_paths,
     plan,
-    write_json,
+    write_report,
+)
+from trellis_box.batch.report import (
+    ExportRerun,
+    InputFacts,
+    JobReport,
+    NodeTiming,
+    ReportFiles,
+    Timings,
 )
 from trellis_box.comfyui import protocol, workflow
-from trellis_box.comfyui.client import ComfyClient, JobResult, Timeouts
-from trellis_box.comfyui.explain import write_failed
+from trellis_box.comfyui.client import ComfyClient, Connection, JobResult, Timeouts
+from trellis_box.comfyui.explain import no_object, write_failed
 from trellis_box.errors import (
     ComfyUnreachableError,
+    NoObjectFoundError,
     OutOfMemoryError,
     OutputGoneError,
     OutputMissingError,
@@ -70,13 +78,14 @@ class Outcome:
     item: Item
     status: str  # ok | skipped | failed | interrupted
     error: TrellisBoxError | None = None
-    report: dict[str, Any] = field(default_factory=dict)
+    #: The report written for it (none for an input the interruption left unrun).
+    report: JobReport | None = None
     seconds: float = 0.0
 
     @property
     def glb(self) -> Path | None:
-        path = (self.report.get("files") or {}).get("glb")
-        return Path(path) if path else None
+        files = self.report.files if self.report else None
+        return files.glb if files else None
 
 
 @dataclass
@@ -93,17 +102,37 @@ class BatchReport:
 
 
 @dataclass(frozen=True)
-class Event:
-    """Something a person may want to see; ``message`` (and the class of the node it is about)
-    is set for per-node progress."""
+class Planned:
+    """Every input of the batch, known before the first is checked."""
+
+    items: tuple[Item, ...]
+
+
+@dataclass(frozen=True)
+class Queued:
+    item: Item
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """A message of the server about one input's prompt, with the class of the node it names."""
 
     item: Item
-    kind: str  # queued | progress | done
-    message: protocol.PromptMessage | None = None
-    outcome: Outcome | None = None
+    message: protocol.PromptMessage
     node_class: str | None = None
 
 
+@dataclass(frozen=True)
+class Done:
+    outcome: Outcome
+
+    @property
+    def item(self) -> Item:
+        return self.outcome.item
+
+
+#: What a person may want to see; :class:`Connection` says the server went away or came back.
+Event = Planned | Queued | NodeEvent | Done | Connection
 Observer = Callable[[Event], None]
 
 
@@ -113,8 +142,8 @@ async def server_facts(comfy: ComfyClient) -> tuple[dict[str, Any], profiles.Pro
     ``/trellis-box/info`` (our container) is preferred; a plain ComfyUI is judged by the VRAM
     ``/system_stats`` reports. A CPU-only server has no profile: nothing to refuse.
     """
-    stats = await comfy.system_stats()
-    info = await comfy.trellis_info()
+    stats = await comfy.http.system_stats()
+    info = await comfy.http.trellis_info()
     system = stats.get("system") or {}
     device = (stats.get("devices") or [{}])[0]
     facts = {
@@ -141,13 +170,15 @@ async def run_batch(server: str, inputs: list[Path], options: BatchOptions, *,
                     timeouts: Timeouts = Timeouts(), on_event: Observer | None = None) -> BatchReport:
     """Generate a GLB for every input; returns one outcome each (cancelling returns early)."""
     items = plan(inputs, out_dir=options.out_dir)
+    emit = on_event or (lambda e: None)
     # Bad parameters fail here, before anything is uploaded (ComfyUI would run half the graph).
     workflow.validate(workflow.build(options.workflow, "input.png"), workflow.recorded_object_info())
     try:
         options.out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise write_failed(options.out_dir, exc) from exc
-    async with ComfyClient(server, timeouts=timeouts) as comfy:
+    emit(Planned(tuple(items)))
+    async with ComfyClient(server, timeouts=timeouts, on_connection=emit) as comfy:
         facts, profile = await server_facts(comfy)
         # low_vram is the profile's and every other loader input the default's: the model
         # loaders' inputs then equal those of the container's warm-up, and the first image
@@ -158,7 +189,7 @@ async def run_batch(server: str, inputs: list[Path], options: BatchOptions, *,
                                               resolution=profiles.choose_resolution(
                                                   run_options.resolution, profile,
                                                   auto=options.auto_resolution))
-        engine = _Engine(comfy, options, facts, run_options, on_event or (lambda e: None))
+        engine = _Engine(comfy, options, facts, run_options, emit)
         return await engine.run(items)
 
 
@@ -172,7 +203,7 @@ class _Job:
     prompt_id: str | None = None
     queued_at: float = 0.0
     #: Set when a stale cached answer named a deleted file and the export was run again.
-    export_rerun: dict[str, Any] | None = None
+    export_rerun: ExportRerun | None = None
 
 
 class _Engine:
@@ -196,7 +227,8 @@ class _Engine:
         try:
             for item in items:
                 if self.broken is not None:
-                    self._fail(item, self.broken, key=None, input_facts={"path": str(item.source)})
+                    self._fail(item, self.broken, key=None,
+                               input_facts=InputFacts(str(item.source)))
                     continue
                 job = await self._prepare(item)
                 if job is None:
@@ -223,14 +255,14 @@ class _Engine:
 
     def _done(self, outcome: Outcome) -> None:
         self.outcomes[outcome.item] = outcome
-        self.emit(Event(outcome.item, "done", outcome=outcome))
+        self.emit(Done(outcome))
 
     async def _prepare(self, item: Item) -> _Job | None:
         """Check the image and decide whether it must run; records skips and bad files."""
         try:
             image = await asyncio.to_thread(images.normalise, item.source)
         except TrellisBoxError as exc:
-            self._fail(item, exc, key=None, input_facts={"path": str(item.source)})
+            self._fail(item, exc, key=None, input_facts=InputFacts(str(item.source)))
             return None
         key = job_key(image.sha256, self.requested)
         report = finished_report(self.options.out_dir, item.name, key,
@@ -243,13 +275,13 @@ class _Engine:
     async def _submit(self, job: _Job) -> None:
         for attempt in range(MAX_ATTEMPTS):
             try:
-                name = await self.comfy.upload_bytes(job.image.png, ".png")
+                name = await self.comfy.http.upload_bytes(job.image.png, ".png")
                 job.graph = workflow.build(job.options, name)
                 job.prompt_id = await self.comfy.queue_prompt(
                     job.graph, on_message=functools.partial(self._progress, job))
                 job.queued_at = time.monotonic()
                 self.ours.add(job.prompt_id)
-                self.emit(Event(job.item, "queued"))
+                self.emit(Queued(job.item))
                 return
             except ComfyUnreachableError:
                 if attempt == MAX_ATTEMPTS - 1:
@@ -259,7 +291,7 @@ class _Engine:
     def _progress(self, job: _Job, msg: protocol.PromptMessage) -> None:
         node = getattr(msg, "node", None)
         node_class = (job.graph.get(node) or {}).get("class_type") if node else None
-        self.emit(Event(job.item, "progress", msg, node_class=node_class))
+        self.emit(NodeEvent(job.item, msg, node_class=node_class))
 
     async def _submit_or_fail(self, job: _Job) -> bool:
         try:
@@ -272,8 +304,12 @@ class _Engine:
     def _failed_job(self, job: _Job, exc: TrellisBoxError) -> None:
         if isinstance(exc, ComfyUnreachableError):
             self.broken = exc
+        if isinstance(exc, NoObjectFoundError):
+            f = exc.facts
+            exc = no_object(f["prompt_id"], f["node"], f["class_type"], f["cause"],
+                            source=str(job.item.source))
         self._fail(job.item, exc, key=job.key, input_facts=self._input_facts(job),
-                   prompt_id=job.prompt_id, options=job.options)
+                   prompt_id=job.prompt_id, job=job)
 
     async def _follow(self, job: _Job) -> None:
         """Follow a queued job to its end on the server (queueing it again where that helps),
@@ -291,8 +327,7 @@ class _Engine:
                 # nodes' inputs: those run again from the cached mesh, for almost nothing.
                 await self.slots.acquire()
                 slot_held = True
-                job.export_rerun = {"missing": gone.facts.get("file"),
-                                    "stale_prompt_id": result.prompt_id}
+                job.export_rerun = ExportRerun(gone.facts.get("file"), result.prompt_id)
                 job.options = _fresh_export_names(job.options, result.prompt_id)
                 await self._submit(job)
                 result = await self._finish_on_server(job)
@@ -338,7 +373,7 @@ class _Engine:
             return True
         return False
 
-    async def _collect(self, job: _Job, result: JobResult) -> dict[str, Any]:
+    async def _collect(self, job: _Job, result: JobResult) -> JobReport:
         paths = output_paths(self.options.out_dir, job.item.name)
         glbs = result.files(workflow.GLB_OUTPUT_NODE, "3d")
         cutouts = result.files(workflow.CUTOUT_NODE, "images")
@@ -353,70 +388,52 @@ class _Engine:
         async with self.downloads:
             # Both finish before an error is raised: a download still running would race the
             # next attempt's file of the same name.
-            fetched = await asyncio.gather(self.comfy.download(glbs[0], paths["glb"]),
-                                           self.comfy.download(cutouts[0], paths["cutout"]),
+            fetched = await asyncio.gather(self.comfy.http.download(glbs[0], paths["glb"]),
+                                           self.comfy.http.download(cutouts[0], paths["cutout"]),
                                            return_exceptions=True)
         for outcome in fetched:
             if isinstance(outcome, BaseException):
                 raise outcome
         stats = await asyncio.to_thread(glb.glb_stats, paths["glb"])
-        report = {
-            **self._base_report(job, "ok"),
-            "prompt_id": result.prompt_id,
-            "timings": {
-                "client_seconds": round(time.monotonic() - job.queued_at, 3),
-                "server_ms": (result.finished_ms - result.started_ms
-                              if result.finished_ms and result.started_ms else None),
-                "nodes": [{"node": n, "class_type": job.graph.get(n, {}).get("class_type"),
-                           "seconds": round(s, 3)} for n, s in result.node_seconds.items()],
-                "cached_nodes": list(result.cached_nodes),
-            },
-            "glb": stats.as_dict(),
-            "files": {k: str(p) for k, p in paths.items() if k != "report"},
-        }
-        if job.export_rerun is not None:
-            report["export_rerun"] = job.export_rerun
-        write_json(paths["report"], report)
+        timings = Timings(
+            client_seconds=round(time.monotonic() - job.queued_at, 3),
+            server_ms=(result.finished_ms - result.started_ms
+                       if result.finished_ms and result.started_ms else None),
+            nodes=tuple(NodeTiming(n, job.graph.get(n, {}).get("class_type"), round(s, 3))
+                        for n, s in result.node_seconds.items()),
+            cached_nodes=result.cached_nodes)
+        report = self._report("ok", job.key, self._input_facts(job), job=job,
+                              prompt_id=result.prompt_id, timings=timings, glb=stats,
+                              files=ReportFiles(paths["glb"], paths["cutout"]))
+        write_report(paths["report"], report)
         return report
 
-    def _base_report(self, job: _Job, status: str) -> dict[str, Any]:
-        return {
-            "trellis_box_version": __version__,
-            "status": status,
-            "key": job.key,
-            "key_version": KEY_VERSION,
-            "input": self._input_facts(job),
-            # What ran (the profile's low_vram, a stepped-down resolution); the key is the request's.
-            "parameters": job.options.as_dict(),
-            "requested": self.requested.as_dict(),
-            "resolution": job.options.resolution,
-            "low_vram": job.options.low_vram,
-            "seed": job.options.seed,
-            "server": self.facts,
-        }
+    def _report(self, status: str, key: str | None, input_facts: InputFacts, *,
+                job: _Job | None = None, **outcome: Any) -> JobReport:
+        """The one place a report is made: what every report holds, what ran, the outcome."""
+        ran: dict[str, Any] = {}
+        if job is not None and status == "ok":
+            ran = {"key_version": KEY_VERSION, "resolution": job.options.resolution,
+                   "low_vram": job.options.low_vram, "seed": job.options.seed,
+                   "export_rerun": job.export_rerun}
+        # What ran (the profile's low_vram, a stepped-down resolution); the key is the request's.
+        options = job.options if job is not None else self.run_options
+        return JobReport(status=status, key=key, input=input_facts,
+                         parameters=options.as_dict(), requested=self.requested.as_dict(),
+                         server=self.facts, **ran, **outcome)
 
     @staticmethod
-    def _input_facts(job: _Job) -> dict[str, Any]:
+    def _input_facts(job: _Job) -> InputFacts:
         i = job.image
-        return {"path": str(job.item.source), "sha256": i.sha256, "width": i.width,
-                "height": i.height, "mode": i.mode, "changes": list(i.changes)}
+        return InputFacts(str(job.item.source), i.sha256, i.width, i.height, i.mode, i.changes)
 
     def _fail(self, item: Item, exc: TrellisBoxError, *, key: str | None,
-              input_facts: dict[str, Any], prompt_id: str | None = None,
-              options: workflow.WorkflowOptions | None = None) -> None:
-        report = {
-            "trellis_box_version": __version__,
-            "status": "failed",
-            "key": key,
-            "input": input_facts,
-            "parameters": (options or self.run_options).as_dict(),
-            "requested": self.requested.as_dict(),
-            "server": self.facts,
-            "prompt_id": prompt_id,
-            "error": exc.to_dict(),
-        }
+              input_facts: InputFacts, prompt_id: str | None = None,
+              job: _Job | None = None) -> None:
+        report = self._report("failed", key, input_facts, job=job, prompt_id=prompt_id,
+                              error=exc.to_dict())
         with contextlib.suppress(TrellisBoxError):
-            write_json(output_paths(self.options.out_dir, item.name)["report"], report)
+            write_report(output_paths(self.options.out_dir, item.name)["report"], report)
         self._done(Outcome(item, "failed", error=exc, report=report))
 
     async def _withdraw(self) -> None:
@@ -424,13 +441,13 @@ class _Engine:
         if not self.ours:
             return
         with contextlib.suppress(TrellisBoxError):
-            pending = [p for p in (await self.comfy.queue()).pending if p in self.ours]
+            pending = [p for p in (await self.comfy.http.queue()).pending if p in self.ours]
             if pending:
-                await self.comfy.delete_pending(pending)
+                await self.comfy.http.delete_pending(pending)
             # Read again: one of ours may have started between the read and the delete.
-            for running in (await self.comfy.queue()).running:
+            for running in (await self.comfy.http.queue()).running:
                 if running in self.ours:
-                    await self.comfy.interrupt(running)
+                    await self.comfy.http.interrupt(running)
 
 
 def _fresh_export_names(options: workflow.WorkflowOptions, stale_prompt_id: str

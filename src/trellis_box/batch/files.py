@@ -1,4 +1,5 @@
-"""The files of a batch: which inputs it has and their names, when an input is done, its report.
+"""The files of a batch: which inputs it has and their names, when an input is done, its report
+(the type is :class:`trellis_box.batch.report.JobReport`).
 
 Names are stable from one run to the next (resume depends on it); a report is renamed into place
 whole, so a half-written one never counts as done.
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trellis_box.batch.report import JobReport
 from trellis_box.comfyui import workflow
 from trellis_box.comfyui.explain import write_failed
 from trellis_box.errors import UsageError
@@ -91,7 +93,7 @@ def output_paths(out_dir: Path, name: str) -> dict[str, Path]:
 
 
 def finished_report(out_dir: Path, name: str, key: str, *older: str | None
-                    ) -> dict[str, Any] | None:
+                    ) -> JobReport | None:
     """The report of a finished run of the same job, or ``None`` if it must (re)run.
 
     ``key`` is the job's key; ``older`` are its keys in earlier key versions.
@@ -101,15 +103,19 @@ def finished_report(out_dir: Path, name: str, key: str, *older: str | None
     """
     paths = output_paths(out_dir, name)
     try:
-        report = json.loads(paths["report"].read_text())
+        report = JobReport.from_json(json.loads(paths["report"].read_text()))
         glb_bytes = paths["glb"].stat().st_size
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if report.get("status") != "ok" or report.get("key") not in (key, *filter(None, older)):
+    if report.status != "ok" or report.key not in (key, *filter(None, older)):
         return None
-    if (report.get("glb") or {}).get("bytes") != glb_bytes:
+    if report.glb is None or report.glb.bytes != glb_bytes:
         return None
     return report if paths["cutout"].is_file() else None
+
+
+def write_report(path: Path, report: JobReport) -> None:
+    write_json(path, report.to_json())
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -44,6 +44,13 @@ class GlbStats:
             "max_texture_size": self.max_texture_size,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GlbStats:
+        """The inverse of :meth:`as_dict` (``max_texture_size`` is derived, so not read)."""
+        return cls(int(data["bytes"]), int(data["vertices"]), int(data["faces"]),
+                   int(data["meshes"]), int(data["materials"]),
+                   tuple((int(w), int(h)) for w, h in data.get("textures") or ()))
+
 
 def glb_stats(path: Path) -> GlbStats:
     """Check that ``path`` is a whole GLB 2.0 file and count what is in it."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,10 @@ def normalise(path: Path, *, max_pixels: int = MAX_PIXELS, max_side: int = MAX_S
     """Decode ``path`` and return it as a normalised PNG, or raise :class:`ImageInputError`."""
     changes: list[str] = []
     try:
+        if path.stat().st_size == 0:
+            raise _error(path, "it is empty (0 bytes)",
+                         "copy or export it again: an interrupted copy or download leaves an "
+                         "empty file")
         with warnings.catch_warnings():
             # Our own limit below decides; Pillow's warning would only duplicate it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -72,8 +77,12 @@ def normalise(path: Path, *, max_pixels: int = MAX_PIXELS, max_side: int = MAX_S
     except IsADirectoryError as exc:
         raise _error(path, "it is a directory", "pass the directory itself to read the images in it") from exc
     except Image.DecompressionBombError as exc:
-        raise _error(path, f"it is larger than {max_pixels:,} pixels (a decompression bomb guard)",
-                     "downscale it first") from exc
+        # Pillow refuses before our own check can see the size; its message has the count.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else "more pixels than Pillow opens"
+        raise _error(path, f"it has {size}, over the limit of {max_pixels:,} (Pillow refuses "
+                     f"over {2 * (Image.MAX_IMAGE_PIXELS or 0):,} as a decompression bomb)",
+                     f"downscale it to at most {MAX_SIDE} pixels on its longer side") from exc
     except UnidentifiedImageError as exc:
         raise _error(path, "it is not an image format Pillow can decode",
                      "convert it to PNG or JPEG") from exc

@@ -191,7 +191,7 @@ def _low_vram(choice: str, profile: Profile | None) -> bool:
 async def _environment(comfy: ComfyClient) -> tuple[dict[str, Any], Profile | None]:
     facts, profile = await server_facts(comfy)
     info = facts.get("trellis_box") or {}
-    gpu = await comfy.trellis_gpu()
+    gpu = await comfy.http.trellis_gpu()
     try:
         driver: str | None = driver_version()
     except TrellisBoxError:
@@ -222,9 +222,9 @@ async def _run_job(comfy: ComfyClient, job: JobRecord, options: BenchOptions,
         glb_prefix=f"{OUTPUT_SUBFOLDER}/{job.resolution}-{job.index}",
         cutout_prefix=f"{OUTPUT_SUBFOLDER}/cutout-{job.resolution}-{job.index}")
     image = next(p for p in sample_images() if p.name == job.image)
-    await comfy.reset_gpu_peak()
+    await comfy.http.reset_gpu_peak()
     start = time.monotonic()
-    name = await comfy.upload_image(image)
+    name = await comfy.http.upload_image(image)
     graph = workflow.build(run_options, name)
     result = await comfy.run(graph, timeout=options.job_timeout)
     job.prompt_id = result.prompt_id
@@ -234,13 +234,13 @@ async def _run_job(comfy: ComfyClient, job: JobRecord, options: BenchOptions,
             f"bench job {result.prompt_id} finished without a GLB in /history",
             fix="install the trellis-box node pack in custom_nodes/ (trellis_box_nodes)",
             prompt_id=result.prompt_id)
-    path = await comfy.download(glbs[0], tmp / f"{job.resolution}-{job.index}.glb")
+    path = await comfy.http.download(glbs[0], tmp / f"{job.resolution}-{job.index}.glb")
     end = time.monotonic()
     job.client_seconds = round(end - start, 3)
     _timings(job, result, graph)
     job.glb = (await asyncio.to_thread(glb.glb_stats, path)).as_dict()
     path.unlink()
-    torch_memory = await comfy.trellis_gpu() or {}
+    torch_memory = await comfy.http.trellis_gpu() or {}
     job.gpu = {
         "torch_peak_allocated_bytes": torch_memory.get("max_allocated_bytes"),
         "torch_peak_reserved_bytes": torch_memory.get("max_reserved_bytes"),

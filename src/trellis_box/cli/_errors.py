@@ -1,7 +1,8 @@
 """Exceptions to text and exit codes.
 
 Exit codes: 0 done, 1 a known error, 2 usage, 3 a batch finished with failed inputs (report
-written), 130 interrupted. Tracebacks only with ``TRELLIS_BOX_DEBUG=1``; unknown exceptions keep
+written), 130 interrupted (Ctrl-C, SIGINT), 143 terminated (SIGTERM: ``timeout``, systemd,
+``docker stop``, Kubernetes, AWS Batch). Tracebacks only with ``TRELLIS_BOX_DEBUG=1``; unknown exceptions keep
 their own text.
 """
 
@@ -19,6 +20,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def report(exc: BaseException, *, as_json: bool) -> int:
@@ -28,12 +30,9 @@ def report(exc: BaseException, *, as_json: bool) -> int:
     if isinstance(exc, TrellisBoxError):
         if as_json:
             sys.stdout.write(json.dumps(exc.to_dict(), indent=2) + "\n")
-        from rich.markup import escape
+        from trellis_box.cli._output import err, styled
 
-        from trellis_box.cli._output import err
-
-        # Escape: error texts carry brackets (paths, node ids) that rich would take for markup.
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err.print(styled(("error:", "bold red"), " ", str(exc)), highlight=False, soft_wrap=True)
         return exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
         sys.stderr.write("interrupted\n")

@@ -9,13 +9,13 @@ from pathlib import Path
 import typer
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from trellis_box.bench.runner import LOW_VRAM_CHOICES, STAND_IN_LABEL, BenchOptions, BenchRun, JobRecord, run_bench
 from trellis_box.bench.summary import as_data, compare_with_upstream, rows
 from trellis_box.cli._errors import EXIT_OK, EXIT_PARTIAL
-from trellis_box.cli._output import JsonOption, emit, err
+from trellis_box.cli._output import JsonOption, emit, err, styled
 from trellis_box.comfyui import workflow
 from trellis_box.comfyui.explain import write_failed
 
@@ -78,7 +78,7 @@ def _progress_line(job: JobRecord) -> None:
     said = (f"{job.server_seconds:.1f} s on the server" if job.status == "ok" and job.server_seconds
             else (job.error or {}).get("message", job.status))
     err.print(f"{job.resolution} {job.phase} #{job.index} ({job.image}): {job.status}, "
-              f"{escape(str(said))}",
+              f"{said}",
               highlight=False)
 
 
@@ -99,8 +99,9 @@ def render(console: Console, run: BenchRun, out: Path | None) -> None:
     env = run.environment
     stand_in = run.stand_in_weights
     if stand_in:
-        console.print(f"[bold black on yellow] {STAND_IN_LABEL.upper()} [/] random-weight "
-                      "checkpoints: timings show the code path, not a real object's", highlight=False)
+        console.print(styled((f" {STAND_IN_LABEL.upper()} ", "bold black on yellow"),
+                             " random-weight checkpoints: timings show the code path, not a real "
+                             "object's"), highlight=False)
     title = f"trellis-box bench — {env.get('gpu_name') or 'unknown GPU'}" + \
             (f" ({STAND_IN_LABEL})" if stand_in else "")
     # Two-line headers, collapsed padding and a light box keep the table whole on an 80-column
@@ -113,9 +114,8 @@ def render(console: Console, run: BenchRun, out: Path | None) -> None:
     for row in rows(run):
         f = row.figures
         peak = f["torch_peak_reserved_bytes"] or f["device_peak_used_bytes"]
-        job = row.phase if row.phase == "cold" else f"warm×{row.jobs}"
-        if row.failed:
-            job += f" [red]({row.failed} failed)[/]"
+        job = styled(row.phase if row.phase == "cold" else f"warm×{row.jobs}",
+                     (f" ({row.failed} failed)", "red") if row.failed else "")
         table.add_row(row.resolution, job, _figure(f["server_seconds"]),
                       _figure(f["generator_seconds"]), _figure(f["post_process_seconds"]),
                       _figure(f["export_seconds"]), _figure(f["other_seconds"]),
@@ -128,10 +128,10 @@ def render(console: Console, run: BenchRun, out: Path | None) -> None:
         console.print(f"results: {out}", highlight=False)
 
 
-def _footer(run: BenchRun) -> list[str]:
+def _footer(run: BenchRun) -> list[str | Text]:
     env = run.environment
     busy = run.busy
-    lines = [
+    lines: list[str | Text] = [
         "GPU busy share over the run: " + (f"{busy['busy_share']:.0%}" if busy.get("measured")
                                            else str(busy.get("reason"))),
         f"weights: {STAND_IN_LABEL if run.stand_in_weights else env.get('weights_mode')}; "
@@ -150,6 +150,6 @@ def _footer(run: BenchRun) -> list[str]:
                      + (f" (×{c['ratio']:g})" if c["ratio"] is not None else ""))
     for job in run.failed:
         said = (job.error or {}).get("message") or job.status
-        lines.append(f"[red]{job.status}[/] {job.resolution} #{job.index} ({job.image}): "
-                     f"{escape(str(said))}")
+        lines.append(styled((job.status, "red"),
+                            f" {job.resolution} #{job.index} ({job.image}): {said}"))
     return lines

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,25 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperCommand
 
-from trellis_box.batch.engine import BatchOptions, BatchReport, Event, Outcome, run_batch
-from trellis_box.cli._errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL
-from trellis_box.cli._output import JsonOption, emit, err
+from trellis_box.batch.engine import (
+    BatchOptions,
+    BatchReport,
+    Done,
+    Event,
+    Observer,
+    Outcome,
+    Planned,
+    Queued,
+    run_batch,
+)
+from trellis_box.cli._errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_TERMINATED
+from trellis_box.cli._output import JsonOption, emit, err, styled
 from trellis_box.cli.report import report_batch
 from trellis_box.comfyui import protocol, workflow
+from trellis_box.comfyui.client import Connection
 from trellis_box.errors import TrellisBoxError, WorkflowInvalidError
 
 EXAMPLES = """\
@@ -32,7 +46,8 @@ Examples:
   trellis-box generate photos/ --out glb/ --preset web --texture-size 2048
 
 Run the same command again to resume: inputs whose GLB, cutout and report exist for the same
-image content and parameters are skipped.
+image content and parameters are skipped. Ctrl-C (exit 130) and SIGTERM (exit 143) withdraw the
+prompts of this run from the server and keep every finished file.
 """
 
 #: One option that sets several parameters.
@@ -85,22 +100,23 @@ def generate(
         options = workflow.WorkflowOptions(preset=preset, **given)
         batch = BatchOptions(out_dir=out, workflow=options, auto_resolution=auto_resolution,
                              job_timeout=timeout)
-        if as_json:
-            report = asyncio.run(run_batch(server, inputs, batch))
-        else:
-            with _Display(err) as display:
-                report = asyncio.run(run_batch(server, inputs, batch, on_event=display.on_event))
+        with _Display(err) as display:
+            report, terminated = _run(server, inputs, batch, display.on_event)
     except TrellisBoxError as exc:
         raise _in_flags(exc, used) from exc.__cause__
+    if report is None:
+        err.print("terminated (SIGTERM) before any image was queued", highlight=False)
+        return EXIT_TERMINATED
     for outcome in report.outcomes:
         if outcome.error is not None:
             _in_flags(outcome.error, used)
     emit(_as_data(report), as_json=as_json,
-         render=lambda console: _render(console, report, requested=options.resolution))
-    # After the batch, so thumbnails never hold up the GPU; skipped after Ctrl-C.
+         render=lambda console: _render(console, report, requested=options.resolution,
+                                        terminated=terminated))
+    # After the batch, so thumbnails never hold up the GPU; skipped after Ctrl-C or SIGTERM.
     report_batch(out, thumbnails=not report.interrupted, quiet=as_json)
     if report.interrupted:
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     return EXIT_PARTIAL if report.failed else EXIT_OK
 
 
@@ -166,34 +182,115 @@ def _in_flags(exc: TrellisBoxError, shorthands: dict[str, str]) -> TrellisBoxErr
     return exc
 
 
+def _run(server: str, inputs: list[Path], batch: BatchOptions, on_event: Observer
+         ) -> tuple[BatchReport | None, bool]:
+    """Run the batch; SIGTERM stops it as Ctrl-C does (our prompts withdrawn and interrupted,
+    finished files kept). Returns the report (``None`` if stopped before the batch began) and
+    whether SIGTERM stopped it."""
+    terminated = False
+
+    async def batch_until_terminated() -> BatchReport:
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        assert main is not None
+
+        def terminate() -> None:
+            nonlocal terminated
+            terminated = True
+            main.cancel()
+
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+        try:
+            return await run_batch(server, inputs, batch, on_event=on_event)
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    try:
+        return asyncio.run(batch_until_terminated()), terminated
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+        return None, True
+
+
 class _Display:
-    """A progress bar over the batch and a line for the image on the GPU (stderr)."""
+    """Progress on stderr. On a terminal: a bar over the batch and the image on the GPU. Anywhere
+    else (a log file, CI, ``2>`` a pipe): one line per input and per node event."""
 
     def __init__(self, console: Console) -> None:
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                                 transient=True)
-        self.task = self.progress.add_task("generating", total=None)
+        self.console = console
+        self.total = 0
+        self.finished = 0
+        self.progress: Progress | None = None
+        if console.is_terminal:
+            self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                                     MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                                     transient=True)
+            self.task = self.progress.add_task("generating", total=None)
 
     def __enter__(self) -> _Display:
-        self.progress.start()
+        if self.progress is not None:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.stop()
 
     def on_event(self, event: Event) -> None:
-        name = event.item.name
-        if event.kind == "done" and event.outcome is not None:
-            self.progress.advance(self.task)
-            if event.outcome.error is not None:
-                self.progress.console.print(f"[red]failed[/] {name}: {event.outcome.error.message}",
-                                            highlight=False)
+        if isinstance(event, Planned):
+            self.total = len(event.items)
+            if self.progress is not None:
+                self.progress.update(self.task, total=self.total)
+        elif isinstance(event, Done):
+            self.finished += 1
+            self._done(event.outcome)
+        elif isinstance(event, Connection):
+            self._connection(event)
+        elif isinstance(event, Queued):
+            self._line(f"{event.item.name}: queued")
         elif isinstance(event.message, protocol.Progress):
-            self.progress.update(self.task, description=f"{name}: {event.node_class} "
-                                 f"step {event.message.value}/{event.message.max}")
+            self._status(f"{event.item.name}: {event.node_class} "
+                         f"step {event.message.value}/{event.message.max}", log=False)
         elif isinstance(event.message, protocol.Executing) and event.message.node:
-            self.progress.update(self.task, description=f"{name}: {event.node_class}")
+            self._status(f"{event.item.name}: {event.node_class}")
+
+    def _done(self, outcome: Outcome) -> None:
+        count = f"{self.finished}/{self.total}"
+        if self.progress is not None:
+            self.progress.advance(self.task)
+            if outcome.error is not None:
+                self.progress.console.print(
+                    styled(("failed", "red"), f" {outcome.item.name}: {outcome.error.message}"),
+                    highlight=False)
+            return
+        took = f" in {outcome.seconds:.1f} s" if outcome.status == "ok" else ""
+        why = f": {outcome.error.message}" if outcome.error is not None else ""
+        self._line(f"{count} {outcome.item.name}: {outcome.status}{took}{why}")
+
+    def _connection(self, state: Connection) -> None:
+        if state.up:
+            self._status(f"ComfyUI at {state.url} is reachable again")
+            return
+        until = time.strftime("%H:%M:%S", time.localtime((state.down_since or time.time())
+                                                         + state.retry_seconds))
+        text = (f"ComfyUI at {state.url} is unreachable; retrying for {state.retry_seconds:g} s "
+                f"(until {until}), then the images left fail")
+        self._status(text)
+        if self.progress is not None:
+            self.progress.console.print(styled((text, "yellow")), highlight=False)
+
+    def _status(self, text: str, *, log: bool = True) -> None:
+        """What runs now: the bar's description, or a line of the log (progress steps are
+        left out of the log: dozens per image)."""
+        if self.progress is not None:
+            self.progress.update(self.task, description=text)
+        elif log:
+            self._line(text)
+
+    def _line(self, text: str) -> None:
+        if self.progress is None:
+            self.console.print(text, highlight=False, soft_wrap=True)
 
 
 def _as_data(report: BatchReport) -> dict[str, Any]:
@@ -217,16 +314,19 @@ def _as_data(report: BatchReport) -> dict[str, Any]:
 
 def _server_seconds(outcome: Outcome) -> str:
     """How long the server ran this image (its own timestamps), for images run now."""
-    server_ms = (outcome.report.get("timings") or {}).get("server_ms")
+    timings = outcome.report.timings if outcome.report else None
+    server_ms = timings.server_ms if timings else None
     return f"{server_ms / 1000:.1f}" if outcome.status == "ok" and server_ms else ""
 
 
 def _ran_at(outcome: Outcome) -> str:
     """The resolution an input ran at (its report's), blank where it did not run."""
-    return str(outcome.report.get("resolution") or "") if outcome.status in ("ok", "skipped") else ""
+    ran = outcome.report.resolution if outcome.report else None
+    return str(ran or "") if outcome.status in ("ok", "skipped") else ""
 
 
-def _render(console: Console, report: BatchReport, *, requested: str) -> None:
+def _render(console: Console, report: BatchReport, *, requested: str,
+            terminated: bool = False) -> None:
     ran = sorted({r for r in map(_ran_at, report.outcomes) if r}, key=workflow.RESOLUTIONS.index)
     title = f"trellis-box generate — resolution {requested}"
     if ran and ran != [requested]:
@@ -236,21 +336,22 @@ def _render(console: Console, report: BatchReport, *, requested: str) -> None:
         table.add_column(column, overflow="fold")
     style = {"ok": "green", "skipped": "cyan", "failed": "red", "interrupted": "yellow"}
     for o in report.outcomes:
-        stats = o.report.get("glb") or {}
+        stats = o.report.glb if o.report else None
         result = str(o.glb) if o.glb else (o.error.message if o.error else "not run")
-        table.add_row(o.item.name, f"[{style[o.status]}]{o.status}[/]", _ran_at(o),
-                      f"{stats['faces']:,}" if stats else "",
-                      str(stats.get("max_texture_size") or ""),
+        table.add_row(o.item.name, Text(o.status, style=style[o.status]), _ran_at(o),
+                      f"{stats.faces:,}" if stats else "",
+                      str(stats.max_texture_size or "") if stats else "",
                       _server_seconds(o), result)
     console.print(table)
     failed = report.failed
     for o in failed:
         if o.error is not None:
-            console.print(f"[red]error:[/] {o.error}", highlight=False)
+            console.print(styled(("error:", "red"), f" {o.error}"), highlight=False)
     summary = (f"{len(report.outcomes) - len(failed)} of {len(report.outcomes)} done "
                f"in {report.seconds:.1f} s")
     if report.interrupted:
-        summary += "; interrupted: run the same command again to resume"
+        summary += ("; terminated (SIGTERM)" if terminated else "; interrupted") + \
+            ": run the same command again to resume"
     console.print(summary, highlight=False)
 
 

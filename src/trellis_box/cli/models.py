@@ -121,7 +121,7 @@ def fetch(
 
     models = _models(config)
     source = LocalTree(source_dir) if source_dir else Hub(find_token(token_file))
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TimeRemainingColumn())
     with Progress(*columns, console=err, disable=as_json, transient=True) as progress:
         report = run(models, comfy_root, source, lock_path=lock or package_lock_path(),

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 
-from trellis_box.cli._output import JsonOption, emit, err
+from trellis_box.cli._output import JsonOption, emit, err, styled
 from trellis_box.docker_engine import docker_client
 from trellis_box.publish.push import PublishRequest, PublishResult, PushProgress, publish
 
@@ -79,7 +79,7 @@ class _PushDisplay:
     """One bar per layer, bytes pushed of its size (stderr)."""
 
     def __init__(self, console: Console) -> None:
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
                                  console=console, transient=True)
         self.layers: dict[tuple[str, str], TaskID] = {}
 
@@ -106,5 +106,5 @@ def _render(console: Console, result: PublishResult) -> None:
         console.print(f"created repository {result.repository_uri}", highlight=False)
     for tag in result.tags:
         console.print(f"pushed {result.repository_uri}:{tag}", highlight=False)
-    console.print(f"digest [bold]{result.digest}[/]", highlight=False)
+    console.print(styled("digest ", (result.digest, "bold")), highlight=False)
 

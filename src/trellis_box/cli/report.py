@@ -7,10 +7,9 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from trellis_box.cli._output import JsonOption, emit, err
+from trellis_box.cli._output import JsonOption, emit, err, styled
 from trellis_box.errors import ReportInputError, TrellisBoxError
 from trellis_box.report.build import ReportResult, build_report
 from trellis_box.report.serve import ReportServer
@@ -50,8 +49,8 @@ def report(
         return 0
     with ReportServer(directory, port) as server:
         emit({**data, "url": server.url}, as_json=as_json,
-             render=lambda out: out.print(f"serving {escape(str(directory))} at [bold]{server.url}[/] "
-                                          "(Ctrl-C stops)", highlight=False))
+             render=lambda out: out.print(styled(f"serving {directory} at ", (server.url, "bold"),
+                                                 " (Ctrl-C stops)"), highlight=False))
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
@@ -62,7 +61,7 @@ def report(
 def write_report(directory: Path, *, thumbnails: bool = True, workers: int | None = None,
                  quiet: bool = False) -> ReportResult:
     """Build the report with a progress bar on stderr while thumbnails render."""
-    progress = Progress(TextColumn("thumbnails"), BarColumn(), MofNCompleteColumn(),
+    progress = Progress(TextColumn("thumbnails", markup=False), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, transient=True, disable=quiet)
     task = progress.add_task("thumbnails", total=None)
 
@@ -81,7 +80,7 @@ def report_batch(directory: Path, *, thumbnails: bool, quiet: bool) -> None:
     except ReportInputError:
         return  # nothing finished: nothing to show
     except TrellisBoxError as exc:
-        err.print(f"[yellow]warning:[/] no report.html: {escape(exc.message)}", highlight=False)
+        err.print(styled(("warning:", "yellow"), f" no report.html: {exc.message}"), highlight=False)
         return
     if not quiet:
         _render(err, directory, result)

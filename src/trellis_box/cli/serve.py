@@ -13,8 +13,9 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from trellis_box.cli._output import JsonOption, emit, err
+from trellis_box.cli._output import JsonOption, emit, err, styled
 from trellis_box.serve import settings as settings_mod
 from trellis_box.serve.doctor import doctor_steps
 from trellis_box.serve.preflight import StepResult
@@ -78,7 +79,7 @@ def doctor_command(
 
     def progress(result: StepResult) -> None:
         if not as_json:
-            err.print(f"[dim]{result.name}: {_status(result)}[/]", highlight=False)
+            err.print(styled((f"{result.name}: {_status(result)}", "dim")), highlight=False)
 
     _, results = run_checks(settings, steps, fail_fast=False, on_step=progress)
     ok = all(r.ok for r in results)
@@ -99,9 +100,10 @@ def _render(console: Console, results: list[StepResult], ok: bool) -> None:
     table.add_column("detail", overflow="fold")
     for r in results:
         style = {"ok": "green", "FAILED": "bold red", "skipped": "yellow"}[_status(r)]
-        table.add_row(r.name, f"[{style}]{_status(r)}[/]", f"{r.seconds:.2f}", r.detail)
+        table.add_row(r.name, Text(_status(r), style=style), f"{r.seconds:.2f}", r.detail)
     console.print(table)
     for r in results:
         if r.error is not None:
-            console.print(f"[bold red]{r.name}:[/] {r.error}", highlight=False, soft_wrap=True)
-    console.print("[green]all checks passed[/]" if ok else "[bold red]some checks failed[/]")
+            console.print(styled((f"{r.name}:", "bold red"), f" {r.error}"), highlight=False,
+                          soft_wrap=True)
+    console.print(styled(("all checks passed", "green") if ok else ("some checks failed", "bold red")))

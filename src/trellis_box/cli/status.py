@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trellis_box.cli._flags import errors_in_flags
-from trellis_box.cli._output import JsonOption, emit
+from trellis_box.cli._output import JsonOption, emit, styled
 from trellis_box.cli.swap import COMMANDS, ConfigOption, load_config
 from trellis_box.swap.docker_ops import DockerOps
 from trellis_box.swap.status import GpuStatus, ServerStatus, gpu_status, server_status
@@ -52,26 +52,27 @@ def _render_status(console: Console, report: GpuStatus) -> None:
     for column in ("name", "container", "state", "ready", "queue", "uptime", "image"):
         table.add_column(column, overflow="fold")
     for row in report.containers:
-        ready = "" if row.ready is None else (
-            "[green]ready[/]" if row.ready else f"[yellow]not ready[/] ({row.ready_detail})")
+        ready = styled() if row.ready is None else (
+            styled(("ready", "green")) if row.ready
+            else styled(("not ready", "yellow"), f" ({row.ready_detail})"))
         queue = (row.queue_error or "") if row.queue_running is None else (
             f"{row.queue_running} running, {row.queue_pending} pending")
-        state = row.state + (" [yellow](config changed)[/]" if row.config_changed else "")
+        state = styled(row.state, (" (config changed)", "yellow") if row.config_changed else "")
         table.add_row(row.name or "-", row.container_name, state, ready, queue,
                       _duration(row.uptime_seconds), row.image or "")
     console.print(table)
     if not report.holders:
         console.print("GPU: no container running", highlight=False)
     elif len(report.holders) == 1:
-        console.print(f"GPU held by [bold]{report.holders[0]}[/]", highlight=False)
+        console.print(styled("GPU held by ", (report.holders[0], "bold")), highlight=False)
     else:
-        console.print(f"[red]GPU shared by {', '.join(report.holders)}[/]: run trellis-box swap "
-                      "NAME to keep one", highlight=False)
+        console.print(styled((f"GPU shared by {', '.join(report.holders)}", "red"),
+                             ": run trellis-box swap NAME to keep one"), highlight=False)
     for gpu in report.gpus or []:
         console.print(f"GPU {gpu.index} {gpu.name}: {gpu.used_mib:,} MiB of {gpu.total_mib:,} MiB "
                       "used", highlight=False)
     if report.gpu_note:
-        console.print(f"[dim]{report.gpu_note}[/]", highlight=False)
+        console.print(styled((report.gpu_note, "dim")), highlight=False)
 
 
 def _render_server(console: Console, server: ServerStatus) -> None:

@@ -15,7 +15,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from trellis_box.cli._flags import errors_in_flags
-from trellis_box.cli._output import JsonOption, emit, err
+from trellis_box.cli._output import JsonOption, emit, err, styled
 from trellis_box.swap.config import (
     DEFAULT_CONFIG,
     GpuConfig,
@@ -104,7 +104,8 @@ def swap_command(
             result = swap(gpu_config, name, ops=DockerOps.from_env(), force=force,
                           lock_timeout=lock_timeout, drain_timeout=drain_timeout,
                           settle_seconds=settle_seconds,
-                          on_event=lambda text: err.print(f"[dim]…[/] {text}", highlight=False))
+                          on_event=lambda text: err.print(styled(("…", "dim"), f" {text}"),
+                                                         highlight=False))
     emit(asdict(result), as_json=as_json, render=lambda console: _render_swap(console, result))
 
 
@@ -142,10 +143,11 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 def _render_swap(console: Console, result: SwapResult) -> None:
     for container, prompts in result.cut_off.items():
-        console.print(f"[yellow]cut off in {container}:[/] {', '.join(prompts)}", highlight=False)
+        console.print(styled((f"cut off in {container}:", "yellow"), f" {', '.join(prompts)}"),
+                      highlight=False)
     if result.noop:
         console.print(f"{result.target} is already running and ready: nothing to do",
                       highlight=False)
     else:
-        console.print(f"[green]{result.target} is running and ready[/] "
-                      f"({result.container_name}, {result.seconds:.1f} s)", highlight=False)
+        console.print(styled((f"{result.target} is running and ready", "green"),
+                             f" ({result.container_name}, {result.seconds:.1f} s)"), highlight=False)

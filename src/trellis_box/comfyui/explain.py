@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from trellis_box.errors import (
     ComfyUnreachableError,
     ExecutionFailedError,
     JobInterruptedError,
+    NoObjectFoundError,
     OutOfMemoryError,
     OutputWriteError,
     PromptLostError,
@@ -18,6 +20,13 @@ from trellis_box.errors import (
 )
 
 _OOM_MARKERS = ("out of memory", "outofmemoryerror", "cuda error: out of memory")
+
+#: How the pinned nodes fail on an empty cutout (read in their source): RMBG-1.4 stretches its
+#: mask between its own minimum and maximum, so a picture without an object keeps a speck or
+#: nothing; Trellis2PreProcessImage then takes the minimum of no pixels, or crops to 0 x 0 and
+#: SaveImage (Pillow) refuses the empty cutout.
+_EMPTY_CUTOUT = {workflow.PREPROCESS_NODE: "zero-size array",
+                 workflow.CUTOUT_NODE: "cannot write empty image"}
 
 
 def resolution_of(graph: dict[str, Any]) -> str | None:
@@ -37,6 +46,9 @@ def execution_failure(msg: protocol.ExecutionError, graph: dict[str, Any]) -> Ex
     first_line = msg.exception_message.strip().splitlines()[0] if msg.exception_message.strip() else ""
     facts = {"prompt_id": msg.prompt_id, "node": msg.node_id, "class_type": msg.node_type,
              "exception_type": msg.exception_type}
+    marker = _EMPTY_CUTOUT.get(msg.node_id or "")
+    if marker is not None and marker in msg.exception_message:
+        return no_object(msg.prompt_id, msg.node_id or "", msg.node_type or "", first_line)
     if is_out_of_memory(msg):
         current = resolution_of(graph)
         lower, fix = _out_of_memory_fix(msg.node_type, current)
@@ -70,6 +82,19 @@ def _out_of_memory_fix(node_type: str | None, resolution: str | None) -> tuple[s
                       f"({mention('target_face_num')}), or use a lighter preset "
                       f"({mention('preset')} web); or {_FREE_GPU}")
     return None, _FREE_GPU
+
+
+def no_object(prompt_id: str, node: str, class_type: str, cause: str, *,
+              source: str | None = None) -> NoObjectFoundError:
+    """Background removal found nothing in ``source`` (the input file, where known)."""
+    return NoObjectFoundError(
+        f"no object found in {source or 'the input image'}: background removal (RMBG-1.4) "
+        "left an empty cutout",
+        detail=f"so node {node} ({class_type}) failed: {cause}",
+        fix="use a photo of one object that stands out from a plain background and fills a good "
+            "part of the frame, in focus; crop away other things. A blank or plain picture has "
+            "nothing to turn into a mesh",
+        prompt_id=prompt_id, node=node, class_type=class_type, cause=cause, input=source)
 
 
 def interrupted(msg: protocol.ExecutionInterrupted) -> JobInterruptedError:
@@ -114,14 +139,18 @@ def rejected(error: dict[str, Any], node_errors: dict[str, Any], graph: dict[str
         error_type=error.get("type"))
 
 
-def given_up(prompt_id: str, base_url: str, seconds: float) -> ComfyUnreachableError:
+def given_up(base_url: str, seconds: float, since: float, *,
+             prompt_id: str | None = None) -> ComfyUnreachableError:
+    """The end of an outage: every prompt and every wait of it fails with this, at one moment."""
     # Unreachable, not lost: queueing the prompt again cannot help while the server is away.
+    down_since = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    what = f"prompt {prompt_id} is given up" if prompt_id else "nothing more is sent to it"
     return ComfyUnreachableError(
-        f"ComfyUI at {base_url} stayed unreachable for {seconds:g} s; prompt {prompt_id} is "
-        "given up",
+        f"ComfyUI at {base_url} stayed unreachable for {seconds:g} s; {what}",
+        detail=f"unreachable since {down_since}",
         fix="restart the server, then run the same command again: finished outputs are kept "
             "and skipped",
-        prompt_id=prompt_id)
+        prompt_id=prompt_id, unreachable_since=down_since)
 
 
 def write_failed(path: Path, exc: OSError) -> OutputWriteError:

@@ -1,7 +1,8 @@
 """ComfyUI's HTTP API: one ``aiohttp`` session, answers as typed values, failures as our errors.
 
-The plain requests (stats, history, queue, uploads, ``/view`` downloads); following prompts over
-the websocket is :class:`trellis_box.comfyui.client.ComfyClient`'s, built on this.
+The plain requests (stats, history, queue, uploads, ``/view`` downloads), usable alone where no
+prompt is followed. :class:`trellis_box.comfyui.client.ComfyClient` has one as its ``http`` part
+and adds prompts and the websocket. Import these names from :mod:`trellis_box.comfyui.client`.
 """
 
 from __future__ import annotations
@@ -80,7 +81,6 @@ class QueueState:
         return prompt_id in self.running or prompt_id in self.pending
 
 
-
 class ComfyHttp:
     """``async with ComfyHttp("http://127.0.0.1:8188") as comfy: await comfy.queue()``."""
 
@@ -102,14 +102,19 @@ class ComfyHttp:
         if self._session is not None:
             await self._session.close()
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The open session, for the websocket of the same connection pool."""
+        assert self._session is not None, "use ComfyHttp (or ComfyClient) as an async context manager"
+        return self._session
 
     @contextlib.asynccontextmanager
-    async def _http(self, method: str, path: str, **kwargs: Any
-                    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        assert self._session is not None, "use ComfyClient as an async context manager"
+    async def request(self, method: str, path: str, **kwargs: Any
+                      ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request; no answer at all becomes :class:`ComfyUnreachableError`."""
         url = f"{self.base_url}{path}"
         try:
-            async with self._session.request(method, url, **kwargs) as resp:
+            async with self.session.request(method, url, **kwargs) as resp:
                 yield resp
         except TrellisBoxError:
             raise
@@ -123,11 +128,11 @@ class ComfyHttp:
 
     async def _json(self, method: str, path: str, *, absent_on_404: bool = False,
                     **kwargs: Any) -> Any:
-        async with self._http(method, path, **kwargs) as resp:
+        async with self.request(method, path, **kwargs) as resp:
             if absent_on_404 and resp.status == 404:
                 return None
             if resp.status != 200:
-                raise await self._unexpected(resp, method, path)
+                raise await self.unexpected(resp, method, path)
             try:
                 return await resp.json(content_type=None)
             except ValueError as exc:
@@ -137,8 +142,9 @@ class ComfyHttp:
                     fix=f"check that {self.base_url} is a ComfyUI server (GET /system_stats)",
                 ) from exc
 
-    async def _unexpected(self, resp: aiohttp.ClientResponse, method: str, path: str
-                          ) -> ComfyResponseError:
+    async def unexpected(self, resp: aiohttp.ClientResponse, method: str, path: str
+                         ) -> ComfyResponseError:
+        """The error for an answer this client cannot use, quoting the start of its body."""
         body = (await resp.text())[:300]
         return ComfyResponseError(
             f"ComfyUI answered {method} {path} with status {resp.status}",
@@ -181,9 +187,9 @@ class ComfyHttp:
     async def interrupt(self, prompt_id: str | None = None) -> None:
         """Stop the running prompt; with ``prompt_id``, only if that one is running."""
         body = {"prompt_id": prompt_id} if prompt_id else {}
-        async with self._http("POST", "/interrupt", json=body) as resp:
+        async with self.request("POST", "/interrupt", json=body) as resp:
             if resp.status != 200:
-                raise await self._unexpected(resp, "POST", "/interrupt")
+                raise await self.unexpected(resp, "POST", "/interrupt")
 
     async def delete_pending(self, prompt_ids: list[str]) -> None:
         """Remove these prompts from the pending queue (others' prompts stay)."""
@@ -194,9 +200,9 @@ class ComfyHttp:
         await self._post_queue({"clear": True})
 
     async def _post_queue(self, body: dict[str, Any]) -> None:
-        async with self._http("POST", "/queue", json=body) as resp:
+        async with self.request("POST", "/queue", json=body) as resp:
             if resp.status != 200:
-                raise await self._unexpected(resp, "POST", "/queue")
+                raise await self.unexpected(resp, "POST", "/queue")
 
     async def upload_image(self, path: Path) -> str:
         """Upload ``path`` under a name made of its content hash; an existing copy is reused."""
@@ -209,7 +215,7 @@ class ComfyHttp:
         ``HEAD /view``) and ComfyUI's cache sees the same ``LoadImage`` input.
         """
         name = f"trellis-box-{hashlib.sha256(data).hexdigest()[:32]}{suffix.lower()}"
-        async with self._http("HEAD", "/view", params={"filename": name, "type": "input"}) as resp:
+        async with self.request("HEAD", "/view", params={"filename": name, "type": "input"}) as resp:
             if resp.status == 200:
                 return name
         form = aiohttp.FormData()
@@ -227,11 +233,11 @@ class ComfyHttp:
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect,
                                         sock_read=self.timeouts.download_read)
         try:
-            async with self._http("GET", "/view", params=ref.params, timeout=timeout) as resp:
+            async with self.request("GET", "/view", params=ref.params, timeout=timeout) as resp:
                 if resp.status == 404:
                     raise self._gone(ref)
                 if resp.status != 200:
-                    raise await self._unexpected(resp, "GET", f"/view?filename={ref.filename}")
+                    raise await self.unexpected(resp, "GET", f"/view?filename={ref.filename}")
                 with tmp.open("wb") as fh:
                     async for chunk in resp.content.iter_chunked(1 << 20):
                         fh.write(chunk)

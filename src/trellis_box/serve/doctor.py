@@ -16,7 +16,7 @@ async def check_server(url: str, *, timeout: float) -> str:
     """Run the warm-up job against a running server; one line on success, the client's error
     (or :class:`WarmupFailedError`) otherwise."""
     async with ComfyClient(url, timeouts=Timeouts(connect=5.0)) as client:
-        info = await client.trellis_info()
+        info = await client.http.trellis_info()
         started = time.monotonic()
         profile = (info or {}).get("profile") or {}
         result = await run_test_job(client, timeout=timeout, seed=secrets.randbelow(2**31),

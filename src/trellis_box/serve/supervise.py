@@ -373,7 +373,7 @@ class Server:
         deadline = loop.time() + self.settings.start_timeout
         while True:
             try:
-                await client.system_stats()
+                await client.http.system_stats()
                 return
             except ComfyUnreachableError as exc:
                 if loop.time() >= deadline:
@@ -388,7 +388,7 @@ class Server:
             await asyncio.sleep(POLL_SECONDS)
 
     async def _check_classes(self, client: ComfyClient) -> None:
-        listed = await client.object_info()
+        listed = await client.http.object_info()
         needed = required_classes()
         missing = [c for c in needed if c not in listed]
         if missing:

@@ -40,7 +40,7 @@ async def run_test_job(client: ComfyClient, *, timeout: float, seed: int = 0,
     ComfyUI answers a prompt it has run before from its cache without running a node, so a
     check against a server that may have run it already needs a fresh ``seed``.
     """
-    name = await client.upload_image(warmup_image())
+    name = await client.http.upload_image(warmup_image())
     result = await client.run(build(warmup_options(seed, low_vram=low_vram), name), timeout=timeout)
     if not result.files(GLB_OUTPUT_NODE, "3d"):
         raise WarmupFailedError(

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from trellis_box.comfyui.http import QueueState
+from trellis_box.comfyui.client import QueueState
 from trellis_box.errors import (
     ComfyResponseError,
     ComfyUnreachableError,

@@ -4,7 +4,7 @@ One :class:`Probes` serves a whole swap or status: one event loop, one HTTP stac
 and sessions opened once and kept, so a 30-minute drain polling every second reuses the same
 connection instead of opening 1,800. Readiness is a plain GET of the configured URL (any
 container's health route: ours is ``/trellis-box/ready``); the queue is read and cut through
-:class:`trellis_box.comfyui.http.ComfyHttp`.
+:class:`trellis_box.comfyui.client.ComfyHttp`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Self, TypeVar
 
 import aiohttp
 
-from trellis_box.comfyui.http import ComfyHttp, QueueState, Timeouts
+from trellis_box.comfyui.client import ComfyHttp, QueueState, Timeouts
 
 T = TypeVar("T")
 

@@ -3,7 +3,8 @@
 The loader needs ``RMBG-1.4/model.pth`` next to this file, as upstream does (a missing file is
 the same FileNotFoundError at execution time). The matting network is replaced by a colour key:
 pixels close to the top-left corner's colour become transparent. The output is RGBA, as
-upstream's, which is what TRELLIS.2's preprocessing needs.
+upstream's, which is what TRELLIS.2's preprocessing needs. A picture without an object keeps one
+opaque pixel, as upstream's min-max stretched mask does.
 """
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ class StandinRMBG:
             background = Image.new("RGB", rgb.size, rgb.getpixel((0, 0)))
             distance = ImageChops.difference(rgb, background).convert("L")
             mask = distance.point(lambda d: 255 if d > BACKGROUND_TOLERANCE else 0)
+            if mask.getbbox() is None:
+                # Upstream stretches the network's mask between its own minimum and maximum, so
+                # a picture without an object still keeps its strongest speck fully opaque:
+                # TRELLIS.2's preprocessing then crops to 0 x 0 and SaveImage fails on it.
+                strongest = distance.getextrema()[1]
+                speck = distance.point(lambda d, top=strongest: 255 if d == top else 0).getbbox()
+                mask.putpixel(speck[:2] if speck else (0, 0), 255)
             cutout = Image.new("RGBA", rgb.size, (0, 0, 0, 0))
             cutout.paste(rgb, mask=mask)
             images.append(cutout)

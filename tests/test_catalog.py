@@ -60,7 +60,7 @@ def test_a_source_override_changes_only_where_files_come_from(tmp_path: Path) ->
                       'endpoint = "http://127.0.0.1:1"\n')
     models = {m.name: m for m in apply_sources(load_catalog(), config)}
     dino = models["dinov3"]
-    assert (dino.source.repo, dino.source.revision, dino.source.endpoint) == (
+    assert (dino.pin.repo, dino.pin.revision, dino.pin.endpoint) == (
         "PIA-SPACE-LAB/dinov3-vitl-pretrain-lvd1689m", "main", "http://127.0.0.1:1")
     assert dino.overridden and dino.target == by_name()["dinov3"].target
     assert not models["trellis2"].overridden

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+import trellis_box
 from tests.hub_mirror import (
     BIG_FILE,
     INVALID_TOKEN_PREFIX,
@@ -424,3 +427,74 @@ def test_a_token_the_hub_does_not_know_says_so_not_try_later(
     assert json.loads(result.out)["error"] == "hf-token-invalid"
     assert placed_files(root) == []
     assert token not in result.text
+
+
+def test_the_air_gapped_fetch_never_imports_huggingface_hub(root: Path, tmp_path: Path,
+                                                             hub_mirror: HubMirror) -> None:
+    """An air-gapped machine may have no working huggingface_hub: `--from DIR` must not need it."""
+    tree = write_local_tree(tmp_path / "airgap", hub_mirror)
+    blocked = ("import sys; sys.modules['huggingface_hub'] = None; "
+               "from trellis_box.cli.app import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", blocked, *fetch_args(root, tmp_path / "lock.json", "--from",
+                                                                      str(tree))],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert_fetched(root, hub_mirror)
+
+
+def package_files() -> set[Path]:
+    package = Path(trellis_box.__file__).resolve().parent
+    return {p for p in package.rglob("*") if "__pycache__" not in p.parts}
+
+
+def test_fetch_without_lock_never_writes_into_the_package(root: Path, tmp_path: Path, hub_mirror: HubMirror,
+                                                          run_cli: RunCli) -> None:
+    """A user who cannot write site-packages must not download everything and then fail; a dev
+    checkout must not get an untracked lock."""
+    tree = write_local_tree(tmp_path / "airgap", hub_mirror)
+    before = package_files()
+    result = run_cli("models", "fetch", "--comfy-root", str(root), "--from", str(tree), "--json")
+    assert result.code == 0, result.text
+    assert package_files() == before
+    report = json.loads(result.out)
+    assert report["lock_written"] is None
+    baked = root / "models/.trellis-box/weights.lock.json"
+    assert report["baked_lock"] == str(baked)
+    assert set(json.loads(baked.read_text())["models"]) == {m.name for m in load_catalog()}
+    human = run_cli("models", "fetch", "--comfy-root", str(root), "--from", str(tree))
+    assert f"resolved lock baked into the tree: {baked}" in human.out
+    assert "commit that file as src/trellis_box/data/weights.lock.json" in human.out
+
+
+def unprivileged(argv: list[str]) -> list[str]:
+    """``argv`` run as a user who owns nothing here (root may write anywhere)."""
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv] if os.geteuid() == 0 else argv
+
+
+def test_a_root_the_user_cannot_write_is_refused_before_anything_is_resolved(hub: HubMirror) -> None:
+    shared = Path(tempfile.mkdtemp(prefix="trellis-box-ro-"))  # /tmp: reachable by the other user
+    try:
+        shared.chmod(0o755)
+        root = make_comfy_root(shared / "comfyui")
+        home = shared / "home"
+        home.mkdir(mode=0o777)
+        home.chmod(0o777)
+        for path in (root, *root.rglob("*")):
+            path.chmod(0o555 if path.is_dir() else 0o444)  # read-only to everyone but root
+        since = len(hub.requests)
+        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home), "HOME": str(home)}
+        done = subprocess.run(unprivileged([sys.executable, "-m", "trellis_box.cli.app", "models", "fetch",
+                                            "--comfy-root", str(root), "--lock", str(home / "lock.json")]),
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1, done.stderr
+        assert f"error: fetch cannot write where the weights go under {root}" in done.stderr
+        for place in ("models/.trellis-box", "models/microsoft", "custom_nodes/ComfyUI-BRIA_AI-RMBG/RMBG-1.4"):
+            assert str(root / place) in done.stderr
+        assert "Nothing was resolved or downloaded." in done.stderr
+        assert hub.requests[since:] == []
+        assert not (root / "models/.trellis-box").exists()
+    finally:
+        for path in (shared, *shared.rglob("*")):
+            if path.is_dir():
+                path.chmod(0o755)
+        shutil.rmtree(shared)

@@ -135,6 +135,13 @@ class NotEnoughDisk(TrellisBoxError):
     reference = "not-enough-disk"
 
 
+class NotWritable(TrellisBoxError):
+    """A place fetch must write to (a model's directory, the state directory, the lock) is not
+    writable by this user: found before anything is downloaded."""
+
+    reference = "fetch-not-writable"
+
+
 class FetchInProgress(TrellisBoxError):
     reference = "fetch-in-progress"
 

@@ -29,8 +29,12 @@ app = typer.Typer(name="models", help="The weights: list, fetch, lock and verify
 
 ConfigOption = typer.Option(None, "--config", help="TOML with per-model source overrides (\\[dinov3] repo = ...).",
                             dir_okay=False)
-LockOption = typer.Option(None, "--lock", help="Lock file to use/write (default: the package's weights.lock.json).",
-                          dir_okay=False)
+LockOption = typer.Option(None, "--lock", dir_okay=False,
+                          help="Lock to pin the fetch to, completed with what it resolves (default: read the "
+                               "package's lock if one ships; the installed package is never written). The "
+                               "resolved lock is always baked into the tree.")
+LockOutOption = typer.Option(..., "--lock", dir_okay=False,
+                             help="Where to write the lock (in a checkout: src/trellis_box/data/weights.lock.json).")
 VerifyLockOption = typer.Option(None, "--lock", dir_okay=False,
                                 help="Lock file to check against (default: the one fetch baked into the "
                                      "tree, else the package's weights.lock.json).")
@@ -52,7 +56,7 @@ def _size(n: int) -> str:
 def list_(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
     """The catalog: each model's source, licence, gated flag and target path."""
     models = _models(config)
-    data = [{"name": m.name, "title": m.title, "repo": m.source.repo, "revision": m.source.revision,
+    data = [{"name": m.name, "title": m.title, "repo": m.pin.repo, "revision": m.pin.revision,
              "catalog_repo": m.repo, "gated": m.gated, "licence": m.licence, "licence_url": m.licence_url,
              "size": m.size, "target": m.target, "placement": m.placement, "files": list(m.files)}
             for m in models]
@@ -62,7 +66,7 @@ def list_(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> Non
         for col in ("name", "repo", "gated", "licence", "size", "target"):
             table.add_column(col, overflow="fold")
         for m in models:
-            table.add_row(m.name, f"{m.source.repo}@{m.source.revision}", "yes" if m.gated else "no",
+            table.add_row(m.name, f"{m.pin.repo}@{m.pin.revision}", "yes" if m.gated else "no",
                           m.licence, f"~{_size(m.size)}", f"{m.target}/ ({len(m.files)} files)")
         out.print(table)
         out.print("Licences: " + "; ".join(f"{m.title}: {m.licence_url}" for m in models), soft_wrap=True)
@@ -114,17 +118,15 @@ def fetch(
     as_json: bool = JsonOption,
 ) -> None:
     """Put every weight at its exact path under the ComfyUI root: checked, resumable, atomic."""
-    from trellis_box.weights.fetch import LocalTree
     from trellis_box.weights.fetch import fetch as run
-    from trellis_box.weights.hub import Hub, find_token
-    from trellis_box.weights.lock import package_lock_path
+    from trellis_box.weights.fetch import source_for
 
     models = _models(config)
-    source = LocalTree(source_dir) if source_dir else Hub(find_token(token_file))
+    source = source_for(source_dir, token_file)
     columns = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TimeRemainingColumn())
     with Progress(*columns, console=err, disable=as_json, transient=True) as progress:
-        report = run(models, comfy_root, source, lock_path=lock or package_lock_path(),
+        report = run(models, comfy_root, source, lock_path=lock,
                      progress=_RichProgress(progress), workers=workers)
 
     def render(out: Console) -> None:
@@ -135,10 +137,13 @@ def fetch(
             table.add_row(m.name, m.repo, (m.commit or "local")[:12], str(m.downloaded), str(m.reused),
                           str(m.target))
         out.print(table)
-        out.print(f"lock baked into the tree: {report.baked_lock}", soft_wrap=True)
+        out.print(f"resolved lock baked into the tree: {report.baked_lock}", soft_wrap=True)
         if report.lock_written:
             out.print(f"resolved lock written: {report.lock_written} (commit it to pin these weights)",
                       soft_wrap=True)
+        elif lock is None:
+            out.print("to pin these weights, commit that file as src/trellis_box/data/weights.lock.json "
+                      "(or keep it and pass --lock FILE)", soft_wrap=True)
         for note in report.notes:
             out.print(f"note: {note}", soft_wrap=True)
 
@@ -149,15 +154,15 @@ def fetch(
 def lock_(
     token_file: Path | None = TokenFileOption,
     config: Path | None = ConfigOption,
-    lock: Path | None = LockOption,
+    lock: Path = LockOutOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Resolve each model's revision to a commit and record every file's size and sha256."""
     from trellis_box.weights.hub import Hub, find_token, lock_models
-    from trellis_box.weights.lock import lock_digest, package_lock_path
+    from trellis_box.weights.lock import lock_digest
     from trellis_box.weights.lock import write as write_lock
 
-    path = lock or package_lock_path()
+    path = lock
     with err.status("resolving") as status:
         resolved = lock_models(_models(config), Hub(find_token(token_file)),
                                on_file=lambda key: status.update(f"resolving {key}"))

@@ -20,8 +20,8 @@ STATE_DIR = "models/.trellis-box"
 
 
 @dataclass(frozen=True)
-class Source:
-    """Where a model's files come from: a Hub repository at a revision, on an endpoint."""
+class RepoPin:
+    """Which repository a model's files come from, at which revision, on which endpoint."""
 
     repo: str
     revision: str
@@ -43,11 +43,11 @@ class Model:
     licence_url: str
     size: int
     files: tuple[str, ...]
-    source: Source
+    pin: RepoPin
 
     @property
     def overridden(self) -> bool:
-        return self.source.repo != self.repo or self.source.endpoint is not None
+        return self.pin.repo != self.repo or self.pin.endpoint is not None
 
     def target_dir(self, root: Path) -> Path:
         return root / self.target
@@ -80,7 +80,7 @@ def _model(table: dict[str, Any]) -> Model:
         licence_url=table["licence_url"],
         size=int(table["size"]),
         files=tuple(table["files"]),
-        source=Source(repo=table["repo"], revision=table["revision"]),
+        pin=RepoPin(repo=table["repo"], revision=table["revision"]),
     )
 
 
@@ -132,12 +132,12 @@ def apply_sources(models: tuple[Model, ...], config: Path | None) -> tuple[Model
     out = []
     for m in models:
         table = raw.get(m.name, {})
-        source = Source(
+        pin = RepoPin(
             repo=table.get("repo", m.repo),
             revision=table.get("revision", m.revision),
             endpoint=table.get("endpoint"),
         )
-        out.append(replace(m, source=source))
+        out.append(replace(m, pin=pin))
     return tuple(out)
 
 

@@ -15,11 +15,12 @@ import fcntl
 import hashlib
 import json
 import os
+import pwd
 import shutil
 import threading
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -29,28 +30,28 @@ from trellis_box.errors import (
     DownloadIncomplete,
     FetchInProgress,
     NotEnoughDisk,
+    NotWritable,
 )
 from trellis_box.weights.catalog import Model, baked_lock_path, comfy_root, staging_dir, state_dir
-from trellis_box.weights.hub import Body, Resolved
 from trellis_box.weights.local_tree import LocalTree
-from trellis_box.weights.lock import Lock, LockedFile, LockedModel
+from trellis_box.weights.lock import Lock, LockedFile, LockedModel, package_lock_path
 from trellis_box.weights.lock import read as read_lock
 from trellis_box.weights.lock import write as write_lock
+from trellis_box.weights.sources import Resolved, Source
 from trellis_box.weights.verify import hash_files, sha256_file
-
-# The two sources a fetch takes: a Hub (hub.Hub) or an air-gapped tree; both importable from here,
-# so whoever can fetch has both (the image's weights stage copies only what fetch imports).
-__all__ = ["LocalTree", "FetchReport", "fetch"]
 
 DISK_LIMIT_ENV = "TRELLIS_BOX_DISK_FREE_BYTES"  # caps the free space fetch believes it has
 DEFAULT_WORKERS = 4
 
 
-class Source(Protocol):
-    def resolve(self, model: Model, revision: str) -> Resolved: ...
-    def check_access(self, model: Model, resolved: Resolved) -> None: ...
-    def open(self, model: Model, resolved: Resolved, path: str, *, offset: int = 0,
-             validator: str | None = None) -> AbstractContextManager[Body]: ...
+def source_for(from_dir: Path | None, token_file: Path | None = None) -> Source:
+    """The air-gapped tree at ``from_dir``, else the Hub. huggingface_hub is imported only for the
+    Hub: an air-gapped machine may not even have it working."""
+    if from_dir is not None:
+        return LocalTree(from_dir)
+    from trellis_box.weights.hub import Hub, find_token
+
+    return Hub(find_token(token_file))
 
 
 class FetchProgress(Protocol):
@@ -83,7 +84,7 @@ class _Job:
 
     @property
     def key(self) -> str:
-        return f"{self.model.source.repo}/{self.path}"
+        return f"{self.model.pin.repo}/{self.path}"
 
     @property
     def meta(self) -> Path:
@@ -132,11 +133,54 @@ class _Stopped(Exception):
     """Another download failed: this one stops at its next chunk and keeps its partial file."""
 
 
-def fetch(models: tuple[Model, ...], root: Path, source: Source, *, lock_path: Path,
+def fetch(models: tuple[Model, ...], root: Path, source: Source, *, lock_path: Path | None = None,
           progress: FetchProgress | None = None, workers: int = DEFAULT_WORKERS) -> FetchReport:
+    """Fetch ``models`` into ``root``.
+
+    The resolved lock is always baked into the tree (``models/.trellis-box/weights.lock.json``).
+    ``lock_path`` pins the fetch to that lock and is written (completed) when it lacks a model or a
+    file; without it the package's lock, if one ships, pins the fetch and is only read: the
+    installed package is never written to.
+    """
     root = comfy_root(root)
+    _check_writable(root, models, lock_path)
     with _exclusive(root):
         return _fetch(models, root, source, lock_path, progress or _Quiet(), workers)
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process can create or replace ``path``: the nearest existing directory at or
+    above it must be writable (and searchable)."""
+    while not path.exists():
+        path = path.parent
+    return os.access(path if path.is_dir() else path.parent, os.W_OK | os.X_OK)
+
+
+def _check_writable(root: Path, models: tuple[Model, ...], lock_path: Path | None) -> None:
+    """Every place fetch will write, checked before the first byte is resolved or downloaded."""
+    places = [state_dir(root)]
+    for model in models:
+        if model.placement == "directory":
+            # the directory is renamed aside and a new one renamed in: both it and its parent change
+            places += [model.target_dir(root), model.target_dir(root).parent]
+        else:
+            places += sorted({model.file_target(root, f).parent for f in model.files})
+    if lock_path is not None:
+        places.append(lock_path.parent)
+    refused = [p for p in dict.fromkeys(places) if not _writable(p)]
+    if refused:
+        try:
+            user = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:
+            user = f"uid {os.geteuid()}"
+        raise NotWritable(
+            f"fetch cannot write where the weights go under {root}",
+            detail=(f"not writable by {user}:\n" + "\n".join(str(p) for p in refused)
+                    + "\nNothing was resolved or downloaded."),
+            fix=(f"run the fetch as a user who can write there, or give {user} write access to "
+                 "those directories (a --lock FILE must be in a writable directory)"),
+            paths=[str(p) for p in refused], user=user,
+        )
 
 
 @contextmanager
@@ -156,9 +200,9 @@ def _exclusive(root: Path) -> Iterator[None]:
         yield
 
 
-def _fetch(models: tuple[Model, ...], root: Path, source: Source, lock_path: Path,
+def _fetch(models: tuple[Model, ...], root: Path, source: Source, lock_path: Path | None,
            progress: FetchProgress, workers: int) -> FetchReport:
-    lock = read_lock(lock_path)
+    lock = read_lock(lock_path or package_lock_path())
     plans = [_plan(model, root, source, lock) for model in models]
     # Every model resolved; now every access, before any large download.
     for plan in plans:
@@ -180,7 +224,7 @@ def _fetch(models: tuple[Model, ...], root: Path, source: Source, lock_path: Pat
     resolved_lock = _lock_of(plans)
     write_lock(baked_lock_path(root), resolved_lock)
     written = None
-    if lock is None or _incomplete(lock, resolved_lock):
+    if lock_path is not None and (lock is None or _incomplete(lock, resolved_lock)):
         write_lock(lock_path, _merged(lock, resolved_lock))
         written = lock_path
     notes = [f"{p.model.name}: fetched from {p.resolved.repo} instead of {p.model.repo}; "
@@ -197,8 +241,8 @@ def _fetch(models: tuple[Model, ...], root: Path, source: Source, lock_path: Pat
 
 def _plan(model: Model, root: Path, source: Source, lock: Lock | None) -> _Plan:
     locked = lock.models.get(model.name) if lock else None
-    pinned = locked if locked and locked.repo == model.source.repo and locked.commit else None
-    resolved = source.resolve(model, pinned.commit if pinned and pinned.commit else model.source.revision)
+    pinned = locked if locked and locked.repo == model.pin.repo and locked.commit else None
+    resolved = source.resolve(model, pinned.commit if pinned and pinned.commit else model.pin.revision)
     area = staging_dir(root) / model.name
     jobs = []
     for path in model.files:
@@ -210,8 +254,8 @@ def _plan(model: Model, root: Path, source: Source, lock: Lock | None) -> _Plan:
                 raise ChecksumMismatch(
                     f"{resolved.repo}/{path} differs from the weights lock",
                     detail=f"the lock says {want.size} bytes, the source has {remote.size} bytes",
-                    fix=("if the change upstream is intended, run `trellis-box models lock` and commit the "
-                         "new lock; otherwise pin the locked commit or fix the source (--from / --config)"),
+                    fix=("if the change upstream is intended, run `trellis-box models lock --lock FILE` and "
+                         "commit the new lock; otherwise pin the locked commit or fix the source (--from / --config)"),
                     path=path, repo=resolved.repo,
                 )
             expected = want.sha256
@@ -359,8 +403,8 @@ def _download(source: Source, plan: _Plan, job: _Job, progress: FetchProgress,
         raise ChecksumMismatch(
             f"checksum mismatch for {job.key}; refused",
             detail=f"sha256 {sha256}, expected {job.expected}. Nothing was placed at {job.target}.",
-            fix=("if the source changed on purpose, run `trellis-box models lock` and commit the new lock; "
-                 "otherwise fetch from a trustworthy source"),
+            fix=("if the source changed on purpose, run `trellis-box models lock --lock FILE` and commit the "
+                 "new lock; otherwise fetch from a trustworthy source"),
             path=job.key, expected=job.expected, actual=sha256,
         )
     job.staged.parent.mkdir(parents=True, exist_ok=True)
@@ -430,7 +474,7 @@ def _fsync_dir(path: Path) -> None:
 def _lock_of(plans: list[_Plan]) -> Lock:
     return Lock({
         p.model.name: LockedModel(
-            repo=p.resolved.repo, revision=p.model.source.revision, commit=p.resolved.commit,
+            repo=p.resolved.repo, revision=p.model.pin.revision, commit=p.resolved.commit,
             files={j.path: LockedFile(size=j.size, sha256=j.sha256 or "") for j in p.jobs},
         )
         for p in plans

@@ -14,7 +14,6 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -43,8 +42,9 @@ from trellis_box.errors import (
     TrellisBoxError,
     UsageError,
 )
-from trellis_box.weights.catalog import Model, Source
+from trellis_box.weights.catalog import Model, RepoPin
 from trellis_box.weights.lock import Lock, LockedFile, LockedModel
+from trellis_box.weights.sources import Body, RemoteFile, Resolved
 
 DEFAULT_SECRET = Path("/run/secrets/hf_token")
 SECRET_ENV = "TRELLIS_BOX_HF_TOKEN_SECRET"  # where the BuildKit secret is mounted (tests move it)
@@ -92,36 +92,9 @@ def find_token(token_file: Path | None = None) -> Token | None:
     return Token(value, "HF_TOKEN") if value else None
 
 
-@dataclass(frozen=True)
-class RemoteFile:
-    path: str
-    size: int
-    sha256: str | None  # known without downloading only for LFS files
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """A model's source pinned to a commit, with the catalog's files as the source has them."""
-
-    repo: str
-    revision: str
-    commit: str | None  # None for a local tree (--from)
-    files: dict[str, RemoteFile]
-
-
-@dataclass
-class Body:
-    """An open download: ``start`` is where ``chunks`` begin (0 when the server restarted it)."""
-
-    start: int
-    total: int | None
-    validator: str | None
-    chunks: Iterator[bytes]
-
-
-def endpoint_for(source: Source) -> str:
+def endpoint_for(pin: RepoPin) -> str:
     # Read at call time, not from huggingface_hub.constants (fixed at its import).
-    return (source.endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+    return (pin.endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
 class Hub:
@@ -132,16 +105,16 @@ class Hub:
         # False, not None: None would let huggingface_hub pick up a token we were not given.
         return self._token.secret if self._token else False
 
-    def _api(self, source: Source) -> HfApi:
-        return HfApi(endpoint=endpoint_for(source), library_name="trellis-box", library_version=__version__)
+    def _api(self, pin: RepoPin) -> HfApi:
+        return HfApi(endpoint=endpoint_for(pin), library_name="trellis-box", library_version=__version__)
 
     def resolve(self, model: Model, revision: str) -> Resolved:
-        """Pin ``model.source`` at ``revision`` to a commit and read the sizes of the catalog's files."""
-        source = model.source
-        api = self._api(source)
+        """Pin ``model.pin`` at ``revision`` to a commit and read the sizes of the catalog's files."""
+        pin = model.pin
+        api = self._api(pin)
         try:
-            commit = api.model_info(source.repo, revision=revision, token=self._auth()).sha
-            entries = api.get_paths_info(source.repo, list(model.files), revision=commit, token=self._auth())
+            commit = api.model_info(pin.repo, revision=revision, token=self._auth()).sha
+            entries = api.get_paths_info(pin.repo, list(model.files), revision=commit, token=self._auth())
         except Exception as exc:  # noqa: BLE001 - _raise maps what it knows, re-raises the rest
             self._raise(exc, model, revision)
         files = {
@@ -151,18 +124,18 @@ class Hub:
         missing = [f for f in model.files if f not in files]
         if missing or commit is None:
             raise HubFilesMissing(
-                f"{source.repo} at {revision} lacks files the nodes need",
+                f"{pin.repo} at {revision} lacks files the nodes need",
                 detail=f"commit {commit}: missing " + ", ".join(missing),
                 fix=(f"pin a revision that has them (revision = \"<commit>\" in the {model.name} table of --config), "
                      "or update the catalog if upstream renamed them"),
-                repo=source.repo, revision=revision, commit=commit, missing=missing,
+                repo=pin.repo, revision=revision, commit=commit, missing=missing,
             )
-        return Resolved(repo=source.repo, revision=revision, commit=commit, files=files)
+        return Resolved(repo=pin.repo, revision=revision, commit=commit, files=files)
 
     def check_access(self, model: Model, resolved: Resolved) -> None:
         """Ask for one file's metadata: the Hub answers 401/403 ``GatedRepo`` without access."""
         url = hf_hub_url(resolved.repo, model.files[0], revision=resolved.commit,
-                         endpoint=endpoint_for(model.source))
+                         endpoint=endpoint_for(model.pin))
         try:
             get_hf_file_metadata(url, token=self._auth(), retry_on_errors=True)
         except Exception as exc:  # noqa: BLE001
@@ -172,7 +145,7 @@ class Hub:
     def open(self, model: Model, resolved: Resolved, path: str, *, offset: int = 0,
              validator: str | None = None) -> Iterator[Body]:
         """Stream ``path`` from byte ``offset``; ``validator`` (the earlier ETag) guards the resume."""
-        url = hf_hub_url(resolved.repo, path, revision=resolved.commit, endpoint=endpoint_for(model.source))
+        url = hf_hub_url(resolved.repo, path, revision=resolved.commit, endpoint=endpoint_for(model.pin))
         headers = build_hf_headers(token=self._auth(), library_name="trellis-box", library_version=__version__)
         headers["Accept-Encoding"] = "identity"
         if offset:
@@ -196,48 +169,48 @@ class Hub:
         raise mapped from exc
 
     def _error(self, exc: Exception, model: Model, revision: str) -> TrellisBoxError | None:
-        source = model.source
-        endpoint = endpoint_for(source)
-        page = f"{endpoint}/{source.repo}"
+        pin = model.pin
+        endpoint = endpoint_for(pin)
+        page = f"{endpoint}/{pin.repo}"
         # GatedRepoError subclasses RepositoryNotFoundError: test it first.
         if isinstance(exc, GatedRepoError):
             licence = f"the {model.licence} applies whichever source you use ({model.licence_url})"
             if self._token is None:
                 return HubTokenMissing(
-                    f"gated model {source.repo} needs a Hugging Face token",
+                    f"gated model {pin.repo} needs a Hugging Face token",
                     detail=(f"{model.title} is gated; no token was given, so {endpoint} refused access.\n"
                             "Nothing was downloaded."),
                     fix=f"pass a token of an account granted access at {page}:\n{_TOKEN_HOW}",
-                    note=licence, repo=source.repo,
+                    note=licence, repo=pin.repo,
                 )
             return GatedAccessDenied(
-                f"no access to gated model {source.repo}",
+                f"no access to gated model {pin.repo}",
                 detail=(f"{endpoint} refused the token from {self._token.origin} (gated repo).\n"
                         "Nothing was downloaded."),
                 fix=(f"request access at {page} (approved by hand; can take days), then run again;\n"
                      f"or point {model.name} at a mirror that serves it "
                      f"(repo, endpoint in the {model.name} table of --config)"),
-                note=licence, repo=source.repo, access_url=page,
+                note=licence, repo=pin.repo, access_url=page,
             )
         if isinstance(exc, RevisionNotFoundError):
             return self._revision_missing(model, revision)
         if isinstance(exc, RemoteEntryNotFoundError):
             return HubFilesMissing(
-                f"{source.repo} at {revision}: a file the nodes need is gone",
-                detail=str(exc).splitlines()[0], repo=source.repo,
+                f"{pin.repo} at {revision}: a file the nodes need is gone",
+                detail=str(exc).splitlines()[0], repo=pin.repo,
                 fix=f"pin a revision that has it (revision = \"<commit>\" in the {model.name} table of --config)",
             )
         if isinstance(exc, RepositoryNotFoundError):
             # Some mirrors answer RepoNotFound for an unknown revision: tell them apart by the refs.
             try:
-                self._api(source).list_repo_refs(source.repo, token=self._auth())
+                self._api(pin).list_repo_refs(pin.repo, token=self._auth())
             except Exception:  # noqa: BLE001 - the repository itself is not there
                 return HubRepoNotFound(
-                    f"repository {source.repo} not found on {endpoint}",
+                    f"repository {pin.repo} not found on {endpoint}",
                     detail="the Hub answered 'repository not found' (a private repo looks the same without a token)",
                     fix=(f"check the repo id, HF_ENDPOINT, or the {model.name} table of --config; "
                          f"for a private repo pass a token ({_TOKEN_HOW.splitlines()[0]} ...)"),
-                    repo=source.repo,
+                    repo=pin.repo,
                 )
             return self._revision_missing(model, revision)
         if isinstance(exc, HfHubHTTPError):
@@ -249,35 +222,35 @@ class Hub:
                             "revoked or mistyped): HTTP 401 for every repository. Nothing was downloaded."),
                     fix=(f"create a read token at {endpoint}/settings/tokens and pass it instead:\n"
                          f"{_TOKEN_HOW}"),
-                    repo=source.repo,
+                    repo=pin.repo,
                 )
             return HubUnavailable(
-                f"{endpoint} answered HTTP {status} for {source.repo}",
-                detail=str(exc).splitlines()[0], repo=source.repo,
+                f"{endpoint} answered HTTP {status} for {pin.repo}",
+                detail=str(exc).splitlines()[0], repo=pin.repo,
                 fix="run again later; if it persists, check HF_ENDPOINT or the mirror's health",
             )
         if isinstance(exc, httpx2.TransportError | OSError):
             return HubUnavailable(
-                f"cannot reach {endpoint} for {source.repo}",
-                detail=f"{type(exc).__name__}: {exc}", repo=source.repo,
+                f"cannot reach {endpoint} for {pin.repo}",
+                detail=f"{type(exc).__name__}: {exc}", repo=pin.repo,
                 fix=("check the network or set HF_ENDPOINT to a reachable mirror; "
                      "air-gapped: `trellis-box models fetch --from DIR`"),
             )
         return None
 
     def _revision_missing(self, model: Model, revision: str) -> HubRevisionNotFound:
-        source = model.source
+        pin = model.pin
         try:
-            refs = self._api(source).list_repo_refs(source.repo, token=self._auth())
+            refs = self._api(pin).list_repo_refs(pin.repo, token=self._auth())
             names = ", ".join(r.name for r in [*refs.branches, *refs.tags]) or "none"
         except Exception:  # noqa: BLE001 - the list is a courtesy
             names = "unknown"
         return HubRevisionNotFound(
-            f"revision {revision!r} not found in {source.repo}",
-            detail=f"branches and tags on {endpoint_for(source)}: {names}",
+            f"revision {revision!r} not found in {pin.repo}",
+            detail=f"branches and tags on {endpoint_for(pin)}: {names}",
             fix=(f"use an existing branch, tag or full commit (revision = \"...\" in the {model.name} table "
                  "of --config), or fix the commit in the weights lock"),
-            repo=source.repo, revision=revision,
+            repo=pin.repo, revision=revision,
         )
 
 
@@ -317,7 +290,7 @@ def lock_models(models: tuple[Model, ...], hub: Hub, *,
     files whose sha256 the Hub does not list (small, non-LFS files)."""
     out = {}
     for model in models:
-        resolved = hub.resolve(model, model.source.revision)
+        resolved = hub.resolve(model, model.pin.revision)
         hub.check_access(model, resolved)
         files = {}
         for path, remote in resolved.files.items():
@@ -325,7 +298,7 @@ def lock_models(models: tuple[Model, ...], hub: Hub, *,
                 on_file(f"{resolved.repo}/{path}")
             digest = remote.sha256 or _hash_remote(hub, model, resolved, path)
             files[path] = LockedFile(size=remote.size, sha256=digest)
-        out[model.name] = LockedModel(repo=resolved.repo, revision=model.source.revision,
+        out[model.name] = LockedModel(repo=resolved.repo, revision=model.pin.revision,
                                       commit=resolved.commit, files=files)
     return Lock(out)
 

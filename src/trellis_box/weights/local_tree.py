@@ -8,7 +8,7 @@ from pathlib import Path
 
 from trellis_box.errors import LocalSourceMissing
 from trellis_box.weights.catalog import Model
-from trellis_box.weights.hub import Body, RemoteFile, Resolved
+from trellis_box.weights.sources import Body, RemoteFile, Resolved
 
 
 class LocalTree:
@@ -18,17 +18,17 @@ class LocalTree:
         self.root = root.expanduser().resolve()
 
     def resolve(self, model: Model, revision: str) -> Resolved:
-        base = self.root / model.source.repo
+        base = self.root / model.pin.repo
         missing = [f for f in model.files if not (base / f).is_file()]
         if missing:
             raise LocalSourceMissing(
-                f"--from {self.root} lacks files of {model.source.repo}",
+                f"--from {self.root} lacks files of {model.pin.repo}",
                 detail="missing: " + ", ".join(str(base / f) for f in missing),
                 fix=f"copy the repository's files to {base}/ (same relative paths as on the Hub)",
                 missing=[str(base / f) for f in missing],
             )
         files = {f: RemoteFile(f, (base / f).stat().st_size, None) for f in model.files}
-        return Resolved(repo=model.source.repo, revision=revision, commit=None, files=files)
+        return Resolved(repo=model.pin.repo, revision=revision, commit=None, files=files)
 
     def check_access(self, model: Model, resolved: Resolved) -> None:
         return None

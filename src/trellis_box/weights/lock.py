@@ -1,6 +1,7 @@
 """The weights lock: each model's resolved commit and every file's size and sha256.
 
-Kept in the repository (``data/weights.lock.json``) and, after a fetch, in the baked tree
+Kept in the repository (``data/weights.lock.json``, written by ``models lock --lock`` or copied from
+a baked tree, never by fetch) and, after a fetch, in the baked tree
 (``<comfy-root>/models/.trellis-box/weights.lock.json``). Shape::
 
     {"version": 1,
@@ -61,8 +62,9 @@ class Lock:
 
 
 def package_lock_path() -> Path:
-    """The lock kept in the repository (written by the first fetch from an editable install)."""
-    return Path(__file__).resolve().parent / "data" / "weights.lock.json"
+    """The lock shipped with the package (``trellis_box/data``): committed in the repository, only
+    ever read by trellis-box."""
+    return Path(__file__).resolve().parent.parent / "data" / "weights.lock.json"
 
 
 def _parse(raw: Any) -> Lock:

@@ -31,6 +31,8 @@ def test_list_table_shows_licence_gated_and_target(run_cli: RunCli) -> None:
         assert fact in result.out
     rows = [line for line in result.out.splitlines() if line.startswith("│ dinov3")]
     assert rows and " yes " in rows[0]
+    assert "RMBG-1.4/ (1 file)" in result.out and "(1 files)" not in result.out
+    assert "TRELLIS.2-4B/ (18 files)" in result.out
 
 
 

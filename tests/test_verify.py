@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,7 +38,46 @@ def test_a_complete_tree_passes_quick_and_full(root: Path, run_cli: RunCli) -> N
     assert full.lock == root / "models/.trellis-box/weights.lock.json"
     result = run_cli("models", "verify", "--comfy-root", str(root), "--full")
     assert result.code == 0, result.text
-    assert "ok: every weight is in place" in result.out
+    assert f"ok: 23 files ({full.bytes / 1e6:.1f} MB) match the sha256 in {full.lock}" in result.out
+
+
+def test_quick_verify_says_it_checked_sizes_only(root: Path, run_cli: RunCli) -> None:
+    result = run_cli("models", "verify", "--comfy-root", str(root))
+    assert result.code == 0, result.text
+    baked = root / "models/.trellis-box/weights.lock.json"
+    assert "ok: 23 files (" in result.out
+    assert (f"present with the sizes in {baked}; contents not hashed (`models verify --full` does)"
+            in result.out.replace("\n", ""))
+    assert "every weight" not in result.out
+    unlocked = verify(root, lock_path=root / "absent.json")
+    assert unlocked.summary() == "23 files present; no lock, so their sizes and contents are unchecked"
+
+
+def test_the_fix_repeats_the_sources_and_lock_of_the_fetch_and_repairs(
+        tmp_path: Path, hub_mirror: HubMirror, run_cli: RunCli) -> None:
+    """A tree fetched from a mirror repo (--config) out of an air-gapped copy (--from) with a lock of
+    its own: a bare `models fetch --comfy-root` would go to the gated catalog repo instead."""
+    tree = write_local_tree(tmp_path / "airgap", hub_mirror)
+    mirror_repo = "PIA-SPACE-LAB/dinov3-vitl-pretrain-lvd1689m"
+    (tree / mirror_repo).parent.mkdir(parents=True)
+    (tree / "facebook/dinov3-vitl16-pretrain-lvd1689m").rename(tree / mirror_repo)
+    config = tmp_path / "sources.toml"
+    config.write_text(f'[dinov3]\nrepo = "{mirror_repo}"\n')
+    lock = tmp_path / "pinned.lock.json"
+    root = make_comfy_root(tmp_path / "comfyui")
+    fetched = run_cli("models", "fetch", "--comfy-root", str(root), "--from", str(tree), "--config", str(config),
+                      "--lock", str(lock))
+    assert fetched.code == 0, fetched.text
+    config.unlink()  # a docker build deletes its copy too
+    (root / DINO_DIR / "model.safetensors").unlink()
+    result = run_cli("models", "verify", "--comfy-root", str(root))
+    assert result.code == 1
+    baked = root / "models/.trellis-box/sources.toml"
+    command = (f"trellis-box models fetch --comfy-root {root} --from {tree} --config {baked} --lock {lock}")
+    assert f"fix: run `{command}`" in result.err.replace("\n", "")
+    repaired = run_cli(*shlex.split(command)[1:])
+    assert repaired.code == 0, repaired.text
+    assert verify(root, full=True, lock_path=lock).ok
 
 
 def test_a_truncated_file_is_named_by_its_full_path(root: Path, run_cli: RunCli) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -20,6 +21,7 @@ from rich.table import Table
 
 from trellis_box.cli._errors import EXIT_ERROR
 from trellis_box.cli._output import JsonOption, emit, err
+from trellis_box.weights.verify import human_size
 
 if TYPE_CHECKING:
     from trellis_box.weights.catalog import Model
@@ -48,10 +50,6 @@ def _models(config: Path | None) -> tuple[Model, ...]:
     return apply_sources(load_catalog(), config)
 
 
-def _size(n: int) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
-
-
 @app.command("list")
 def list_(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
     """The catalog: each model's source, licence, gated flag and target path."""
@@ -67,7 +65,7 @@ def list_(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> Non
             table.add_column(col, overflow="fold")
         for m in models:
             table.add_row(m.name, f"{m.pin.repo}@{m.pin.revision}", "yes" if m.gated else "no",
-                          m.licence, f"~{_size(m.size)}", f"{m.target}/ ({len(m.files)} files)")
+                          m.licence, f"~{human_size(m.size)}", f"{m.target}/ ({len(m.files)} file{'s' if len(m.files) != 1 else ''})")
         out.print(table)
         out.print("Licences: " + "; ".join(f"{m.title}: {m.licence_url}" for m in models), soft_wrap=True)
 
@@ -86,11 +84,11 @@ class _RichProgress:
 
     def planned(self, total: int, done: int) -> None:
         self._overall = self._progress.add_task("all weights", total=total, completed=done)
-        self._say(f"fetching {_size(total - done)} ({_size(done)} already there)")
+        self._say(f"fetching {human_size(total - done)} ({human_size(done)} already there)")
 
     def started(self, key: str, size: int, done: int) -> None:
         self._tasks[key] = self._progress.add_task(key.rsplit("/", 1)[-1], total=size, completed=done)
-        self._say(f"downloading {key} ({_size(size)}" + (f", resuming at {done} bytes)" if done else ")"))
+        self._say(f"downloading {key} ({human_size(size)}" + (f", resuming at {done} bytes)" if done else ")"))
 
     def advanced(self, key: str, n: int) -> None:
         self._progress.advance(self._tasks[key], n)
@@ -192,24 +190,19 @@ def verify(
     report = run(comfy_root, full=full, lock_path=lock)
 
     def render(out: Console) -> None:
-        mode = "sizes and sha256" if full else "presence and sizes"
-        lock_text = str(report.lock) if report.lock else "none (sizes unchecked)"
-        out.print(f"checked {report.files} files ({_size(report.bytes)}), {mode}; lock: {lock_text}",
-                  soft_wrap=True)
         if report.ok:
-            out.print("ok: every weight is in place")
+            out.print(f"ok: {report.summary()}", soft_wrap=True, markup=False, highlight=False)
             return
-        table = Table(title=f"{len(report.problems)} problem(s)")
+        table = Table(title=f"{len(report.problems)} problem(s) in {report.files} files")
         for col in ("problem", "path", "detail"):
             table.add_column(col, overflow="fold")
         for p in report.problems:
-            table.add_row(p.kind, str(p.path), p.detail)
+            table.add_row(escape(p.kind), escape(str(p.path)), escape(p.detail))
         out.print(table)
 
     emit(report.to_dict(), as_json=as_json, render=render)
     if not report.ok:
         err.print(f"error: weights under {report.root} failed verification\n"
-                  f"  fix: run `trellis-box models fetch --comfy-root {report.root}` (it resumes and replaces "
-                  "damaged files), then verify again", soft_wrap=True, highlight=False, markup=False)
+                  f"  fix: run `{report.repair_command()}` (it resumes and replaces damaged files), "
+                  "then verify again", soft_wrap=True, highlight=False, markup=False)
         raise typer.Exit(EXIT_ERROR)
-

@@ -315,8 +315,7 @@ def _weights(settings: ServeSettings, found: Findings) -> str:
     report = verify(found.root, full=False)
     if not report.ok:
         raise weights_error(report)
-    sized = "with the locked sizes" if report.lock else "(no lock: presence only)"
-    return f"{report.files} weight files present {sized}"
+    return report.summary()
 
 
 def weights_error(report: VerifyReport,

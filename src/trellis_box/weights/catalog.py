@@ -168,3 +168,13 @@ def baked_lock_path(root: Path) -> Path:
 
 def staging_dir(root: Path) -> Path:
     return state_dir(root) / "staging"
+
+
+def fetch_record_path(root: Path) -> Path:
+    """What the last fetch was run with (``--from``, ``--lock``, ``--config``): verify's fix repeats it."""
+    return state_dir(root) / "fetch.json"
+
+
+def baked_sources_path(root: Path) -> Path:
+    """The last fetch's per-model source overrides, as a ``--config`` file."""
+    return state_dir(root) / "sources.toml"

@@ -32,13 +32,22 @@ from trellis_box.errors import (
     NotEnoughDisk,
     NotWritable,
 )
-from trellis_box.weights.catalog import Model, baked_lock_path, comfy_root, staging_dir, state_dir
+from trellis_box.weights.catalog import (
+    Model,
+    RepoPin,
+    baked_lock_path,
+    baked_sources_path,
+    comfy_root,
+    fetch_record_path,
+    staging_dir,
+    state_dir,
+)
 from trellis_box.weights.local_tree import LocalTree
 from trellis_box.weights.lock import Lock, LockedFile, LockedModel, package_lock_path
 from trellis_box.weights.lock import read as read_lock
 from trellis_box.weights.lock import write as write_lock
 from trellis_box.weights.sources import Resolved, Source
-from trellis_box.weights.verify import hash_files, sha256_file
+from trellis_box.weights.verify import hash_files, human_size, sha256_file
 
 DISK_LIMIT_ENV = "TRELLIS_BOX_DISK_FREE_BYTES"  # caps the free space fetch believes it has
 DEFAULT_WORKERS = 4
@@ -223,6 +232,7 @@ def _fetch(models: tuple[Model, ...], root: Path, source: Source, lock_path: Pat
         pass
     resolved_lock = _lock_of(plans)
     write_lock(baked_lock_path(root), resolved_lock)
+    _record_inputs(root, models, lock_path, source)
     written = None
     if lock_path is not None and (lock is None or _incomplete(lock, resolved_lock)):
         write_lock(lock_path, _merged(lock, resolved_lock))
@@ -237,6 +247,25 @@ def _fetch(models: tuple[Model, ...], root: Path, source: Source, lock_path: Pat
                 for p in plans],
         baked_lock=baked_lock_path(root), lock_written=written, bytes_downloaded=downloaded, notes=notes,
     )
+
+
+def _record_inputs(root: Path, models: tuple[Model, ...], lock_path: Path | None, source: Source) -> None:
+    """Keep what this fetch was run with in the tree, so that verify's fix is the command that
+    repairs it (the --config file may be gone by then: a docker build deletes its copy)."""
+    overrides = {m.name: m.pin for m in models if m.pin != RepoPin(m.repo, m.revision)}
+    config = baked_sources_path(root)
+    if overrides:
+        config.write_text("".join(
+            f"[{name}]\nrepo = {json.dumps(pin.repo)}\nrevision = {json.dumps(pin.revision)}\n"
+            + (f"endpoint = {json.dumps(pin.endpoint)}\n" if pin.endpoint else "") + "\n"
+            for name, pin in overrides.items()), encoding="utf-8")
+    else:
+        config.unlink(missing_ok=True)
+    fetch_record_path(root).write_text(json.dumps({
+        "from": str(source.root) if isinstance(source, LocalTree) else None,
+        "lock": str(lock_path.resolve()) if lock_path else None,
+        "config": str(config) if overrides else None,
+    }, indent=2) + "\n", encoding="utf-8")
 
 
 def _plan(model: Model, root: Path, source: Source, lock: Lock | None) -> _Plan:
@@ -314,19 +343,12 @@ def _check_disk(root: Path, todo: list[_Job]) -> None:
     if needed > free:
         raise NotEnoughDisk(
             f"not enough disk space under {root} for the weights",
-            detail=(f"{_human(needed)} still to download ({len(todo)} files), {_human(free)} free "
+            detail=(f"{human_size(needed)} still to download ({len(todo)} files), {human_size(free)} free "
                     f"on the filesystem of {staging_dir(root)}. Nothing was downloaded."),
-            fix=(f"free at least {_human(needed - free)} there, or use a larger disk; for docker build, "
+            fix=(f"free at least {human_size(needed - free)} there, or use a larger disk; for docker build, "
                  "give the builder about twice the image size (~60 GB)"),
             needed=needed, free=free,
         )
-
-
-def _human(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
 
 
 def _download_all(plans: list[_Plan], source: Source, progress: FetchProgress, workers: int) -> int:

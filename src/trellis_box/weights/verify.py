@@ -8,14 +8,23 @@ leftovers. Returns a report; prints nothing.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shlex
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from trellis_box.errors import LockMissing, WeightsNotVerified
-from trellis_box.weights.catalog import Model, baked_lock_path, comfy_root, load_catalog, staging_dir
+from trellis_box.weights.catalog import (
+    Model,
+    baked_lock_path,
+    comfy_root,
+    fetch_record_path,
+    load_catalog,
+    staging_dir,
+)
 from trellis_box.weights.lock import Lock, package_lock_path
 from trellis_box.weights.lock import read as read_lock
 
@@ -59,6 +68,7 @@ class VerifyReport:
     files: int
     bytes: int
     problems: tuple[Problem, ...]
+    lock_given: bool = False  # --lock was passed, rather than found
 
     @property
     def ok(self) -> bool:
@@ -69,6 +79,19 @@ class VerifyReport:
                 "lock": str(self.lock) if self.lock else None, "files": self.files, "bytes": self.bytes,
                 "problems": [p.to_dict() for p in self.problems]}
 
+    def summary(self) -> str:
+        """What was checked, in words: quick mode reads sizes, never contents."""
+        if self.full:
+            return f"{self.files} files ({human_size(self.bytes)}) match the sha256 in {self.lock}"
+        if self.lock is None:
+            return f"{self.files} files present; no lock, so their sizes and contents are unchecked"
+        return (f"{self.files} files ({human_size(self.bytes)}) present with the sizes in {self.lock}; "
+                "contents not hashed (`models verify --full` does)")
+
+    def repair_command(self) -> str:
+        """The fetch that repairs this tree: the sources and lock it was fetched with."""
+        return repair_command(self.root, self.lock if self.lock_given else None)
+
     def raise_for_problems(self) -> None:
         if self.ok:
             return
@@ -76,10 +99,33 @@ class VerifyReport:
         raise WeightsNotVerified(
             f"weights under {self.root} failed verification: {len(self.problems)} problem(s)",
             detail="\n".join(f"{p.kind}: {p.path} ({p.detail})" for p in self.problems),
-            fix=(f"run `trellis-box models fetch --comfy-root {self.root}` to repair (it resumes and "
-                 "replaces damaged files), then `trellis-box models verify --full`"),
+            fix=(f"run `{self.repair_command()}` to repair (it resumes and replaces damaged files), "
+                 "then `trellis-box models verify --full`"),
             kinds=kinds,
         )
+
+
+def repair_command(root: Path, lock: Path | None = None) -> str:
+    """``models fetch`` for ``root`` with the ``--from``, ``--config`` and ``--lock`` its last fetch
+    used (``lock``, when given, wins: the lock the tree was just checked against)."""
+    try:
+        record = json.loads(fetch_record_path(root).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = {}
+    record = record if isinstance(record, dict) else {}
+    args = ["trellis-box", "models", "fetch", "--comfy-root", str(root)]
+    for flag, value in (("--from", record.get("from")), ("--config", record.get("config")),
+                        ("--lock", str(lock) if lock else record.get("lock"))):
+        if isinstance(value, str):
+            args += [flag, value]
+    return shlex.join(args)
+
+
+def human_size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 def find_lock(root: Path) -> Path | None:
@@ -94,6 +140,7 @@ def verify(comfy_root_dir: Path, *, full: bool = False, lock_path: Path | None =
            models: tuple[Model, ...] | None = None, workers: int | None = None) -> VerifyReport:
     root = comfy_root(comfy_root_dir)
     models = models or load_catalog()
+    given = lock_path is not None
     looked = [lock_path] if lock_path else [baked_lock_path(root), package_lock_path()]
     lock_path = lock_path or find_lock(root)
     lock = read_lock(lock_path) if lock_path else None
@@ -128,8 +175,8 @@ def verify(comfy_root_dir: Path, *, full: bool = False, lock_path: Path | None =
         if digests[target] != sha:
             problems.append(Problem("corrupt", target, f"sha256 {digests[target]}, the lock says {sha}"))
     problems += _leftovers(root, models)
-    return VerifyReport(root=root, full=full, lock=lock_path, files=files, bytes=total,
-                        problems=tuple(problems))
+    return VerifyReport(root=root, full=full, lock=lock_path if lock else None, files=files, bytes=total,
+                        problems=tuple(problems), lock_given=given)
 
 
 def _expected(model: Model, lock: Lock | None) -> list[tuple[str, int | None, str | None]]:

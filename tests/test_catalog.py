@@ -94,3 +94,18 @@ def test_each_model_names_a_loader_node_the_pinned_packs_have() -> None:
         "trellis2": "Trellis2LoadModel", "ss-decoder": "Trellis2LoadModel",
         "dinov3": "Trellis2LoadModel", "rmbg": "BRIA_RMBG_ModelLoader_Zho"}
     assert all(m.loader in classes for m in load_catalog())
+
+
+def test_a_missing_root_suggests_a_real_one_never_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """doctor on a machine without the image fails on /opt/comfyui: the fix must not repeat it."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    absent = tmp_path / "opt" / "comfyui"
+    with pytest.raises(NotAComfyRoot) as caught:
+        comfy_root(absent)
+    assert f"--comfy-root {absent}" not in str(caught.value)
+    assert "--comfy-root DIR (or TRELLIS_BOX_COMFY_ROOT)" in str(caught.value)
+    real = make_comfy_root(tmp_path / "ComfyUI")
+    with pytest.raises(NotAComfyRoot) as caught:
+        comfy_root(absent)
+    assert caught.value.fix == f"pass the directory that holds ComfyUI's main.py: --comfy-root {real}"

@@ -64,8 +64,9 @@ def list_(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> Non
         for col in ("name", "repo", "gated", "licence", "size", "target"):
             table.add_column(col, overflow="fold")
         for m in models:
+            files = f"{len(m.files)} file" + ("s" if len(m.files) != 1 else "")
             table.add_row(m.name, f"{m.pin.repo}@{m.pin.revision}", "yes" if m.gated else "no",
-                          m.licence, f"~{human_size(m.size)}", f"{m.target}/ ({len(m.files)} file{'s' if len(m.files) != 1 else ''})")
+                          m.licence, f"~{human_size(m.size)}", f"{m.target}/ ({files})")
         out.print(table)
         out.print("Licences: " + "; ".join(f"{m.title}: {m.licence_url}" for m in models), soft_wrap=True)
 

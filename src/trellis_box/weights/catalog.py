@@ -149,13 +149,24 @@ def comfy_root(path: Path) -> Path:
         hint = ""
         if root.name in ("models", "custom_nodes") and (root.parent / "main.py").is_file():
             hint = f" (it looks like the {root.name}/ folder of {root.parent})"
+        found = _comfy_roots_near(root)
         raise NotAComfyRoot(
             f"not a ComfyUI root: {root}",
             detail=f"{root} {seen}{hint}; fetch and verify place files relative to ComfyUI's main.py.",
-            fix="pass the directory that holds ComfyUI's main.py, e.g. --comfy-root /opt/comfyui",
+            fix=("pass the directory that holds ComfyUI's main.py: "
+                 + (f"--comfy-root {found[0]}" if found else
+                    "--comfy-root DIR (or TRELLIS_BOX_COMFY_ROOT); none was found in the current directory, "
+                    "~/ComfyUI or /opt/comfyui. Without ComfyUI on this machine, run the command inside the "
+                    "image, e.g. `docker compose exec comfyui-trellis2 trellis-box doctor`")),
             path=root,
         )
     return root
+
+
+def _comfy_roots_near(failed: Path) -> list[Path]:
+    """Real ComfyUI roots where people keep them, never the path that just failed."""
+    places = [failed.parent, Path.cwd(), Path.cwd() / "ComfyUI", Path.home() / "ComfyUI", Path("/opt/comfyui")]
+    return [p for p in dict.fromkeys(places) if p != failed and (p / "main.py").is_file()]
 
 
 def state_dir(root: Path) -> Path:

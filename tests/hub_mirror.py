@@ -17,6 +17,9 @@ catalog's real repo ids, file names and layout with small generated contents, co
 - ``hub_mirror.throttle(bytes_per_second | None)``: pace file downloads (to kill one mid-file).
 - ``hub_mirror.cut(after_bytes | None)``: every file download drops its connection after that
   many bytes of body (a network failure mid-file).
+- ``hub_mirror.stall(seconds, times)``: the next ``times`` file downloads are accepted and then
+  answered only after ``seconds`` (a slow Hub: the client's read timeout fires).
+- ``hub_mirror.peak_buffer``: the largest piece of a file the proxy held at once (it streams).
 - ``hub_mirror.requests``: every request the proxy saw (method, path, range, status).
 
 ``make_catalog_repos(root, sizes=...)`` builds the same repositories anywhere (``root/models/<repo_id>``,
@@ -37,6 +40,7 @@ import asyncio
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -57,6 +61,7 @@ _GATED_BODY = "Access to model {repo} is restricted. You must have access to it 
 # huggingface.co's answer, on every endpoint, to a token it does not know (expired, revoked, typo).
 INVALID_TOKEN_PREFIX = "hf_invalid"
 _INVALID_TOKEN_BODY = "Invalid credentials in Authorization header"
+_STEP = 16 * 1024
 _RESOLVE = re.compile(r"^/(?:models/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
 _GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
@@ -116,6 +121,9 @@ class _Proxy:
         self.token = token
         self.rate: int | None = None
         self.cut: int | None = None
+        self.stalls = 0
+        self.stall_seconds = 0.0
+        self.peak_buffer = 0  # the largest piece of a file held in memory at once
         self.requests: list[ProxyRequest] = []
         self._session: ClientSession | None = None
 
@@ -152,7 +160,9 @@ class _Proxy:
             return web.Response(status=up.status, body=body, headers=keep)
 
     async def _serve_file(self, request: web.Request) -> web.StreamResponse:
-        """The CDN's side of a download: ETag, Range and If-Range, optionally paced."""
+        """The CDN's side of a download: ETag, Range and If-Range, optionally paced, stalled or cut.
+        Streamed from olah chunk by chunk: a multi-GB file never sits in memory, and its first
+        bytes leave before olah has sent the last."""
         assert self._session is not None
         url = self.upstream + request.path_qs
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "user-agent")}
@@ -161,24 +171,33 @@ class _Proxy:
                 return await self._forward(request)
             etag = '"' + head.headers["etag"].strip('"') + '"'
             commit = head.headers.get("x-repo-commit", "")
-        async with self._session.get(url, headers=headers) as up:
-            body = await up.read()
+            size = int(head.headers["content-length"])
+        if self.stalls:
+            self.stalls -= 1
+            await asyncio.sleep(self.stall_seconds)  # connected, answering nothing: a slow Hub
         start, status = 0, 200
         ranged = re.fullmatch(r"bytes=(\d+)-", request.headers.get("Range", ""))
-        if ranged and request.headers.get("If-Range", etag) == etag and int(ranged[1]) < len(body):
+        if ranged and request.headers.get("If-Range", etag) == etag and int(ranged[1]) < size:
             start, status = int(ranged[1]), 206
         out = web.StreamResponse(status=status, headers={
             "ETag": etag, "X-Repo-Commit": commit, "Accept-Ranges": "bytes",
-            "Content-Length": str(len(body) - start),
-            **({"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"} if status == 206 else {})})
+            "Content-Length": str(size - start),
+            **({"Content-Range": f"bytes {start}-{size - 1}/{size}"} if status == 206 else {})})
         await out.prepare(request)
-        step = 16 * 1024
-        end = len(body) if self.cut is None else min(len(body), start + self.cut)
-        for offset in range(start, end, step):
-            await out.write(body[offset:min(offset + step, end)])
-            if self.rate:
-                await asyncio.sleep(step / self.rate)  # pacing, not waiting for an event
-        if end < len(body):
+        end = size if self.cut is None else min(size, start + self.cut)
+        position = 0  # of the file, as read from olah (which ignores Range on local repositories)
+        async with self._session.get(url, headers=headers) as up:
+            async for chunk in up.content.iter_chunked(_STEP):
+                self.peak_buffer = max(self.peak_buffer, len(chunk))
+                piece = chunk[max(0, start - position):max(0, end - position)]
+                position += len(chunk)
+                if piece:
+                    await out.write(piece)
+                    if self.rate:
+                        await asyncio.sleep(len(piece) / self.rate)  # pacing, not waiting for an event
+                if position >= end:
+                    break
+        if end < size:
             assert request.transport is not None
             request.transport.close()  # mid-body: the client sees the connection drop
             return out
@@ -285,7 +304,7 @@ class HubMirror:
         return subprocess.run(["git", "-C", str(self.repos[repo_id]), "show", f"{revision}:{path}"],
                               check=True, capture_output=True).stdout
 
-    def add_revision(self, repo_id: str, branch: str, files: dict[str, bytes | None]) -> str:
+    def add_revision(self, repo_id: str, branch: str, files: dict[str, bytes | Path | None]) -> str:
         repo = self.repos[repo_id]
         _git(repo, "checkout", "-q", "-b", branch, "main")
         try:
@@ -293,7 +312,10 @@ class HubMirror:
                 if data is None:
                     _git(repo, "rm", "-q", path)
                 else:
-                    (repo / path).write_bytes(data)
+                    if isinstance(data, Path):
+                        shutil.copyfile(data, repo / path)
+                    else:
+                        (repo / path).write_bytes(data)
                     _git(repo, "add", path)
             _git(repo, "commit", "-q", "-m", f"test revision {branch}")
             return _git(repo, "rev-parse", "HEAD")
@@ -307,6 +329,16 @@ class HubMirror:
     def cut(self, after_bytes: int | None) -> None:
         assert self._proxy is not None
         self._proxy.cut = after_bytes
+
+    def stall(self, seconds: float, times: int) -> None:
+        """The next ``times`` file downloads get no answer for ``seconds`` after connecting."""
+        assert self._proxy is not None
+        self._proxy.stall_seconds, self._proxy.stalls = seconds, times
+
+    @property
+    def peak_buffer(self) -> int:
+        assert self._proxy is not None
+        return self._proxy.peak_buffer
 
     @property
     def requests(self) -> list[ProxyRequest]:

@@ -25,8 +25,9 @@ from tests.hub_mirror import (
     make_comfy_root,
     write_local_tree,
 )
+from trellis_box.weights import fetch as fetch_module
 from trellis_box.weights.catalog import load_catalog
-from trellis_box.weights.verify import verify
+from trellis_box.weights.verify import sha256_file, verify
 
 DINO = "facebook/dinov3-vitl16-pretrain-lvd1689m"
 TRELLIS = "microsoft/TRELLIS.2-4B"
@@ -313,27 +314,70 @@ def test_a_download_killed_mid_file_resumes_where_it_stopped(
     assert verify(root, full=True).ok  # the sha256 recorded across the two runs is the file's
 
 
-def test_a_connection_cut_mid_file_keeps_the_bytes_and_the_next_run_finishes(
+def test_a_connection_cut_mid_file_resumes_from_the_bytes_received(
         hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    lock = tmp_path / "lock.json"
-    hub.cut(100_000)
-    result = run_cli(*fetch_args(root, lock, "--workers", "1"))
-    assert result.code == 1
-    assert "error: download cut: " in result.err
-    assert "fix: run the same fetch again: it resumes from the bytes already received" in result.err
-    assert placed_files(root) == []
-    partial = root / "models/.trellis-box/staging/dinov3/partial" / (BIG_FILE[1] + ".part")
-    assert partial.stat().st_size == 100_000  # the largest file goes first
-
-    hub.cut(None)
+    hub.cut(1_000_000)  # every download drops after 1 MB: the 3 MB file takes four requests
     since = len(hub.requests)
-    result = run_cli(*fetch_args(root, lock))
+    result = run_cli(*fetch_args(root, tmp_path / "lock.json", "--workers", "1"))
     assert result.code == 0, result.text
     assert_fetched(root, hub)
     resumed = [r for r in hub.requests[since:] if r.path.endswith(BIG_FILE[1]) and r.method == "GET"]
-    assert [(r.range, r.status) for r in resumed] == [("bytes=100000-", 206)]
+    assert [(r.range, r.status) for r in resumed] == [
+        (None, 200), ("bytes=1000000-", 206), ("bytes=2000000-", 206), ("bytes=3000000-", 206)]
+    assert result.err.count(f"/model.safetensors; retrying {DINO}/{BIG_FILE[1]}\n") == 3  # at once: bytes came
     assert verify(root, full=True).ok
+
+
+def test_a_hub_that_stalls_once_is_retried_and_the_fetch_completes(
+        hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("TRELLIS_BOX_HUB_READ_TIMEOUT", "1")
+    monkeypatch.setattr(fetch_module, "RETRY_DELAYS", (0.1, 0.2, 0.4))
+    hub.stall(4.0, times=1)
+    result = run_cli(*fetch_args(root, tmp_path / "lock.json", "--workers", "1"))
+    assert result.code == 0, result.text
+    assert_fetched(root, hub)
+    assert f"{hub.endpoint} is reachable but too slow for {DINO}; retrying {DINO}/{BIG_FILE[1]} in 0.1 s" in result.err
+
+
+def test_a_hub_that_stays_slow_is_told_apart_from_an_unreachable_one(
+        hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("TRELLIS_BOX_HUB_READ_TIMEOUT", "1")
+    monkeypatch.setattr(fetch_module, "RETRY_DELAYS", (0.1, 0.2, 0.4))
+    hub.stall(3.0, times=1000)
+    try:
+        result = run_cli(*fetch_args(root, tmp_path / "lock.json", "--workers", "1", "--json"))
+    finally:
+        hub.stall(0, times=0)
+    assert result.code == 1
+    assert f"error: {hub.endpoint} is reachable but too slow for {DINO}" in result.err
+    assert "then sent nothing for 1 s (ReadTimeout), through every retry" in result.err
+    assert "fix: run again later (the fetch resumes); on a slow link raise TRELLIS_BOX_HUB_READ_TIMEOUT" in result.err
+    assert json.loads(result.out)["error"] == "hf-too-slow"
+    assert "cannot reach" not in result.err
+    assert result.err.count(f"retrying {DINO}/{BIG_FILE[1]}") == 3
+    assert placed_files(root) == []
+
+
+def test_a_file_larger_than_any_buffer_streams_through_the_mirror(
+        hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mirror must stream: reading a multi-GB file whole before answering made the client's
+    read timeout fire. A sparse 64 MB file (4,000 times the proxy's chunk) stands in for the 1-8 GB ones."""
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    big = tmp_path / "model.pth"
+    with big.open("wb") as f:
+        f.truncate(64 << 20)
+    config = tmp_path / "sources.toml"
+    config.write_text('[rmbg]\nrevision = "t-big-file"\n')
+    hub.add_revision("briaai/RMBG-1.4", "t-big-file", {"model.pth": big})
+    result = run_cli(*fetch_args(root, tmp_path / "lock.json", "--config", str(config), "--json"))
+    assert result.code == 0, result.text
+    placed = root / "custom_nodes/ComfyUI-BRIA_AI-RMBG/RMBG-1.4/model.pth"
+    assert placed.stat().st_size == 64 << 20
+    assert sha256_file(placed) == sha256_file(big)
+    assert hub.peak_buffer <= 1 << 20
 
 
 def test_a_mirror_override_is_fetched_and_its_licence_still_shown(
@@ -408,6 +452,9 @@ def test_ctrl_c_keeps_the_partial_and_starts_no_queued_download(
     proc, out, err = fetch_signalled(hub, fetch_args(root, tmp_path / "lock.json", "--workers", "1"),
                                      partial, 200_000, signal.SIGINT)
     assert proc.returncode == 130, err
+    assert err.decode().splitlines()[-1] == (
+        "interrupted: files already downloaded are kept (partial ones in models/.trellis-box/staging); "
+        "run the same command again to resume")
     assert partial.stat().st_size >= 200_000  # kept for the next run
     # One worker, largest file first: the interrupted download is the only one that ever started.
     assert [r for r in resolve_gets(hub, since) if not r.endswith(BIG_FILE[1])] == []
@@ -498,3 +545,14 @@ def test_a_root_the_user_cannot_write_is_refused_before_anything_is_resolved(hub
             if path.is_dir():
                 path.chmod(0o755)
         shutil.rmtree(shared)
+
+
+def test_files_already_in_place_are_rehashed_with_progress(root: Path, tmp_path: Path, hub_mirror: HubMirror,
+                                                           run_cli: RunCli) -> None:
+    """Re-hashing the real 18 GB takes about 45 s: never in silence."""
+    tree = write_local_tree(tmp_path / "airgap", hub_mirror)
+    assert run_cli(*fetch_args(root, tmp_path / "lock.json", "--from", str(tree))).code == 0
+    total = sum(p.stat().st_size for p in placed_files(root))
+    again = run_cli(*fetch_args(root, tmp_path / "lock.json", "--from", str(tree)))
+    assert again.code == 0, again.text
+    assert f"checking 23 files already there ({total / 1e6:.1f} MB, sha256)" in again.err

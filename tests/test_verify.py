@@ -39,6 +39,7 @@ def test_a_complete_tree_passes_quick_and_full(root: Path, run_cli: RunCli) -> N
     result = run_cli("models", "verify", "--comfy-root", str(root), "--full")
     assert result.code == 0, result.text
     assert f"ok: 23 files ({full.bytes / 1e6:.1f} MB) match the sha256 in {full.lock}" in result.out
+    assert f"hashing {full.bytes / 1e6:.1f} MB against the lock" in result.err  # the progress, off a terminal
 
 
 def test_quick_verify_says_it_checked_sizes_only(root: Path, run_cli: RunCli) -> None:

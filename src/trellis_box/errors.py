@@ -125,6 +125,12 @@ class HubUnavailable(TrellisBoxError):
     reference = "hf-unavailable"
 
 
+class HubTooSlow(HubUnavailable):
+    """The Hub accepted the connection but sent nothing within the read timeout, after retries."""
+
+    reference = "hf-too-slow"
+
+
 class LocalSourceMissing(TrellisBoxError):
     """``--from DIR`` lacks files the catalog needs."""
 
@@ -150,6 +156,13 @@ class DownloadIncomplete(TrellisBoxError):
     """A download ended with fewer (or more) bytes than the Hub announced."""
 
     reference = "download-incomplete"
+
+
+class DownloadCut(DownloadIncomplete):
+    """A download stopped mid-file (connection lost, or no byte within the read timeout): the
+    bytes received are kept and a retry resumes from them."""
+
+    reference = "download-cut"
 
 
 class ChecksumMismatch(TrellisBoxError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from trellis_box.cli._errors import EXIT_ERROR
+from trellis_box.cli._errors import EXIT_ERROR, EXIT_INTERRUPTED
 from trellis_box.cli._output import JsonOption, emit, err
 from trellis_box.weights.verify import human_size
 
@@ -42,6 +43,10 @@ VerifyLockOption = typer.Option(None, "--lock", dir_okay=False,
                                      "tree, else the package's weights.lock.json).")
 TokenFileOption = typer.Option(None, "--token-file", help="File holding a Hugging Face token.", dir_okay=False)
 RootOption = typer.Option(..., "--comfy-root", help="The ComfyUI root (the directory with main.py).")
+
+
+_BYTES_COLUMNS = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn())
 
 
 def _models(config: Path | None) -> tuple[Model, ...]:
@@ -74,20 +79,38 @@ def list_(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> Non
 
 
 class _RichProgress:
-    """Draws fetch progress: one overall bar, one bar per file in flight. Without a terminal (a
-    docker build log) bars do not render, so each file gets a line when it starts and ends."""
+    """Draws fetch progress: the check of files already there, one overall bar, one bar per file in
+    flight. Without a terminal (a docker build log) bars do not render, so each step gets a line."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
         self._lines = not progress.console.is_terminal and not progress.disable
         self._overall: TaskID | None = None
+        self._check: TaskID | None = None
         self._tasks: dict[str, TaskID] = {}
 
+    def checking(self, files: int, total: int) -> None:
+        self._check = self._progress.add_task("checking files already there", total=total)
+        self._say(f"checking {files} files already there ({human_size(total)}, sha256)")
+
+    def checked(self, n: int) -> None:
+        if self._check is not None:
+            self._progress.advance(self._check, n)
+
+    def retrying(self, key: str, reason: str, delay: float) -> None:
+        self._progress.console.print(f"{reason}; retrying {key}" + (f" in {delay:g} s" if delay else ""),
+                                     markup=False, highlight=False, soft_wrap=True)
+
     def planned(self, total: int, done: int) -> None:
+        if self._check is not None:
+            self._progress.remove_task(self._check)
+            self._check = None
         self._overall = self._progress.add_task("all weights", total=total, completed=done)
         self._say(f"fetching {human_size(total - done)} ({human_size(done)} already there)")
 
     def started(self, key: str, size: int, done: int) -> None:
+        if key in self._tasks:  # a retry: its bar starts again where the file now stands
+            self._progress.remove_task(self._tasks.pop(key))
         self._tasks[key] = self._progress.add_task(key.rsplit("/", 1)[-1], total=size, completed=done)
         self._say(f"downloading {key} ({human_size(size)}" + (f", resuming at {done} bytes)" if done else ")"))
 
@@ -122,11 +145,15 @@ def fetch(
 
     models = _models(config)
     source = source_for(source_dir, token_file)
-    columns = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=err, disable=as_json, transient=True) as progress:
-        report = run(models, comfy_root, source, lock_path=lock,
-                     progress=_RichProgress(progress), workers=workers)
+    try:
+        with Progress(*_BYTES_COLUMNS, console=err, disable=as_json, transient=True) as progress:
+            report = run(models, comfy_root, source, lock_path=lock,
+                         progress=_RichProgress(progress), workers=workers)
+    except KeyboardInterrupt:
+        # typer turns Ctrl-C into a silent exit 130: say what was kept and how to go on.
+        err.print("interrupted: files already downloaded are kept (partial ones in models/.trellis-box/staging); "
+                  "run the same command again to resume", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
     def render(out: Console) -> None:
         table = Table(title=f"weights under {report.root}")
@@ -188,7 +215,15 @@ def verify(
     """Offline: is every weight present (and intact, with --full)? Non-zero exit if not."""
     from trellis_box.weights.verify import verify as run
 
-    report = run(comfy_root, full=full, lock_path=lock)
+    with Progress(*_BYTES_COLUMNS, console=err, disable=as_json, transient=True) as progress:
+
+        def hashing(total: int) -> Callable[[int], None]:
+            task = progress.add_task("hashing against the lock", total=total)
+            if not err.is_terminal and not as_json:
+                err.print(f"hashing {human_size(total)} against the lock", markup=False, highlight=False)
+            return lambda n: progress.advance(task, n)
+
+        report = run(comfy_root, full=full, lock_path=lock, on_hashing=hashing)
 
     def render(out: Console) -> None:
         if report.ok:

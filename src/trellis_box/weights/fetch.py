@@ -18,17 +18,20 @@ import os
 import pwd
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from trellis_box.errors import (
     ChecksumMismatch,
+    DownloadCut,
     DownloadIncomplete,
     FetchInProgress,
+    HubUnavailable,
     NotEnoughDisk,
     NotWritable,
 )
@@ -47,7 +50,7 @@ from trellis_box.weights.lock import Lock, LockedFile, LockedModel, package_lock
 from trellis_box.weights.lock import read as read_lock
 from trellis_box.weights.lock import write as write_lock
 from trellis_box.weights.sources import Resolved, Source
-from trellis_box.weights.verify import hash_files, human_size, sha256_file
+from trellis_box.weights.verify import hash_files, human_size
 
 DISK_LIMIT_ENV = "TRELLIS_BOX_DISK_FREE_BYTES"  # caps the free space fetch believes it has
 DEFAULT_WORKERS = 4
@@ -66,17 +69,47 @@ def source_for(from_dir: Path | None, token_file: Path | None = None) -> Source:
 class FetchProgress(Protocol):
     """What fetch reports while it works (the CLI draws it; the library prints nothing)."""
 
+    def checking(self, files: int, total: int) -> None: ...
+    def checked(self, n: int) -> None: ...
     def planned(self, total: int, done: int) -> None: ...
     def started(self, key: str, size: int, done: int) -> None: ...
     def advanced(self, key: str, n: int) -> None: ...
     def finished(self, key: str) -> None: ...
+    def retrying(self, key: str, reason: str, delay: float) -> None: ...
 
 
 class _Quiet:
+    def checking(self, files: int, total: int) -> None: ...
+    def checked(self, n: int) -> None: ...
     def planned(self, total: int, done: int) -> None: ...
     def started(self, key: str, size: int, done: int) -> None: ...
     def advanced(self, key: str, n: int) -> None: ...
     def finished(self, key: str) -> None: ...
+    def retrying(self, key: str, reason: str, delay: float) -> None: ...
+
+
+# Seconds to wait before each retry of a source call that failed without any progress (a slow or
+# briefly unreachable Hub); a download cut after some bytes resumes at once and never uses them up.
+RETRY_DELAYS = (1.0, 2.0, 4.0)
+T = TypeVar("T")
+
+
+def _retried(call: Callable[[], T], key: str, progress: FetchProgress, stop: threading.Event,
+             mark: Callable[[], int] = lambda: 0) -> T:
+    """``call()``, again after a transient source error (``mark()`` growing means progress)."""
+    failures = 0
+    while True:
+        before = mark()
+        try:
+            return call()
+        except (HubUnavailable, DownloadCut) as exc:
+            failures = 0 if mark() > before else failures + 1
+            if failures > len(RETRY_DELAYS):
+                raise
+            delay = RETRY_DELAYS[failures - 1] if failures else 0.0
+            progress.retrying(key, exc.message, delay)
+            if stop.wait(delay):
+                raise _Stopped(key) from exc
 
 
 @dataclass
@@ -212,13 +245,15 @@ def _exclusive(root: Path) -> Iterator[None]:
 def _fetch(models: tuple[Model, ...], root: Path, source: Source, lock_path: Path | None,
            progress: FetchProgress, workers: int) -> FetchReport:
     lock = read_lock(lock_path or package_lock_path())
-    plans = [_plan(model, root, source, lock) for model in models]
+    stop = threading.Event()  # never set here: only downloads in threads are stopped early
+    plans = [_retried(partial(_plan, model, root, source, lock), model.pin.repo, progress, stop)
+             for model in models]
     # Every model resolved; now every access, before any large download.
     for plan in plans:
-        source.check_access(plan.model, plan.resolved)
+        _retried(partial(source.check_access, plan.model, plan.resolved), plan.model.pin.repo, progress, stop)
     for plan in plans:
         _prepare_area(plan)
-    _check_placed(plans, workers)
+    _check_placed(plans, workers, progress)
     todo = [job for plan in plans for job in plan.jobs if job.state == "todo"]
     _check_disk(root, todo)
     total = sum(job.size for plan in plans for job in plan.jobs)
@@ -305,21 +340,19 @@ def _prepare_area(plan: _Plan) -> None:
         shutil.rmtree(plan.area)
 
 
-def _check_placed(plans: list[_Plan], workers: int) -> None:
-    """Mark files already whole at their target (hashed) or in staging (checked when staged)."""
-    candidates = [j for p in plans for j in p.jobs
-                  if j.target.is_file() and j.target.stat().st_size == j.size]
-    hashes = hash_files([j.target for j in candidates], workers=workers)
-    for job in candidates:
-        digest = hashes[job.target]
-        if job.expected is None or digest == job.expected:
-            job.state, job.sha256 = "placed", digest
-    for plan in plans:
-        for job in plan.jobs:
-            if job.state == "todo" and job.staged.is_file() and job.staged.stat().st_size == job.size:
-                digest = sha256_file(job.staged)
-                if job.expected is None or digest == job.expected:
-                    job.state, job.sha256 = "staged", digest
+def _check_placed(plans: list[_Plan], workers: int, progress: FetchProgress) -> None:
+    """Mark files already whole at their target or in staging (both hashed: seconds per GB)."""
+    candidates = [(j, path, state) for p in plans for j in p.jobs
+                  for path, state in ((j.target, "placed"), (j.staged, "staged"))
+                  if path.is_file() and path.stat().st_size == j.size]
+    if not candidates:
+        return
+    progress.checking(len(candidates), sum(j.size for j, _, _ in candidates))
+    hashes = hash_files([path for _, path, _ in candidates], workers=workers, on_bytes=progress.checked)
+    for job, path, state in candidates:  # the target first: a good file in place wins
+        digest = hashes[path]
+        if job.state == "todo" and (job.expected is None or digest == job.expected):
+            job.state, job.sha256 = state, digest
 
 
 def _partial_size(job: _Job) -> int:
@@ -375,6 +408,14 @@ def _download_all(plans: list[_Plan], source: Source, progress: FetchProgress, w
 
 def _download(source: Source, plan: _Plan, job: _Job, progress: FetchProgress,
               stop: threading.Event) -> int:
+    """Download ``job``, resuming after a cut or a slow answer; the bytes this run received."""
+    kept = _partial_size(job)
+    _retried(lambda: _attempt(source, plan, job, progress, stop), job.key, progress, stop,
+             mark=lambda: _partial_size(job))
+    return job.size - kept
+
+
+def _attempt(source: Source, plan: _Plan, job: _Job, progress: FetchProgress, stop: threading.Event) -> None:
     offset, validator = 0, None
     meta = _read_meta(job.meta) if job.partial.is_file() else {}
     if meta.get("size") == job.size and job.partial.stat().st_size <= job.size:
@@ -382,7 +423,6 @@ def _download(source: Source, plan: _Plan, job: _Job, progress: FetchProgress,
         validator = kept if isinstance(kept, str) else None
     job.partial.parent.mkdir(parents=True, exist_ok=True)
     (plan.area / "commit").write_text(_stamp(plan))
-    received = 0
     with source.open(plan.model, plan.resolved, job.path, offset=offset, validator=validator) as body:
         if body.total is not None and body.total != job.size:
             raise DownloadIncomplete(
@@ -404,7 +444,6 @@ def _download(source: Source, plan: _Plan, job: _Job, progress: FetchProgress,
                     raise _Stopped(job.key)
                 out.write(chunk)
                 digest.update(chunk)
-                received += len(chunk)
                 progress.advanced(job.key, len(chunk))
             out.flush()
             os.fsync(out.fileno())
@@ -412,7 +451,7 @@ def _download(source: Source, plan: _Plan, job: _Job, progress: FetchProgress,
     if got != job.size:
         if got > job.size:
             job.partial.unlink()
-        raise DownloadIncomplete(
+        raise (DownloadCut if got < job.size else DownloadIncomplete)(
             f"download of {job.key} ended early" if got < job.size else f"download of {job.key} is too long",
             detail=f"{got} of {job.size} bytes arrived; the connection was cut or the source misbehaved",
             fix="run the same fetch again: it resumes from the bytes already received",
@@ -434,7 +473,6 @@ def _download(source: Source, plan: _Plan, job: _Job, progress: FetchProgress,
     job.meta.unlink()
     job.sha256 = sha256
     progress.finished(job.key)
-    return received
 
 
 def _read_meta(path: Path) -> dict[str, object]:

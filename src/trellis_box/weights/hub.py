@@ -31,13 +31,14 @@ from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
 from trellis_box import __version__
 from trellis_box.errors import (
-    DownloadIncomplete,
+    DownloadCut,
     GatedAccessDenied,
     HubFilesMissing,
     HubRepoNotFound,
     HubRevisionNotFound,
     HubTokenInvalid,
     HubTokenMissing,
+    HubTooSlow,
     HubUnavailable,
     TrellisBoxError,
     UsageError,
@@ -48,7 +49,8 @@ from trellis_box.weights.sources import Body, RemoteFile, Resolved
 
 DEFAULT_SECRET = Path("/run/secrets/hf_token")
 SECRET_ENV = "TRELLIS_BOX_HF_TOKEN_SECRET"  # where the BuildKit secret is mounted (tests move it)
-_TIMEOUT = httpx2.Timeout(30.0, read=120.0)
+READ_TIMEOUT_ENV = "TRELLIS_BOX_HUB_READ_TIMEOUT"  # seconds without a byte before a download is retried
+_DEFAULT_READ_TIMEOUT = 120.0
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _TOKEN_HOW = ("--token-file FILE, a BuildKit secret mounted at /run/secrets/hf_token\n"
               "(docker build --secret id=hf_token,src=FILE), or the HF_TOKEN environment variable")
@@ -154,11 +156,11 @@ class Hub:
                 headers["If-Range"] = validator
         try:
             with get_session().stream("GET", url, headers=headers, follow_redirects=True,
-                                      timeout=_TIMEOUT) as response:
+                                      timeout=httpx2.Timeout(30.0, read=_read_timeout())) as response:
                 if response.status_code >= 400:
                     response.read()
                     hf_raise_for_status(response)
-                yield _body(response, offset, url)
+                yield _body(response, offset, url, endpoint_for(model.pin))
         except (HfHubHTTPError, httpx2.TransportError) as exc:
             self._raise(exc, model, resolved.revision)
 
@@ -229,6 +231,15 @@ class Hub:
                 detail=str(exc).splitlines()[0], repo=pin.repo,
                 fix="run again later; if it persists, check HF_ENDPOINT or the mirror's health",
             )
+        if isinstance(exc, httpx2.TimeoutException) and not isinstance(exc, httpx2.ConnectTimeout):
+            return HubTooSlow(
+                f"{endpoint} is reachable but too slow for {pin.repo}",
+                detail=(f"it accepted the connection, then sent nothing for {_read_timeout():.0f} s "
+                        f"({type(exc).__name__}), through every retry"),
+                repo=pin.repo,
+                fix=(f"run again later (the fetch resumes); on a slow link raise {READ_TIMEOUT_ENV} (seconds), "
+                     "or set HF_ENDPOINT to a nearer mirror"),
+            )
         if isinstance(exc, httpx2.TransportError | OSError):
             return HubUnavailable(
                 f"cannot reach {endpoint} for {pin.repo}",
@@ -254,7 +265,11 @@ class Hub:
         )
 
 
-def _body(response: httpx2.Response, offset: int, url: str) -> Body:
+def _read_timeout() -> float:
+    return float(os.environ.get(READ_TIMEOUT_ENV) or _DEFAULT_READ_TIMEOUT)
+
+
+def _body(response: httpx2.Response, offset: int, url: str, endpoint: str) -> Body:
     validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
     if response.status_code == 206:
         match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
@@ -265,18 +280,27 @@ def _body(response: httpx2.Response, offset: int, url: str) -> Body:
                 fix="run again; if it persists, delete models/.trellis-box/staging under the ComfyUI root",
             )
         total = None if match.group(3) == "*" else int(match.group(3))
-        return Body(start=offset, total=total, validator=validator, chunks=_chunks(response, url))
+        return Body(start=offset, total=total, validator=validator, chunks=_chunks(response, url, endpoint))
     length = response.headers.get("Content-Length")
     return Body(start=0, total=int(length) if length else None, validator=validator,
-                chunks=_chunks(response, url))
+                chunks=_chunks(response, url, endpoint))
 
 
-def _chunks(response: httpx2.Response, url: str) -> Iterator[bytes]:
-    """The body; a connection lost mid-file is an incomplete download (resumable), not "unreachable"."""
+def _chunks(response: httpx2.Response, url: str, endpoint: str) -> Iterator[bytes]:
+    """The body; a connection lost mid-file, or a server that stops sending, is a cut download
+    (resumable), not an unreachable Hub."""
     try:
         yield from response.iter_bytes()  # as received: a cut keeps every byte that arrived
+    except httpx2.ReadTimeout as exc:
+        raise DownloadCut(
+            f"download stalled: {url}",
+            detail=(f"{endpoint} is reachable but sent nothing for {_read_timeout():.0f} s; "
+                    "the bytes received so far are kept"),
+            fix=(f"run the same fetch again: it resumes; on a slow link raise {READ_TIMEOUT_ENV} (seconds)"),
+            url=url,
+        ) from exc
     except httpx2.TransportError as exc:
-        raise DownloadIncomplete(
+        raise DownloadCut(
             f"download cut: {url}",
             detail=f"{type(exc).__name__}: {exc}; the bytes received so far are kept",
             fix="run the same fetch again: it resumes from the bytes already received",

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,22 +32,25 @@ BUFFER = 8 << 20
 PARTIAL_SUFFIXES = (".part", ".part.json", ".incomplete")
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:
     h = hashlib.sha256()
     buf = bytearray(BUFFER)
     view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:
         while n := f.readinto(buf):
             h.update(view[:n])
+            if on_bytes:
+                on_bytes(n)
     return h.hexdigest()
 
 
-def hash_files(paths: Sequence[Path], *, workers: int | None = None) -> dict[Path, str]:
-    """sha256 of each path, hashed in parallel."""
+def hash_files(paths: Sequence[Path], *, workers: int | None = None,
+               on_bytes: Callable[[int], None] | None = None) -> dict[Path, str]:
+    """sha256 of each path, hashed in parallel; ``on_bytes(n)`` after each buffer (from the threads)."""
     if not paths:
         return {}
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
-        return dict(zip(paths, pool.map(sha256_file, paths), strict=True))
+        return dict(zip(paths, pool.map(lambda p: sha256_file(p, on_bytes), paths), strict=True))
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,10 @@ def find_lock(root: Path) -> Path | None:
 
 
 def verify(comfy_root_dir: Path, *, full: bool = False, lock_path: Path | None = None,
-           models: tuple[Model, ...] | None = None, workers: int | None = None) -> VerifyReport:
+           models: tuple[Model, ...] | None = None, workers: int | None = None,
+           on_hashing: Callable[[int], Callable[[int], None]] | None = None) -> VerifyReport:
+    """Check the tree; with ``full``, ``on_hashing(total_bytes)`` may return a callback that is given
+    each hashed buffer's size (a progress bar)."""
     root = comfy_root(comfy_root_dir)
     models = models or load_catalog()
     given = lock_path is not None
@@ -170,7 +176,8 @@ def verify(comfy_root_dir: Path, *, full: bool = False, lock_path: Path | None =
                 problems.append(Problem("unlocked", target, f"no sha256 in {lock_path}"))
             elif full and sha is not None:
                 to_hash.append((target, sha))
-    digests = hash_files([p for p, _ in to_hash], workers=workers)
+    on_bytes = on_hashing(sum(p.stat().st_size for p, _ in to_hash)) if on_hashing and to_hash else None
+    digests = hash_files([p for p, _ in to_hash], workers=workers, on_bytes=on_bytes)
     for target, sha in to_hash:
         if digests[target] != sha:
             problems.append(Problem("corrupt", target, f"sha256 {digests[target]}, the lock says {sha}"))

@@ -19,7 +19,9 @@ pytest_plugins = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("TRELLIS_BOX_SHARED", REPO_ROOT.parent / "shared"))
+# The recordings of a real ComfyUI 0.3.64 (schemas, websocket traces): the project's test data, kept
+# in the repository so that a clone alone runs every test (README.md there says how they were made).
+COMFY_RECORDINGS = REPO_ROOT / "tests" / "recordings" / "comfyui"
 
 _ISOLATED_PREFIXES = ("HF_", "HUGGING_FACE_", "TRELLIS_BOX_", "AWS_")
 
@@ -28,7 +30,7 @@ _ISOLATED_PREFIXES = ("HF_", "HUGGING_FACE_", "TRELLIS_BOX_", "AWS_")
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """No token, no user config and no user cache leaks into a test; output is plain and wide."""
     for name in list(os.environ):
-        if name.startswith(_ISOLATED_PREFIXES) and name != "TRELLIS_BOX_SHARED":
+        if name.startswith(_ISOLATED_PREFIXES):
             monkeypatch.delenv(name, raising=False)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HF_HOME", str(home / "hf"))

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import COMFY_RECORDINGS
 from trellis_box.comfyui import protocol
 
-TRACES = sorted((SHARED / "comfyui" / "traces").glob("*.jsonl"))
+TRACES = sorted((COMFY_RECORDINGS / "traces").glob("*.jsonl"))
 
 
 def _ws_messages(trace: Path) -> list[dict]:
@@ -19,7 +19,7 @@ def _ws_messages(trace: Path) -> list[dict]:
 
 
 def test_the_recordings_are_there() -> None:
-    assert len(TRACES) == 7, f"expected the 7 recorded traces under {SHARED}/comfyui/traces"
+    assert len(TRACES) == 7, f"expected the 7 recorded traces under {COMFY_RECORDINGS}/traces"
 
 
 @pytest.mark.parametrize("trace", TRACES, ids=lambda p: p.stem)
@@ -41,13 +41,13 @@ def test_the_parser_covers_every_type_the_recordings_contain() -> None:
 
 
 def test_the_end_of_a_prompt_is_executing_with_node_null() -> None:
-    last = _ws_messages(SHARED / "comfyui" / "traces" / "01_success.jsonl")[-1]
+    last = _ws_messages(COMFY_RECORDINGS / "traces" / "01_success.jsonl")[-1]
     msg = protocol.parse(last)
     assert msg == protocol.Executing(prompt_id="57ade4f0-734b-426c-8807-95ee7397d514", node=None)
 
 
 def test_execution_error_keeps_node_and_exception() -> None:
-    raw = next(m for m in _ws_messages(SHARED / "comfyui" / "traces" / "04_execution_error.jsonl")
+    raw = next(m for m in _ws_messages(COMFY_RECORDINGS / "traces" / "04_execution_error.jsonl")
                if m["type"] == "execution_error")
     msg = protocol.parse(raw)
     assert isinstance(msg, protocol.ExecutionError)
@@ -59,7 +59,7 @@ def test_execution_error_keeps_node_and_exception() -> None:
 
 def test_cached_nodes_and_null_outputs_of_a_resubmission() -> None:
     msgs = [protocol.parse(m) for m in
-            _ws_messages(SHARED / "comfyui" / "traces" / "02_resubmit_identical_cached.jsonl")]
+            _ws_messages(COMFY_RECORDINGS / "traces" / "02_resubmit_identical_cached.jsonl")]
     cached = next(m for m in msgs if isinstance(m, protocol.ExecutionCached))
     assert cached.nodes == ("1", "2", "3", "4", "5", "6", "7", "8", "9")
     executed = {m.node: m.output for m in msgs if isinstance(m, protocol.Executed)}
@@ -70,7 +70,7 @@ def test_cached_nodes_and_null_outputs_of_a_resubmission() -> None:
 
 def test_progress_carries_step_and_node() -> None:
     msgs = [protocol.parse(m) for m in
-            _ws_messages(SHARED / "comfyui" / "traces" / "01_success.jsonl")]
+            _ws_messages(COMFY_RECORDINGS / "traces" / "01_success.jsonl")]
     steps = [m for m in msgs if isinstance(m, protocol.Progress)]
     assert (steps[0].node, steps[0].value, steps[-1].value, steps[-1].max) == ("6", 1, 36, 36)
     states = [m for m in msgs if isinstance(m, protocol.ProgressState)]

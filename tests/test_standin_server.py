@@ -21,7 +21,7 @@ from tests.comfy_standin import install
 from tests.comfy_standin.fixtures import StartStandin
 from tests.comfy_standin.launcher import StandinServer
 from tests.comfy_standin.probe import object_png, of_type, recorded_graph, run, submit, upload
-from tests.conftest import SHARED
+from tests.conftest import COMFY_RECORDINGS
 
 GENERATOR = "Trellis2MeshWithVoxelGenerator"
 
@@ -44,7 +44,7 @@ def shared_standin(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 async def test_object_info_is_the_recorded_one(comfy_standin: StartStandin) -> None:
     server = comfy_standin(node_pack=False)
-    recorded = json.loads((SHARED / "comfyui" / "object_info.json").read_text(encoding="utf-8"))
+    recorded = json.loads((COMFY_RECORDINGS / "object_info.json").read_text(encoding="utf-8"))
     async with aiohttp.ClientSession(server.url) as session:
         info = await (await session.get("/object_info")).json()
         one = await (await session.get("/object_info/Trellis2ExportMesh")).json()

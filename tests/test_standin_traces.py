@@ -1,6 +1,6 @@
 """Replay every recorded ComfyUI scenario against the stand-in and compare what comes back.
 
-The recordings (``../shared/comfyui/traces``) were made one after another on one server, then
+The recordings (``tests/recordings/comfyui/traces``) were made one after another on one server, then
 07 on a restarted one; the replay does the same on one stand-in root, so queue numbers, cache
 hits and output file names line up with the recording. Compared per scenario: each HTTP
 answer's status, content type and JSON (prompt ids mapped, volatile machine facts by shape), and
@@ -24,9 +24,9 @@ from PIL import Image, ImageDraw
 
 from tests.comfy_standin import install
 from tests.comfy_standin.launcher import StandinServer
-from tests.conftest import SHARED
+from tests.conftest import COMFY_RECORDINGS
 
-TRACES = SHARED / "comfyui" / "traces"
+TRACES = COMFY_RECORDINGS / "traces"
 SCENARIOS = ["01_success", "02_resubmit_identical_cached", "03_validation_error",
              "04_execution_error", "05_interrupt", "06_three_queued",
              "07_success_with_glb_ui_output"]

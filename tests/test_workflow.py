@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.comfy_standin.fixtures import StartStandin
-from tests.conftest import REPO_ROOT, SHARED
+from tests.conftest import COMFY_RECORDINGS, REPO_ROOT
 from tests.extra_parameter import FLOATERS, add_floaters
 from tests.gltf_validator import validate_glb
 from tests.litegraph_editor import load_and_save
@@ -22,7 +22,7 @@ from trellis_box.comfyui.client import ComfyClient
 from trellis_box.comfyui.workflow import WorkflowOptions, build, check, recorded_object_info, validate
 from trellis_box.errors import WorkflowInvalidError
 
-TRACES = SHARED / "comfyui" / "traces"
+TRACES = COMFY_RECORDINGS / "traces"
 WORKFLOWS = REPO_ROOT / "workflows"
 
 
@@ -58,7 +58,7 @@ def _problems(graph: dict[str, Any], info: dict[str, Any]) -> list[tuple[str, st
 
 def test_shipped_schemas_are_the_recording() -> None:
     shipped = REPO_ROOT / "src" / "trellis_box" / "data" / "object_info.json"
-    recorded = SHARED / "comfyui" / "object_info.json"
+    recorded = COMFY_RECORDINGS / "object_info.json"
     assert json.loads(shipped.read_text()) == json.loads(recorded.read_text())
 
 

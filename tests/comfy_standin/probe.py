@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 from PIL import Image, ImageDraw
 
-from tests.conftest import SHARED
+from tests.conftest import COMFY_RECORDINGS
 
-TRACES = SHARED / "comfyui" / "traces"
+TRACES = COMFY_RECORDINGS / "traces"
 Graph = dict[str, dict[str, Any]]
 
 

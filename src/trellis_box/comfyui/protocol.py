@@ -1,6 +1,6 @@
 """ComfyUI's websocket messages as typed values, and one :func:`parse` for every text frame.
 
-The types are the ones seen on ComfyUI 0.3.64 (``../shared/comfyui/traces``). Newer servers add
+The types are the ones seen on ComfyUI 0.3.64 (``tests/recordings/comfyui/traces``). Newer servers add
 types; :func:`parse` never raises and returns :class:`Unknown` for anything it does not know or
 cannot read, so a client keeps following its prompts whatever the server sends.
 """

@@ -15,7 +15,7 @@ The graph; node ids are stable (the client finds outputs by them)::
     9   SaveImage                                  4
     10  TrellisBoxGLBOutput                        8
 
-Nodes 1–9 are exactly what the recorded runs sent (``shared/comfyui/traces/01_success.jsonl``).
+Nodes 1–9 are exactly what the recorded runs sent (``tests/recordings/comfyui/traces/01_success.jsonl``).
 Node 10 is ours: ``Trellis2ExportMesh`` writes the GLB but reports no UI output, so without it the
 GLB never appears in ``/history``.
 

@@ -1,2 +1,2 @@
-# The ComfyUI release the recordings come from (../shared/comfyui/README.md).
+# The ComfyUI release the recordings come from (tests/recordings/comfyui/README.md).
 __version__ = "0.3.64"

@@ -8,7 +8,6 @@ made locally with debootstrap and ``docker import``, once per machine.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import docker
 import pytest
+
+from tests.components import require
 
 BASE_IMAGE = "trellis-box-test/base:bookworm"
 # What test images need: Python with aiohttp and Pillow for the ComfyUI stand-in, pip and venv to
@@ -35,14 +36,8 @@ def docker_cli() -> str:
 
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
-    try:
-        client = docker.from_env(timeout=300)
-        client.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure here means "no engine"
-        pytest.fail(
-            f"no Docker engine reachable ({exc}); start one with "
-            "'dockerd --bridge=none --iptables=false --ip6tables=false &' (bash .ci/run does)"
-        )
+    require("docker")
+    client = docker.from_env(timeout=300)
     yield client
     client.close()
 
@@ -54,8 +49,7 @@ def ensure_base_image(client: docker.DockerClient) -> str:
         return BASE_IMAGE
     except docker.errors.ImageNotFound:
         pass
-    if shutil.which("debootstrap") is None:
-        pytest.fail("debootstrap is missing: apt-get install -y debootstrap (bash .ci/run does)")
+    require("debootstrap")
     with tempfile.TemporaryDirectory(prefix="tb-rootfs-") as root:
         subprocess.run(
             ["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",

@@ -27,6 +27,7 @@ import docker
 import pytest
 
 from tests.comfy_standin import install as install_standin
+from tests.components import NVCC, require
 from tests.docker_support import buildkit_build
 from tests.hub_mirror import HubMirror, ProxyRequest
 from tests.serve_support import fake_nvidia_smi_script
@@ -42,7 +43,6 @@ STACK_IMAGE = "trellis-box-test/image-stack:standin"
 FINAL_IMAGE = "trellis-box-test/comfyui-trellis2:standin"
 T = TypeVar("T")
 
-NVCC = "nvcc"
 KERNEL = """\
 __global__ void add_one(float *x) { x[threadIdx.x] += 1.0f; }
 extern "C" void launch(float *x) { add_one<<<1, 32>>>(x); }
@@ -58,8 +58,7 @@ def gencode(arch: int, *, ptx: bool = False, specific: bool = False) -> str:
 
 def compile_cuda_so(dest: Path, gencodes: Iterable[str], *flags: str) -> Path:
     """A real CUDA shared object carrying exactly the requested cubins and PTX."""
-    if shutil.which(NVCC) is None:
-        pytest.fail("nvcc is missing: the architecture check is tested against nvcc output")
+    require("nvcc")
     src = dest.with_suffix(".cu")
     src.write_text(KERNEL)
     cmd = [NVCC, "-shared", "-Xcompiler", "-fPIC", *flags, "-o", str(dest), str(src)]

@@ -16,7 +16,6 @@ everything else, a "control after generate" widget after ``seed``, an upload but
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.gltf_validator import DEFAULT_NODE_PATH
+from tests import components
+from tests.components import require
 
 PACKAGE = "@comfyorg/litegraph"
 
@@ -70,15 +70,12 @@ process.stdout.write(JSON.stringify(graph.serialize()));
 def load_and_save(editor_path: Path, object_info: dict[str, Any],
                   tmp_path: Path) -> tuple[dict[str, Any], str]:
     """What LiteGraph saves after loading ``editor_path``, and what it printed on stderr."""
+    require("litegraph")
     node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not installed: the LiteGraph check needs it (`.ci/run` installs nodejs)")
-    node_path = os.environ.get("NODE_PATH") or str(DEFAULT_NODE_PATH)
-    libraries = [Path(p) / PACKAGE / "dist" / "litegraph.es.js" for p in node_path.split(os.pathsep) if p]
-    library = next((lib for lib in libraries if lib.is_file()), None)
-    if library is None:
-        pytest.fail(f"{PACKAGE} is not installed under NODE_PATH={node_path}: run "
-                    f"`npm install --prefix .ci-work/npm {PACKAGE}@0.17.2`")
+    assert node is not None
+    installed = components.npm_package(PACKAGE)
+    assert installed is not None
+    library = installed / "dist" / "litegraph.es.js"
     info_path = tmp_path / "object_info.json"
     info_path.write_text(json.dumps(object_info))
     result = subprocess.run(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import socket
 import subprocess
 import time
@@ -27,7 +26,8 @@ from typing import Any
 import boto3
 import pytest
 
-REGISTRY_BINARY = "/usr/bin/docker-registry"
+from tests.components import REGISTRY_BINARY, require
+
 START_TIMEOUT = 60.0
 REGION = "us-east-1"
 _MANIFEST_TYPES = ", ".join([
@@ -73,12 +73,7 @@ def _free_port() -> int:
 
 def start_registry(root: Path, username: str, password: str) -> Registry:
     """Start ``docker-registry`` under ``root`` with one htpasswd user; wait until it answers."""
-    if not Path(REGISTRY_BINARY).exists():
-        pytest.fail(f"{REGISTRY_BINARY} is missing: apt-get install -y docker-registry "
-                    "(bash .ci/run does)")
-    if shutil.which("htpasswd") is None:
-        pytest.fail("htpasswd is missing (the registry needs bcrypt): apt-get install -y "
-                    "apache2-utils (bash .ci/run does)")
+    require("docker-registry")
     root.mkdir(parents=True, exist_ok=True)
     htpasswd = subprocess.run(["htpasswd", "-nbB", username, password], check=True,
                               capture_output=True, text=True).stdout

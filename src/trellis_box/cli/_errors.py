@@ -23,6 +23,12 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
 
+def is_click_error(exc: BaseException) -> bool:
+    """A usage error of typer's click. typer >= 0.29 ships its own copy of click (and click is not a
+    dependency of ours), so match the class name along the MRO instead of importing click."""
+    return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__)
+
+
 def report(exc: BaseException, *, as_json: bool) -> int:
     """Print ``exc`` for the user and return the process exit code."""
     if os.environ.get("TRELLIS_BOX_DEBUG") == "1":

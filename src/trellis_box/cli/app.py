@@ -9,7 +9,7 @@ import typer
 from trellis_box import __version__
 from trellis_box.cli import bench, generate, models, publish, serve, status, swap, workflow
 from trellis_box.cli import report as report_command
-from trellis_box.cli._errors import EXIT_USAGE, report
+from trellis_box.cli._errors import EXIT_USAGE, is_click_error, report
 
 app = typer.Typer(
     name="trellis-box",
@@ -35,12 +35,6 @@ for _module in (models, generate, report_command, bench, serve, swap, status, pu
     app.add_typer(_module.app)
 
 
-def _is_click_error(exc: BaseException) -> bool:
-    # typer >= 0.29 ships its own copy of click, so an isinstance check against the click package
-    # misses its usage errors; match the class name along the MRO instead.
-    return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     as_json = "--json" in args
@@ -51,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         return report(KeyboardInterrupt(), as_json=as_json)
     except Exception as exc:  # noqa: BLE001 - the one place every error becomes text
-        if _is_click_error(exc):
+        if is_click_error(exc):
             exc.show()  # type: ignore[attr-defined]
             return getattr(exc, "exit_code", EXIT_USAGE)
         return report(exc, as_json=as_json)

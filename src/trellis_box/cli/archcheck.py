@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trellis_box import pins
-from trellis_box.cli._errors import EXIT_USAGE, report
+from trellis_box.cli._errors import EXIT_USAGE, is_click_error, report
 from trellis_box.cli._output import JsonOption, emit
 from trellis_box.gpu import archcheck
 
@@ -54,10 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         command.main(args=args, prog_name="python -m trellis_box.cli.archcheck", standalone_mode=False)
     except Exception as exc:  # noqa: BLE001 - every error becomes text, as in app.main
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
+        if is_click_error(exc):
+            exc.show()  # type: ignore[attr-defined]
             return EXIT_USAGE
         return report(exc, as_json="--json" in args)
     return 0

@@ -299,7 +299,7 @@ def _record_inputs(root: Path, models: tuple[Model, ...], lock_path: Path | None
     fetch_record_path(root).write_text(json.dumps({
         "from": str(source.root) if isinstance(source, LocalTree) else None,
         "lock": str(lock_path.resolve()) if lock_path else None,
-        "config": str(config) if overrides else None,
+        "config": bool(overrides),  # baked beside this record: the tree may be copied elsewhere
     }, indent=2) + "\n", encoding="utf-8")
 
 

@@ -20,6 +20,7 @@ from trellis_box.errors import LockMissing, WeightsNotVerified
 from trellis_box.weights.catalog import (
     Model,
     baked_lock_path,
+    baked_sources_path,
     comfy_root,
     fetch_record_path,
     load_catalog,
@@ -117,7 +118,8 @@ def repair_command(root: Path, lock: Path | None = None) -> str:
         record = {}
     record = record if isinstance(record, dict) else {}
     args = ["trellis-box", "models", "fetch", "--comfy-root", str(root)]
-    for flag, value in (("--from", record.get("from")), ("--config", record.get("config")),
+    config = str(baked_sources_path(root)) if record.get("config") is True else None
+    for flag, value in (("--from", record.get("from")), ("--config", config),
                         ("--lock", str(lock) if lock else record.get("lock"))):
         if isinstance(value, str):
             args += [flag, value]

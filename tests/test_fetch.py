@@ -420,9 +420,12 @@ def test_a_second_fetch_on_the_same_root_is_refused_while_one_runs(
 def test_an_unreachable_hub_is_named_with_the_air_gapped_alternative(
         root: Path, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(fetch_module, "RETRY_DELAYS", (0.1, 0.2, 0.4))
     result = run_cli(*fetch_args(root, tmp_path / "lock.json"))
     assert result.code == 1
+    assert result.err.count(f"cannot reach http://127.0.0.1:9 for {TRELLIS}; retrying {TRELLIS} in ") == 3
     assert f"error: cannot reach http://127.0.0.1:9 for {TRELLIS}" in result.err
+    assert "too slow" not in result.err
     assert "air-gapped: `trellis-box models fetch --from DIR`" in result.err
     assert placed_files(root) == []
 

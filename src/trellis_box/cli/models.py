@@ -142,6 +142,7 @@ def fetch(
     """Put every weight at its exact path under the ComfyUI root: checked, resumable, atomic."""
     from trellis_box.weights.fetch import fetch as run
     from trellis_box.weights.fetch import source_for
+    from trellis_box.weights.lock import package_lock_path
 
     models = _models(config)
     source = source_for(source_dir, token_file)
@@ -167,7 +168,7 @@ def fetch(
         if report.lock_written:
             out.print(f"resolved lock written: {report.lock_written} (commit it to pin these weights)",
                       soft_wrap=True)
-        elif lock is None:
+        elif lock is None and not package_lock_path().is_file():
             out.print("to pin these weights, commit that file as src/trellis_box/data/weights.lock.json "
                       "(or keep it and pass --lock FILE)", soft_wrap=True)
         for note in report.notes:

@@ -2,37 +2,31 @@
 
 Playwright never downloads a browser here: it starts ``/usr/bin/chromium``. ``.ci/run`` installs
 both (``apt-get install -y chromium``; ``pip install playwright`` comes with ``.[test]``); where
-either is missing the test is skipped with the command that installs it. WebGL runs on the CPU
+either is missing the test is skipped with the command that installs it (``tests/components.py``). WebGL runs on the CPU
 (SwiftShader), as on any machine without a GPU.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.components import CHROMIUM, require
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-CHROMIUM = "/usr/bin/chromium"
 #: Offline and quiet: no update checks, no sync, no QUIC; software WebGL without a GPU.
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--enable-unsafe-swiftshader"]
 
 
-def require_chromium() -> None:
-    pytest.importorskip("playwright.sync_api", reason="pip install playwright (part of .[test])")
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip("no headless Chromium: apt-get install -y chromium")
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    require_chromium()
+    require("chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -8,6 +8,7 @@ installs it, so the README's set-up and test commands pass on a fresh machine. U
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from collections.abc import Callable
@@ -20,6 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 NPM_PREFIX = REPO_ROOT / ".ci-work" / "npm"
 NPM_PACKAGES = {"gltf-validator": "2.0.0-dev.3.10", "@comfyorg/litegraph": "0.17.2"}
 REGISTRY_BINARY = "/usr/bin/docker-registry"
+CHROMIUM = "/usr/bin/chromium"  # Debian's: Playwright never downloads a browser here
 NVCC = "nvcc"
 
 
@@ -56,6 +58,19 @@ def _programs(*names: str) -> Callable[[], str | None]:
     return probe
 
 
+def _modules(*names: str) -> Callable[[], str | None]:
+    def probe() -> str | None:
+        # find_spec, not import: f3d must not be imported into the test process (report/render_worker.py)
+        missing = [n for n in names if importlib.util.find_spec(n) is None]
+        return f"Python module(s) not installed: {', '.join(missing)}" if missing else None
+
+    return probe
+
+
+def _both(*probes: Callable[[], str | None]) -> Callable[[], str | None]:
+    return lambda: next((m for probe in probes if (m := probe()) is not None), None)
+
+
 def _npm(name: str) -> Callable[[], str | None]:
     def probe() -> str | None:
         if shutil.which("node") is None:
@@ -89,6 +104,11 @@ COMPONENTS = {c.name: c for c in (
               _NPM_INSTALL, _npm("gltf-validator")),
     Component("litegraph", "the ComfyUI editor's graph library must load the editor workflow unchanged",
               _NPM_INSTALL, _npm("@comfyorg/litegraph")),
+    Component("chromium", "report.html is opened in a real headless browser (Playwright drives Debian's)",
+              "apt-get install -y chromium libegl1 libegl-mesa0 libgl1-mesa-dri (playwright comes with .[test])",
+              _both(_modules("playwright"), _programs(CHROMIUM))),
+    Component("f3d", "the report's thumbnails are rendered by f3d",
+              "pip install 'trellis-box[thumbnails]' (part of .[test])", _modules("f3d")),
     Component("nvcc", "the architecture check is tested against real nvcc output",
               "bash .ci/install-nvcc .ci-work/cuda && export PATH=$PWD/.ci-work/cuda/bin:$PATH "
               "(NVIDIA's nvcc wheels from PyPI; also needs apt-get install -y gcc)",

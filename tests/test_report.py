@@ -7,7 +7,6 @@ broken file, so the report is the one the command itself writes at its end.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import re
@@ -26,6 +25,7 @@ from PIL import Image, ImageChops
 from tests.browser import new_page
 from tests.comfy_standin import install
 from tests.comfy_standin.launcher import StandinServer
+from tests.components import require
 from tests.photos import object_photo
 from trellis_box.cli.app import main
 from trellis_box.report import page as report_page
@@ -59,12 +59,6 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
         server.stop()
     assert run.returncode == 3, run.stderr  # one input failed
     return work / "out"
-
-
-def _require_f3d() -> None:
-    # Not importorskip: f3d must not be imported here (see report/render_worker.py).
-    if importlib.util.find_spec("f3d") is None:
-        pytest.skip("no thumbnail renderer: pip install 'trellis-box[thumbnails]'")
 
 
 def _data(folder: Path) -> dict[str, Any]:
@@ -117,7 +111,7 @@ def test_generate_writes_a_report_of_every_input(batch: Path) -> None:
 
 
 def test_thumbnails_are_pngs_of_the_model(batch: Path) -> None:
-    _require_f3d()
+    require("f3d")
     for name in ("object-0", "object-1"):
         thumbnail = _entries(batch)[name]["thumbnail"]
         assert thumbnail == f"report-files/thumbnails/{name}.png"
@@ -134,7 +128,7 @@ def test_thumbnails_are_pngs_of_the_model(batch: Path) -> None:
 
 
 def test_rebuilding_keeps_fresh_thumbnails(batch: Path) -> None:
-    _require_f3d()
+    require("f3d")
     before = (batch / "report-files/thumbnails/object-0.png").stat().st_mtime_ns
     result = build_report(LocalFolder(batch), folder=str(batch))
     assert result.thumbnails == 2 and result.thumbnails_note is None

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -234,7 +233,7 @@ def verify(
         for col in ("problem", "path", "detail"):
             table.add_column(col, overflow="fold")
         for p in report.problems:
-            table.add_row(escape(p.kind), escape(str(p.path)), escape(p.detail))
+            table.add_row(p.kind, str(p.path), p.detail)
         out.print(table)
 
     emit(report.to_dict(), as_json=as_json, render=render)

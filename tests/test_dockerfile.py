@@ -27,6 +27,7 @@ NON_PIN_ARGS = {
     "WEIGHT_SOURCES": "",
     "WEIGHTS_CACHE_ID": "trellis-box-weights",
     "VCS_REF": "",
+    "EXTENSIONS": "prebuilt",
 }
 # The two upstream parts CI swaps for stand-ins: their defaults are stages of this file.
 SWAPPABLE = ("PYTHON_IMAGE", "STACK_IMAGE")
@@ -212,3 +213,45 @@ def test_the_weights_stage_sees_only_the_packaging_part_of_pyproject() -> None:
     edited = text.replace('"pytest>=8",', '"pytest>=8.1",') + "\n[tool.ruff]\nline-length = 110\n"
     assert edited != text and cut(edited) == cut(text)
     assert cut(text.replace('"rich>=13",', '"rich>=14",')) != cut(text)
+
+
+def test_the_source_build_runs_the_build_script_with_the_pins_and_every_module_it_imports(
+        dockerfile: list[Instruction]) -> None:
+    """EXTENSIONS=source: the stage copies exactly the script's import closure and pins.toml, so
+    the clone URLs and commits come from the pin file, and runs it for the image's CUDA_ARCHS."""
+    import ast
+
+    stack = [i for i in dockerfile if i.stage == "upstream-stack"]
+    copied = set()
+    for ins in stack:
+        if ins.keyword == "COPY":
+            *srcs, dest = shlex.split(ins.args)
+            copied |= {(s, dest) for s in srcs}
+    needed, todo = set(), [ROOT / "image" / "build_extensions.py"]
+    while todo:
+        path = todo.pop()
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                if name.startswith("trellis_box"):
+                    for module in (name, *(f"{name}.{a.name}" for a in getattr(node, "names", []))):
+                        for candidate in (ROOT / "src" / (module.replace(".", "/") + ".py"),
+                                          ROOT / "src" / module.replace(".", "/") / "__init__.py"):
+                            rel = str(candidate.relative_to(ROOT))
+                            if candidate.is_file() and rel not in needed:
+                                needed.add(rel)
+                                todo.append(candidate)
+    needed |= {"src/trellis_box/__init__.py", "src/trellis_box/data/pins.toml"}
+    in_image = {src: dest for src, dest in copied}
+    for src in needed:
+        assert src in in_image, f"{src} is imported by the build script but not copied"
+        rel = src.removeprefix("src/")
+        assert in_image[src] == "/opt/extension-build/" + rel.rsplit("/", 1)[0] + "/", (src, in_image[src])
+    assert in_image["image/build_extensions.py"] == "/opt/extension-build/"
+    [build] = [i.args for i in stack if i.keyword == "RUN" and "build_extensions.py" in i.args]
+    assert 'prebuilt)' in build and 'source)' in build
+    assert '--archs "${CUDA_ARCHS}"' in build and "PYTHONPATH=/opt/extension-build" in build
+    assert "${EXTENSION_BUILD_PACKAGES}" in build
+    declared = {i.args for i in stack if i.keyword == "ARG"}
+    assert {"EXTENSIONS", "CUDA_ARCHS", "EXTENSION_BUILD_PACKAGES"} <= declared

@@ -508,6 +508,12 @@ class MissingGpuCodeError(TrellisBoxError):
     reference = "gpu-arch-missing"
 
 
+class ExtensionBuildError(TrellisBoxError):
+    """Building the CUDA extensions from their pinned sources failed (sources, compiler, strip)."""
+
+    reference = "extension-build-failed"
+
+
 # --- report: report.html, thumbnails ---
 class ReportInputError(UsageError):
     """The folder given to ``report`` holds no per-input reports of a batch."""

@@ -16,6 +16,7 @@ class Repo:
     dir: str = ""
     licence: str = ""
     version: str = ""
+    subdir: str = ""  # where the package's setup.py sits inside the repository, if not at its top
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class Pins:
     wheel_dir: str
     wheels: tuple[str, ...]
     cuda_archs: tuple[str, ...]
+    # The CUDA extensions' sources (built by image/build_extensions.py) and the build tools it needs.
+    extensions: dict[str, Repo]
+    extension_build_packages: dict[str, str]
     compat_packages: tuple[PackageRange, ...] = ()
     compat_modules: tuple[ModuleNames, ...] = ()
 
@@ -75,6 +79,8 @@ class Pins:
             "TRELLIS2_WHEEL_DIR": self.wheel_dir,
             "TRELLIS2_WHEELS": " ".join(self.wheels),
             "CUDA_ARCHS": " ".join(self.cuda_archs),
+            "EXTENSION_BUILD_PACKAGES": " ".join(
+                f"{name}=={v}" for name, v in self.extension_build_packages.items()),
         }
 
 
@@ -94,6 +100,8 @@ def parse(text: str) -> Pins:
         wheel_dir=raw["wheels"]["dir"],
         wheels=tuple(raw["wheels"]["files"]),
         cuda_archs=tuple(raw["gpu"]["cuda_archs"]),
+        extensions={name: _repo(t) for name, t in raw["extensions"].items() if name != "build_packages"},
+        extension_build_packages={k: str(v) for k, v in raw["extensions"]["build_packages"].items()},
         compat_packages=tuple(PackageRange(name, t["range"], t["why"])
                               for name, t in raw.get("compat", {}).get("packages", {}).items()),
         compat_modules=tuple(ModuleNames(module, tuple(t["names"]), t["why"], t["source"])

@@ -97,6 +97,7 @@ class TestReady:
                                     "low_vram": True, "max_resolution": "1536"}
         assert state["allowed_resolutions"] == ["512", "1024", "1536"]
         assert state["pins"]["comfyui"]["commit"] == "a125cd84b054a57729b5eecab930ca9408719832"
+        assert state["weights_mode"] == "real"
         status, body = get(f"{serve.url}/trellis-box/ready")
         assert (status, body["ready"], body["phase"]) == (200, True, "ready")
         status, info = get(f"{serve.url}/trellis-box/info")
@@ -205,6 +206,24 @@ class TestRefusesToStart:
         assert serve.comfy_pid() is None
         assert_never_ready(serve, serve_setup)
         assert "weight file missing" in read_state(serve_setup)["error"]
+
+    def test_stand_in_weights_are_refused_unless_allowed_and_then_reported(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        from trellis_box.weights import standin
+
+        marker = standin.mark(serve_setup.root)
+        refused = start_serve(serve_setup)
+        assert refused.wait_exit() == 1
+        assert "are stand-in weights (random values), not the real models" in refused.stderr
+        assert "TRELLIS_BOX_ALLOW_STAND_IN_WEIGHTS=1" in refused.stderr and refused.comfy_pid() is None
+
+        serve = start_serve(serve_setup, env=serve_setup.environment(TRELLIS_BOX_ALLOW_STAND_IN_WEIGHTS="1"))
+        serve.wait_event("phase", phase="ready")
+        [step] = [e for e in serve.events() if e.get("step") == "weights"]
+        assert "STAND-IN WEIGHTS" in step["detail"], step
+        status, info = get(f"{serve.url}/trellis-box/info")
+        assert status == 200 and info["weights_mode"] == "stand-in"
+        marker.unlink()
 
     def test_node_pack_that_fails_to_import_shows_its_traceback(
             self, serve_setup: ServeSetup, start_serve: StartServe) -> None:

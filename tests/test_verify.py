@@ -149,3 +149,34 @@ def test_a_wrong_comfy_root_is_refused(tmp_path: Path, run_cli: RunCli) -> None:
     assert result.code == 2
     assert f"error: not a ComfyUI root: {tmp_path / 'nowhere'}" in result.err
     assert "does not exist" in result.err
+
+
+def test_stand_in_weights_fail_verification_unless_allowed_and_are_always_named(
+        root: Path, run_cli: RunCli) -> None:
+    from trellis_box.weights import standin
+
+    # Stand-ins differ in size from the locked files: only their presence is checked, never passed off.
+    (root / SHAPE).write_bytes(b"{}")
+    marker = standin.mark(root)
+    assert marker == root / "models" / "STAND-IN-WEIGHTS" and standin.mode(root) == "stand-in"
+    refused = run_cli("models", "verify", "--comfy-root", str(root), "--full", "--json")
+    assert refused.code == 1
+    report = json.loads(refused.out)
+    assert report["weights_mode"] == "stand-in" and not report["ok"]
+    assert [p["kind"] for p in report["problems"]] == ["stand-in"]
+    assert "stand-in weights" in refused.err and "--allow-stand-in" in refused.err
+    with pytest.raises(WeightsNotVerified, match="are stand-in weights, not the real models"):
+        verify(root).raise_for_problems()
+    allowed = run_cli("models", "verify", "--comfy-root", str(root), "--allow-stand-in")
+    assert allowed.code == 0, allowed.text
+    assert "ok: 23 files present: stand-in weights (random values" in " ".join(allowed.out.split())
+    # A missing file is still a problem with stand-ins allowed.
+    (root / RMBG).unlink()
+    assert [p.kind for p in verify(root, allow_stand_in=True).problems] == ["missing"]
+    # The marker counts whatever it holds.
+    marker.write_text("real, honestly\n")
+    assert verify(root, allow_stand_in=False).weights_mode == "stand-in"
+
+
+def test_real_weights_report_their_mode(root: Path) -> None:
+    assert verify(root).weights_mode == "real" and verify(root).to_dict()["weights_mode"] == "real"

@@ -210,9 +210,13 @@ def verify(
     comfy_root: Path = RootOption,
     full: bool = typer.Option(False, "--full", help="Also check every sha256 against the lock."),
     lock: Path | None = VerifyLockOption,
+    allow_stand_in: bool = typer.Option(
+        False, "--allow-stand-in",
+        help="Accept the GPU harness's random-weight stand-ins (for measurement only; still reported)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Offline: is every weight present (and intact, with --full)? Non-zero exit if not."""
+    from trellis_box.weights.standin import LABEL
     from trellis_box.weights.verify import verify as run
 
     with Progress(*_BYTES_COLUMNS, console=err, disable=as_json, transient=True) as progress:
@@ -223,7 +227,8 @@ def verify(
                 err.print(f"hashing {human_size(total)} against the lock", markup=False, highlight=False)
             return lambda n: progress.advance(task, n)
 
-        report = run(comfy_root, full=full, lock_path=lock, on_hashing=hashing)
+        report = run(comfy_root, full=full, lock_path=lock, on_hashing=hashing,
+                     allow_stand_in=allow_stand_in)
 
     def render(out: Console) -> None:
         if report.ok:
@@ -238,6 +243,11 @@ def verify(
 
     emit(report.to_dict(), as_json=as_json, render=render)
     if not report.ok:
+        if report.weights_mode == "stand-in" and all(p.kind == "stand-in" for p in report.problems):
+            err.print(f"error: weights under {report.root} are {LABEL}, not the real models\n"
+                      f"  fix: fetch the real weights and delete {report.problems[0].path}; for measurement "
+                      "only, pass --allow-stand-in", soft_wrap=True, highlight=False, markup=False)
+            raise typer.Exit(EXIT_ERROR)
         err.print(f"error: weights under {report.root} failed verification\n"
                   f"  fix: run `{report.repair_command()}` (it resumes and replaces damaged files), "
                   "then verify again", soft_wrap=True, highlight=False, markup=False)

@@ -46,7 +46,7 @@ from trellis_box.gpu.profiles import Profile, profile_for
 from trellis_box.serve.node_imports import import_packs, node_pack_dirs
 from trellis_box.serve.runtime_packages import check_runtime_packages
 from trellis_box.serve.settings import OFFLINE_ENV, ServeSettings
-from trellis_box.weights import catalog
+from trellis_box.weights import catalog, standin
 from trellis_box.weights.verify import VerifyReport, verify
 
 # CUDA 12.x runs on drivers from 525.60.13 on (minor version compatibility); torch 2.7.0+cu126
@@ -65,6 +65,8 @@ class Findings:
     env: dict[str, str] = field(default_factory=dict)
     #: Node pack directory name -> node classes it registered on import.
     packs: dict[str, list[str]] = field(default_factory=dict)
+    #: ``stand-in`` when the weights are the GPU harness's random ones (weights/standin.py).
+    weights_mode: str = "real"
 
 
 @dataclass(frozen=True)
@@ -312,9 +314,20 @@ def _root(settings: ServeSettings, found: Findings) -> str:
 
 def _weights(settings: ServeSettings, found: Findings) -> str:
     assert found.root is not None
-    report = verify(found.root, full=False)
+    report = verify(found.root, full=False, allow_stand_in=settings.allow_stand_in)
+    found.weights_mode = report.weights_mode
+    if report.weights_mode == "stand-in" and not settings.allow_stand_in:
+        raise WeightsNotVerified(
+            f"the weights under {found.root} are stand-in weights (random values), not the real models",
+            detail=f"{standin.marker_path(found.root)} marks them; ComfyUI was not started.",
+            fix="rebuild the image with the real weights; for measurement only, set "
+                "TRELLIS_BOX_ALLOW_STAND_IN_WEIGHTS=1",
+            problems=[p.to_dict() for p in report.problems],
+        )
     if not report.ok:
         raise weights_error(report)
+    if report.weights_mode == "stand-in":
+        return f"{report.files} weight files present: {standin.LABEL.upper()} (random values, not the real models)"
     return report.summary()
 
 

@@ -52,6 +52,8 @@ class ServeSettings:
     import_timeout: float
     #: How long ComfyUI gets between SIGTERM and SIGKILL; ``docker stop`` must end well under 2 s.
     stop_grace: float
+    #: Accept the GPU harness's random-weight stand-ins (``weights/standin.py``); reported everywhere.
+    allow_stand_in: bool = False
 
     @property
     def listen_addresses(self) -> tuple[str, ...]:
@@ -96,6 +98,7 @@ def load(env: Mapping[str, str] | None = None) -> ServeSettings:
         warmup_timeout=_seconds(env, "TRELLIS_BOX_WARMUP_TIMEOUT", 900.0),
         import_timeout=_seconds(env, "TRELLIS_BOX_IMPORT_TIMEOUT", 300.0),
         stop_grace=_seconds(env, "TRELLIS_BOX_STOP_GRACE", 1.0),
+        allow_stand_in=_bool(env, "TRELLIS_BOX_ALLOW_STAND_IN_WEIGHTS", False),
     )
 
 

@@ -102,6 +102,8 @@ class StateFile:
         self.state: dict[str, Any] = {
             "phase": Phase.PREFLIGHT.value, "ready": False, "profile": None,
             "allowed_resolutions": [], "pins": dataclasses.asdict(pins.load()), "error": None,
+            # "real" or "stand-in" once the weights step ran (weights/standin.py); every report reads it.
+            "weights_mode": None,
         }
 
     def update(self, **fields: Any) -> None:
@@ -235,6 +237,7 @@ class Server:
         found, _ = run_preflight(self.settings, on_step=on_step)
         assert found.gpu is not None and found.profile is not None
         self.state.set_profile(found.gpu.name, found.profile)
+        self.state.update(weights_mode=found.weights_mode)
         return found
 
     async def _supervise(self, found: Findings) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trellis_box.errors import LockMissing, WeightsNotVerified
+from trellis_box.weights import standin
 from trellis_box.weights.catalog import (
     Model,
     baked_lock_path,
@@ -56,7 +57,7 @@ def hash_files(paths: Sequence[Path], *, workers: int | None = None,
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # missing | truncated | oversized | corrupt | unlocked | partial | staging
+    kind: str  # missing | truncated | oversized | corrupt | unlocked | partial | staging | stand-in
     path: Path
     detail: str
 
@@ -73,6 +74,7 @@ class VerifyReport:
     bytes: int
     problems: tuple[Problem, ...]
     lock_given: bool = False  # --lock was passed, rather than found
+    weights_mode: standin.WeightsMode = "real"
 
     @property
     def ok(self) -> bool:
@@ -81,10 +83,13 @@ class VerifyReport:
     def to_dict(self) -> dict[str, object]:
         return {"ok": self.ok, "root": str(self.root), "full": self.full,
                 "lock": str(self.lock) if self.lock else None, "files": self.files, "bytes": self.bytes,
-                "problems": [p.to_dict() for p in self.problems]}
+                "weights_mode": self.weights_mode, "problems": [p.to_dict() for p in self.problems]}
 
     def summary(self) -> str:
         """What was checked, in words: quick mode reads sizes, never contents."""
+        if self.weights_mode == "stand-in":
+            return (f"{self.files} files present: {standin.LABEL} (random values, not the real models; "
+                    "only their presence is checked)")
         if self.full:
             return f"{self.files} files ({human_size(self.bytes)}) match the sha256 in {self.lock}"
         if self.lock is None:
@@ -100,6 +105,14 @@ class VerifyReport:
         if self.ok:
             return
         kinds = sorted({p.kind for p in self.problems})
+        if kinds == ["stand-in"]:
+            raise WeightsNotVerified(
+                f"weights under {self.root} are {standin.LABEL}, not the real models",
+                detail=self.problems[0].detail,
+                fix=f"fetch the real weights (`trellis-box models fetch --comfy-root {self.root}`) and "
+                    f"delete {self.problems[0].path}; for measurement only, pass --allow-stand-in",
+                kinds=kinds,
+            )
         raise WeightsNotVerified(
             f"weights under {self.root} failed verification: {len(self.problems)} problem(s)",
             detail="\n".join(f"{p.kind}: {p.path} ({p.detail})" for p in self.problems),
@@ -143,14 +156,22 @@ def find_lock(root: Path) -> Path | None:
 
 def verify(comfy_root_dir: Path, *, full: bool = False, lock_path: Path | None = None,
            models: tuple[Model, ...] | None = None, workers: int | None = None,
-           on_hashing: Callable[[int], Callable[[int], None]] | None = None) -> VerifyReport:
+           on_hashing: Callable[[int], Callable[[int], None]] | None = None,
+           allow_stand_in: bool = False) -> VerifyReport:
     """Check the tree; with ``full``, ``on_hashing(total_bytes)`` may return a callback that is given
-    each hashed buffer's size (a progress bar)."""
+    each hashed buffer's size (a progress bar).
+
+    Stand-in weights (:mod:`standin`) are a problem unless ``allow_stand_in``; either way only their
+    presence is checked, since the lock's sizes and hashes are the real files'.
+    """
     root = comfy_root(comfy_root_dir)
+    weights_mode = standin.mode(root)
+    if weights_mode == "stand-in":
+        full, lock_path = False, None
     models = models or load_catalog()
     given = lock_path is not None
     looked = [lock_path] if lock_path else [baked_lock_path(root), package_lock_path()]
-    lock_path = lock_path or find_lock(root)
+    lock_path = lock_path or (find_lock(root) if weights_mode == "real" else None)
     lock = read_lock(lock_path) if lock_path else None
     if full and lock is None:
         raise LockMissing(
@@ -184,8 +205,12 @@ def verify(comfy_root_dir: Path, *, full: bool = False, lock_path: Path | None =
         if digests[target] != sha:
             problems.append(Problem("corrupt", target, f"sha256 {digests[target]}, the lock says {sha}"))
     problems += _leftovers(root, models)
+    if weights_mode == "stand-in" and not allow_stand_in:
+        problems.insert(0, Problem("stand-in", standin.marker_path(root),
+                                   f"{standin.LABEL}: random values, not the real models (the GPU harness "
+                                   "wrote them); accepted only with --allow-stand-in"))
     return VerifyReport(root=root, full=full, lock=lock_path if lock else None, files=files, bytes=total,
-                        problems=tuple(problems), lock_given=given)
+                        problems=tuple(problems), lock_given=given, weights_mode=weights_mode)
 
 
 def _expected(model: Model, lock: Lock | None) -> list[tuple[str, int | None, str | None]]:

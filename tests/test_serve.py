@@ -217,12 +217,17 @@ class TestRefusesToStart:
         assert "are stand-in weights (random values), not the real models" in refused.stderr
         assert "TRELLIS_BOX_ALLOW_STAND_IN_WEIGHTS=1" in refused.stderr and refused.comfy_pid() is None
 
-        serve = start_serve(serve_setup, env=serve_setup.environment(TRELLIS_BOX_ALLOW_STAND_IN_WEIGHTS="1"))
+        # TRELLIS_BOX_LOW_VRAM overrides the profile's (an L40S here: on), as the GPU harness measures it.
+        serve = start_serve(serve_setup, env=serve_setup.environment(TRELLIS_BOX_ALLOW_STAND_IN_WEIGHTS="1",
+                                                                     TRELLIS_BOX_LOW_VRAM="0"))
         serve.wait_event("phase", phase="ready")
         [step] = [e for e in serve.events() if e.get("step") == "weights"]
         assert "STAND-IN WEIGHTS" in step["detail"], step
         status, info = get(f"{serve.url}/trellis-box/info")
         assert status == 200 and info["weights_mode"] == "stand-in"
+        assert info["profile"]["low_vram"] is False
+        [profile] = [e for e in serve.events() if e.get("step") == "profile"]
+        assert "low_vram off (TRELLIS_BOX_LOW_VRAM)" in profile["detail"]
         marker.unlink()
 
     def test_node_pack_that_fails_to_import_shows_its_traceback(
@@ -420,7 +425,7 @@ class TestPieces:
         state.update(phase="ready", ready=True)
         written = json.loads(state.path.read_text())
         assert written["phase"] == "ready" and written["ready"] is True
-        assert set(written) == {"phase", "ready", "profile", "allowed_resolutions", "pins", "error"}
+        assert set(written) == {"phase", "ready", "profile", "allowed_resolutions", "pins", "error", "weights_mode"}
         assert [p.name for p in state.path.parent.iterdir()] == ["state.json"]
 
     def test_comfy_command_passes_moved_directories_and_extra_args(self, tmp_path: Path) -> None:

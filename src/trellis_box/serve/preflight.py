@@ -12,6 +12,8 @@ packs have imported torch.
 
 from __future__ import annotations
 
+import dataclasses
+
 import errno
 import os
 import shutil
@@ -143,6 +145,8 @@ def _arch(settings: ServeSettings, found: Findings) -> str:
 def _profile(settings: ServeSettings, found: Findings) -> str:
     assert found.gpu is not None
     found.profile = profile = profile_for(found.gpu.vram_bytes)
+    if settings.low_vram is not None and settings.low_vram != profile.low_vram:
+        found.profile = profile = dataclasses.replace(profile, low_vram=settings.low_vram)
     if not profile.allowed_resolutions:
         raise GpuUnsupportedError(
             f"GPU {found.gpu.name} is too small for TRELLIS.2",
@@ -151,7 +155,8 @@ def _profile(settings: ServeSettings, found: Findings) -> str:
                 f"({_known_gpus(settings.cuda_archs)})",
             vram_bytes=found.gpu.vram_bytes,
         )
-    return f"{profile.name}: low_vram {'on' if profile.low_vram else 'off'}, resolutions " \
+    forced = " (TRELLIS_BOX_LOW_VRAM)" if settings.low_vram is not None else ""
+    return f"{profile.name}: low_vram {'on' if profile.low_vram else 'off'}{forced}, resolutions " \
            f"{', '.join(profile.allowed_resolutions)}"
 
 

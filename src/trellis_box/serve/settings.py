@@ -54,6 +54,9 @@ class ServeSettings:
     stop_grace: float
     #: Accept the GPU harness's random-weight stand-ins (``weights/standin.py``); reported everywhere.
     allow_stand_in: bool = False
+    #: ``TRELLIS_BOX_LOW_VRAM``: overrides the VRAM profile's ``low_vram`` (None: the profile decides),
+    #: e.g. to keep an 80 GB card's footprint small beside another process, or to measure it.
+    low_vram: bool | None = None
 
     @property
     def listen_addresses(self) -> tuple[str, ...]:
@@ -99,6 +102,7 @@ def load(env: Mapping[str, str] | None = None) -> ServeSettings:
         import_timeout=_seconds(env, "TRELLIS_BOX_IMPORT_TIMEOUT", 300.0),
         stop_grace=_seconds(env, "TRELLIS_BOX_STOP_GRACE", 1.0),
         allow_stand_in=_bool(env, "TRELLIS_BOX_ALLOW_STAND_IN_WEIGHTS", False),
+        low_vram=_bool(env, "TRELLIS_BOX_LOW_VRAM", False) if env.get("TRELLIS_BOX_LOW_VRAM") else None,
     )
 
 

@@ -39,7 +39,7 @@ def fake_sources(root: Path, *, broken: str = "", gpu_so: Path | None = None) ->
         (tree / name).mkdir(parents=True)
         (tree / name / "__init__.py").write_text("")
         include = extensions.EIGEN_INCLUDES.get(name)
-        uses_eigen = f'#include <Eigen/Dense>\nint eigen_version = EIGEN_MARK;\n' if include else ""
+        uses_eigen = '#include <Eigen/Dense>\nint eigen_version = EIGEN_MARK;\n' if include else ""
         (tree / "ext.c").write_text(
             uses_eigen + ("#error broken on purpose\n" if name == broken else "")
             + '#include <Python.h>\nstatic struct PyModuleDef m = {PyModuleDef_HEAD_INIT, "_C"};\n'

@@ -13,7 +13,6 @@ packs have imported torch.
 from __future__ import annotations
 
 import dataclasses
-
 import errno
 import os
 import shutil

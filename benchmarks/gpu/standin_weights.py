@@ -106,8 +106,9 @@ def pipeline_json(configs: Path) -> dict[str, Any]:
     }}
 
 
-def write(root: Path, configs: Path, *, checkpoints: str, device: str) -> dict[str, float]:
-    """Write every missing catalog file; checkpoint or group -> seconds it took."""
+def write(root: Path, configs: Path, *, checkpoints: str, device: str,
+          only: set[str] | None = None) -> dict[str, float]:
+    """Write every missing catalog file (or only those named); checkpoint or group -> seconds it took."""
     import torch
     from safetensors.torch import save_file
 
@@ -117,12 +118,13 @@ def write(root: Path, configs: Path, *, checkpoints: str, device: str) -> dict[s
 
     def timed(what: str, path: Path, make: Any) -> None:
         nonlocal wrote
-        if path.exists():
+        if path.exists() or (only is not None and what not in only):
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         make(path)
-        torch.cuda.synchronize() if device.startswith("cuda") else None
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
         seconds[what] = round(time.perf_counter() - started, 2)
         wrote = True
 
@@ -176,11 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--configs", required=True, type=Path, help="TRELLIS.2's configs/ folder")
     p.add_argument("--checkpoints", choices=("empty", "full"), default="empty")
     p.add_argument("--device", default="cuda")
+    p.add_argument("--only", nargs="+", help="write only these checkpoints (or dinov3, rmbg, pipeline.json)")
+    p.add_argument("--into", type=Path, help="write under this root instead (the code still comes from --comfy-root)")
     args = p.parse_args(argv)
-    sys.path.insert(0, str(args.comfy_root / "custom_nodes" / "ComfyUI-Trellis2"))
+    # trellis2 (the pack's package) imports ComfyUI's folder_paths: both go on the path.
+    sys.path[:0] = [str(args.comfy_root / "custom_nodes" / "ComfyUI-Trellis2"), str(args.comfy_root)]
     started = time.perf_counter()
-    seconds = write(args.comfy_root, args.configs, checkpoints=args.checkpoints, device=args.device)
-    print(json.dumps({"weights_mode": standin.mode(args.comfy_root), "label": standin.LABEL,
+    into = args.into or args.comfy_root
+    seconds = write(into, args.configs, checkpoints=args.checkpoints, device=args.device,
+                    only=set(args.only) if args.only else None)
+    print(json.dumps({"weights_mode": standin.mode(into), "label": standin.LABEL,
                       "checkpoints": args.checkpoints, "seconds": seconds,
                       "total_s": round(time.perf_counter() - started, 2)}, indent=2))
     return 0

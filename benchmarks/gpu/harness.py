@@ -123,7 +123,8 @@ def up(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     if stand_in:
         log("writing stand-in weights (random values, not the real models)")
-        done = subprocess.run([str(python), str(REPO / "benchmarks" / "gpu" / "standin_weights.py"),
+        # ComfyUI's interpreter with our src on the path too (the wrapper would replace PYTHONPATH).
+        done = subprocess.run([args.python, str(REPO / "benchmarks" / "gpu" / "standin_weights.py"),
                                "--comfy-root", str(root), "--configs", str(args.sources / CONFIGS_DIR),
                                "--checkpoints", args.checkpoints],
                               env={**base_env, "PYTHONPATH": ":".join([str(REPO / "src"), *map(str, comfy_path)])},

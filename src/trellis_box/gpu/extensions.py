@@ -138,10 +138,16 @@ def build_wheels(trees: dict[str, Path], out: Path, targets: tuple[int, ...], *,
             stdout=log, stderr=subprocess.STDOUT, env=env)
         running[name] = (proc, log, time.monotonic())
     built, failed = {}, []
+    finished: dict[str, float] = {}
+    while len(finished) < len(running):  # each build's own time, whichever ends first
+        for name, (proc, _, _) in running.items():
+            if name not in finished and proc.poll() is not None:
+                finished[name] = time.monotonic()
+        time.sleep(0.2)
     for name, (proc, log, started) in running.items():
         code = proc.wait()
         log.close()
-        seconds = time.monotonic() - started
+        seconds = finished[name] - started
         progress(f"{name}: {'built' if code == 0 else f'failed ({code})'} in {seconds:.0f} s")
         wheels = sorted((raw / name).glob("*.whl"))
         if code != 0 or len(wheels) != 1:

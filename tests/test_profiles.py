@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from trellis_box.comfyui.workflow import next_lower
+from trellis_box.comfyui.workflow import RESOLUTIONS, next_lower
 from trellis_box.errors import ResolutionUnsupportedError
-from trellis_box.gpu.profiles import GIB, choose_resolution, profile_for
+from trellis_box.gpu.profiles import (
+    GIB,
+    MEASURED_PEAK_BYTES,
+    UNPARKED_HEADROOM,
+    choose_resolution,
+    profile_for,
+)
 
 # Total memory as the driver reports it (cudaMemGetInfo / ComfyUI's vram_total), not the label.
 A10G = 23_609_475_072
@@ -14,6 +20,7 @@ L4 = 23_580_639_232
 A100_40 = 42_505_273_344
 L40S = 47_697_362_944
 H100_80 = 85_024_112_640
+H200 = 150_754_820_096  # as the H200 run's /trellis-box/info reported it
 RTX_4000_ADA_20 = 21_469_593_600
 
 
@@ -35,7 +42,7 @@ def test_40gb_and_larger_cards_allow_1536(vram: int) -> None:
 
 @pytest.mark.parametrize(("vram", "low_vram"), [(A100_40, True), (L40S, True), (H100_80, False)])
 def test_only_80gb_cards_run_without_low_vram(vram: int, low_vram: bool) -> None:
-    """Peaks above 60 GB are reported with low_vram off: a 40 or 48 GB card keeps it on."""
+    """The measured 1536 peak with headroom (39.1 GB x 1.25) is more than a 40 or 48 GB card holds."""
     assert profile_for(vram).low_vram is low_vram
 
 
@@ -105,3 +112,22 @@ def test_nvidia_smi_memory_totals_land_in_the_same_class(card: str, mib: int, to
     """serve's preflight reads memory.total from nvidia-smi (MiB), generate reads vram_total from
     /system_stats (bytes, slightly less): both must put a card in the same class."""
     assert profile_for(mib * MIB).max_resolution == top, card
+
+
+@pytest.mark.parametrize("vram", [A10G, L4, A100_40, L40S, H100_80, H200])
+def test_every_profile_rests_on_the_measured_peaks(vram: int) -> None:
+    """What each card may run is what the H200's measured per-job peaks say fits (a projection for
+    every card but the H200): every allowed resolution's peak fits, the next one up does not, and
+    low_vram is off only with headroom above the largest allowed peak."""
+    profile = profile_for(vram)
+    for resolution in profile.allowed_resolutions:
+        assert MEASURED_PEAK_BYTES[resolution] <= vram, resolution
+    above = RESOLUTIONS[len(profile.allowed_resolutions):]
+    assert all(MEASURED_PEAK_BYTES[r] > vram for r in above), above
+    largest = max(MEASURED_PEAK_BYTES[r] for r in profile.allowed_resolutions)
+    assert profile.low_vram is (largest * UNPARKED_HEADROOM > vram)
+
+
+def test_the_measured_peaks_grow_with_resolution_and_name_every_resolution() -> None:
+    assert list(MEASURED_PEAK_BYTES) == list(RESOLUTIONS)
+    assert sorted(MEASURED_PEAK_BYTES.values()) == list(MEASURED_PEAK_BYTES.values())

@@ -32,11 +32,12 @@ from trellis_box.comfyui.client import ComfyClient, JobResult, Timeouts
 from trellis_box.errors import ComfyUnreachableError, OutputMissingError, TrellisBoxError, UsageError
 from trellis_box.gpu.probe import driver_version
 from trellis_box.gpu.profiles import Profile
+from trellis_box.weights import standin
 
-#: What ``/trellis-box/info`` says when serve runs on random-weight stand-ins; every report
-#: made against such a server carries :data:`STAND_IN_LABEL`.
-STAND_IN_MODE = "stand-in"
-STAND_IN_LABEL = "stand-in weights"
+#: What ``/trellis-box/info`` says when serve runs on random-weight stand-ins (weights/standin.py);
+#: every report made against such a server carries :data:`STAND_IN_LABEL`.
+STAND_IN_MODE: standin.WeightsMode = "stand-in"
+STAND_IN_LABEL = standin.LABEL
 #: Server output subfolder of bench jobs.
 OUTPUT_SUBFOLDER = "trellis-box-bench"
 

@@ -62,8 +62,6 @@ async def info(request: web.Request) -> web.Response:
         "pins": state.get("pins"),
         "weights_mode": state.get("weights_mode"),
         "error": state.get("error"),
-        # "stand-in": the GPU harness's random weights; every figure measured on them says so.
-        "weights_mode": state.get("weights_mode"),
         "state_file": str(state_path()),
     })
 

@@ -1,10 +1,16 @@
 """Which resolutions a GPU can hold, from its memory alone (pure: no GPU, no I/O).
 
-Facts this encodes (research/upstream-facts.md §3.8, §5): TRELLIS.2 needs about 24 GB; 1536 needs
-about 40 GB; a 23 GB A10G ran out of memory at 1024/1536 cascade, so 24 GB cards (A10G, L4) top out
-at 1024 with ``low_vram`` on; L40S 48 GB and A100 40 GB run 1536. ``low_vram`` (models parked on
-the CPU between stages) stays on below 64 GiB: with it off, peaks above 60 GB are reported
-(microsoft/TRELLIS.2#24), more than a 40 or 48 GB card holds. Only 80 GB cards run without it.
+Measured (:data:`MEASURED_PEAK_BYTES`, an H200 with every model resident, stand-in weights): a job
+peaks at 14.7 GB of device memory at 512, 22.5 GB at 1024 and 39.1 GB at 1536. The thresholds
+below rest on those peaks, and ``tests/test_profiles.py`` checks every class against them: 24 GB
+cards (A10G, L4: about 22 GiB reported) hold 1024 but not 1536, so they top out at 1024; 40 and
+48 GB cards (A100 40 GB, L40S) hold 1536. ``low_vram`` (models parked on the CPU between stages)
+only lowers the peak, so the measured peaks bound it; it goes off only where the largest allowed
+peak fits with :data:`UNPARKED_HEADROOM` to spare, which a 40 or 48 GB card does not (39.1 GB x 1.25),
+so only 80 GB-class cards run without it. Other cards than the H200 are projections from these
+figures, not measurements. Upstream reports (research/upstream-facts.md §3.8, §5): about 24 GB
+needed; peaks above 60 GB with low_vram off (microsoft/TRELLIS.2#24: not what the H200 run showed);
+a 23 GB A10G out of memory at 1024/1536 cascade.
 
 The profile decides ``low_vram`` for every job: the container's warm-up and ``generate`` both send
 the profile's value, so the model loader's inputs match and the warm-up's loaded models are reused.
@@ -22,7 +28,17 @@ from trellis_box.errors import ResolutionUnsupportedError
 
 GIB = 1024**3
 
-#: Reported memory from which the 24 GB class starts (an A10G's ~22 GiB clears it, a 20 GB card does not).
+#: Device memory one job peaked at, per resolution, measured on an H200 (nvidia-smi: torch's peak
+#: plus the CUDA context and the CUDA extensions' own allocations) with low_vram off and every model
+#: resident: benchmarks/results/h200-2026-12-03.json. Stand-in weights with an object-sized sparse
+#: structure: a real object's token counts vary, hence :data:`UNPARKED_HEADROOM`.
+MEASURED_PEAK_BYTES: dict[str, int] = {"512": 14_695_792_640, "1024": 22_497_198_080, "1536": 39_094_059_008}
+#: How far above the largest measured peak a card's memory must reach for low_vram to go off.
+UNPARKED_HEADROOM = 1.25
+
+#: Reported memory from which the 24 GB class starts (an A10G's ~22 GiB clears it, a 20 GB card does
+#: not). 1024's measured peak fits under it; 512's (14.7 GB) would fit a 16 GB card, but no card
+#: that small was measured, so upstream's "about 24 GB" floor stays.
 MIN_VRAM_BYTES = 21 * GIB
 #: Reported memory from which 1536 fits (an A100 40 GB's ~39.6 GiB clears it).
 LARGE_VRAM_BYTES = 38 * GIB

@@ -137,6 +137,7 @@ def test_compose_builds_with_the_secret_reserves_the_gpu_and_uses_the_health_che
     args = service["build"]["args"]
     assert not any("TOKEN" in name for name in args)
     assert args["CUDA_ARCHS"] == "${CUDA_ARCHS:-" + " ".join(pins.load().cuda_archs) + "}"
+    assert args["EXTENSIONS"] == "${EXTENSIONS:-prebuilt}"
     [device] = service["deploy"]["resources"]["reservations"]["devices"]
     assert device["capabilities"] == ["gpu"] and device["driver"] == "nvidia"
     assert "8188:8188" in service["ports"]

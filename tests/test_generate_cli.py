@@ -460,3 +460,22 @@ def test_the_readme_command_that_posts_the_checked_in_workflow_runs_it(
         urllib.request.urlopen(bare, timeout=10)
     assert refused.value.code == 400
     assert json.load(refused.value)["error"]["type"] == "no_prompt"
+
+
+def test_a_server_on_stand_in_weights_is_named_in_the_summary_and_the_json(
+        comfy_standin: StartStandin, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The GPU harness's random weights (its /trellis-box/info says so) are never passed off as real."""
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"phase": "ready", "ready": True, "profile": None,
+                                 "allowed_resolutions": ["512", "1024", "1536"], "weights_mode": "stand-in"}))
+    server = comfy_standin(env={"TRELLIS_BOX_STATE": str(state)}, exec_seconds=0.1)
+    inputs = _inputs(tmp_path, 1)
+    assert main(["generate", str(inputs), "--server", server.url, "--out", str(tmp_path / "out")]) == 0
+    assert "(stand-in weights: random values, not the real models)" in " ".join(capsys.readouterr().out.split())
+    assert main(["generate", str(inputs), "--server", server.url, "--out", str(tmp_path / "out2"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["label"] == "stand-in weights" and data["server"]["trellis_box"]["weights_mode"] == "stand-in"
+    # A server on real weights gets no label.
+    state.write_text(json.dumps({**json.loads(state.read_text()), "weights_mode": "real"}))
+    assert main(["generate", str(inputs), "--server", server.url, "--out", str(tmp_path / "out3"), "--json"]) == 0
+    assert "label" not in json.loads(capsys.readouterr().out)

@@ -36,6 +36,7 @@ from trellis_box.cli.report import report_batch
 from trellis_box.comfyui import protocol, workflow
 from trellis_box.comfyui.client import Connection
 from trellis_box.errors import TrellisBoxError, WorkflowInvalidError
+from trellis_box.weights import standin
 
 EXAMPLES = """\
 Examples:
@@ -293,8 +294,14 @@ class _Display:
             self.console.print(text, highlight=False, soft_wrap=True)
 
 
+def _stand_in(report: BatchReport) -> bool:
+    """The server runs the GPU harness's random-weight stand-ins (its ``/trellis-box/info`` says so)."""
+    return bool((report.server.get("trellis_box") or {}).get("weights_mode") == "stand-in")
+
+
 def _as_data(report: BatchReport) -> dict[str, Any]:
     return {
+        **({"label": standin.LABEL} if _stand_in(report) else {}),
         "resolution": report.resolution,
         "interrupted": report.interrupted,
         "seconds": round(report.seconds, 3),
@@ -331,6 +338,8 @@ def _render(console: Console, report: BatchReport, *, requested: str,
     title = f"trellis-box generate — resolution {requested}"
     if ran and ran != [requested]:
         title += f" requested, {' and '.join(ran)} ran"
+    if _stand_in(report):
+        title += f" ({standin.LABEL}: random values, not the real models)"
     table = Table(title=title)
     for column in ("input", "status", "resolution", "faces", "texture", "GPU s", "result"):
         table.add_column(column, overflow="fold")

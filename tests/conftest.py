@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.docker_support",
     "tests.hub_mirror",
     "tests.registry_support",
+    "tests.cloud_support",
     "tests.comfy_standin.fixtures",
     "tests.serve_support",
     "tests.image_support",

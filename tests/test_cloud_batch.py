@@ -184,10 +184,12 @@ class Child:
 
 @pytest.fixture
 def child_env(aws: Aws, tmp_path: Path) -> Iterator[Any]:
-    setup = make_setup(tmp_path / "serve")  # after `aws`: the AWS settings are in its environment
     started: list[Child] = []
 
     def start(manifest: str, index: int, **env: str) -> Child:
+        # A ComfyUI root each, as each child has its own container. After `aws`: the AWS
+        # settings are in the environment make_setup copies.
+        setup = make_setup(tmp_path / f"serve-{len(started)}")
         child = Child(setup.environment(TRELLIS_BOX_COMFY_ROOT=str(setup.root),
                                         TRELLIS_BOX_PORT=str(free_port()),
                                         AWS_BATCH_JOB_ARRAY_INDEX=str(index), **env), manifest)
@@ -280,3 +282,17 @@ def test_a_child_without_its_index_or_manifest_says_why(
     child = child_env(f"s3://{bucket}/out/.trellis-box/jobs/missing.json", 0)
     assert child.finish() == 1
     assert "manifest" in "".join(child.lines) and "does not exist" in "".join(child.lines)
+
+
+def test_a_child_stopped_before_its_shard_ran_is_not_done(
+        aws: Aws, s3_inputs: tuple[str, Path], child_env: Any) -> None:
+    """Batch stops a child with SIGTERM (terminate, spot reclaim): exit 0 would mark it done."""
+    bucket, _ = s3_inputs
+    manifest = _manifest(aws, bucket, [f"s3://{bucket}/in/item-{i}.png" for i in range(4)], shards=1)
+    child = child_env(manifest, 0, COMFY_STANDIN_EXEC_SECONDS="5")  # a long warm-up
+    for event in child.read():
+        if event["event"] == "phase" and event["phase"] == "warming":
+            child.proc.send_signal(signal.SIGTERM)
+            break
+    assert child.finish() == 128 + signal.SIGTERM
+    assert not child.inputs() and aws.keys(bucket, "out/item") == []

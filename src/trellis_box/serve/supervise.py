@@ -272,7 +272,8 @@ class Server:
                 self.emit("stopping", signal=signal.Signals(stop.result()).name,
                           phase=self.phase.value)
                 await self._stop_comfy(stop.result())
-                return self._exit_code()
+                # A job stopped before it ran must not look done (Batch would not retry it).
+                return self._exit_code() if then is None else 128 + stop.result()
             return self._comfy_exited_by_itself()
         finally:
             if ready is not None and not ready.done():

@@ -125,7 +125,7 @@ def test_submit_registers_once_and_status_and_report_follow_the_reports(
 
 
 def test_bad_input_gets_a_clear_error(aws: Aws, s3_inputs: tuple[str, Path], monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+                                      tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bucket, _ = s3_inputs
     queue = aws.job_queue()
 
@@ -145,6 +145,10 @@ def test_bad_input_gets_a_clear_error(aws: Aws, s3_inputs: tuple[str, Path], mon
     code, err = submit(f"s3://{bucket}/in/", f"s3://{bucket}/out", queue, "--instance-type", "g5.2xlarge",
                        "--resolution", "1536")
     assert code == 2 and "resolution 1536 does not fit" in err
+    code, err = submit(str(tmp_path), f"s3://{bucket}/out", queue)
+    assert code == 2 and "batch inputs must be in S3" in err and "aws s3 sync" in err
+    code, err = submit(f"s3://{bucket}/in/", str(tmp_path / "out"), queue)
+    assert code == 2 and "batch output must be in S3" in err
     assert main(["batch", "status", "no-such-job"]) == 2
     assert "no trellis-box job no-such-job" in capsys.readouterr().err
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")

@@ -14,7 +14,7 @@ from trellis_box.cli._output import JsonOption, emit
 from trellis_box.cli.serve import _log, _settings
 from trellis_box.cloud import awsbatch
 from trellis_box.cloud.child import run_child
-from trellis_box.comfyui.workflow import RESOLUTIONS, WorkflowOptions
+from trellis_box.comfyui.workflow import DEFAULT_PRESET, PRESETS, RESOLUTIONS, WorkflowOptions
 
 EXAMPLES = """\
 Examples:
@@ -29,7 +29,11 @@ Examples:
 
 _DEFAULTS = WorkflowOptions()
 
+app = typer.Typer(name="batch", help="Many machines: AWS Batch array jobs over S3 inputs and outputs.",
+                  no_args_is_help=True)
 
+
+@app.command("submit", epilog=EXAMPLES)
 def submit(
     inputs: list[str] = typer.Argument(..., help="s3://bucket/prefix (its images) or s3://bucket/key."),
     out: str = typer.Argument(..., help="s3://bucket/prefix for <name>.glb, .cutout.png, .json."),
@@ -43,6 +47,8 @@ def submit(
                                             help="Role the children use for S3 (template output)."),
     log_group: str | None = typer.Option(None, "--log-group", help="CloudWatch log group."),
     job_name: str | None = typer.Option(None, "--job-name", help="Default: from the manifest's hash."),
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", metavar="|".join(PRESETS),
+                               help="Output size and detail, as generate's --preset."),
     resolution: str = typer.Option(_DEFAULTS.resolution, "--resolution",
                                    help=f"One of {', '.join(RESOLUTIONS)}."),
     auto_resolution: bool = typer.Option(False, "--auto-resolution",
@@ -56,7 +62,7 @@ def submit(
     request = awsbatch.SubmitRequest(
         inputs=inputs, out=out, job_queue=job_queue, image=image, shards=shards,
         per_shard=per_shard, instance_type=instance_type,
-        workflow=WorkflowOptions(resolution=resolution, seed=seed), auto_resolution=auto_resolution,
+        workflow=WorkflowOptions(preset=preset, resolution=resolution, seed=seed), auto_resolution=auto_resolution,
         job_timeout=timeout, job_role_arn=job_role_arn, log_group=log_group, job_name=job_name)
     done = awsbatch.submit(request)
     emit(asdict(done), as_json=as_json, render=lambda console: console.print(
@@ -85,6 +91,7 @@ def _render_status(console: Console, s: awsbatch.JobStatus) -> None:
                   f"(reports in {s.out})", highlight=False)
 
 
+@app.command("status")
 def status(job_id: str = typer.Argument(..., help="The job id submit printed."),
            as_json: bool = JsonOption) -> int:
     """Children by state, and inputs done/failed/pending from the reports in the output prefix."""
@@ -93,6 +100,7 @@ def status(job_id: str = typer.Argument(..., help="The job id submit printed."),
     return EXIT_OK
 
 
+@app.command("report")
 def report(job_id: str = typer.Argument(..., help="The job id submit printed."),
            as_json: bool = JsonOption) -> int:
     """Every input's report (from the output prefix); exit 3 when any input failed."""
@@ -118,19 +126,10 @@ def report(job_id: str = typer.Argument(..., help="The job id submit printed."),
     return EXIT_PARTIAL if r.status.counts["failed"] else EXIT_OK
 
 
+@app.command("child")
 def child(manifest: str = typer.Argument(..., help="The job's manifest (s3://.../.trellis-box/jobs/*.json).")
           ) -> int:
     """An array child (the job definition's command): serve, then this shard, then exit."""
     # Only this process talks to its ComfyUI: loopback is enough.
     return run_child(manifest, _settings(None, listen="127.0.0.1"), _log)
 
-
-def register(app: typer.Typer) -> None:
-    """Attach the ``batch`` command group to the root app."""
-    group = typer.Typer(help="Many machines: AWS Batch array jobs over S3 inputs and outputs.",
-                        no_args_is_help=True)
-    group.command("submit", epilog=EXAMPLES)(submit)
-    group.command("status")(status)
-    group.command("report")(report)
-    group.command("child")(child)
-    app.add_typer(group, name="batch")

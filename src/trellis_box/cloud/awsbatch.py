@@ -310,7 +310,7 @@ def _item_reports(manifest: Manifest) -> dict[str, dict[str, Any] | None]:
             report: dict[str, Any] = json.loads(store.read(output_paths(Path(), name)["report"].name))
         except (FileNotFoundError, ValueError):
             return None
-        return report if report.get("parameters") == manifest.workflow else None
+        return report if report.get("requested") == manifest.workflow else None
 
     with ThreadPoolExecutor(16) as pool:
         return dict(zip([i.name for i in items], pool.map(one, [i.name for i in items]), strict=True))

@@ -59,6 +59,7 @@ def test_s3_in_and_out_gives_the_files_of_a_local_run_and_resumes(
         assert report["input"]["path"] == f"s3://{bucket}/in/{n}.png"
         assert report["files"]["glb"] == f"s3://{bucket}/out/{n}.glb"
     assert [i["glb"] for i in remote["items"]] == [f"s3://{bucket}/out/{n}.glb" for n in names]
+    assert not Path("s3:").exists()  # nothing (report.html) went to a local folder named like the URL
 
     # A result whose report never arrived (killed between the GLB and the report) is not done.
     aws.client("s3").delete_object(Bucket=bucket, Key="out/item-1.json")

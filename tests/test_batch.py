@@ -37,6 +37,7 @@ from trellis_box.errors import (
     UsageError,
 )
 from trellis_box.serve.warmup import warmup_options
+from trellis_box.storage.local import LocalStorage
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -135,9 +136,9 @@ def test_reports_with_version_1_keys_stay_done_for_the_same_run(tmp_path: Path) 
     (tmp_path / "a.glb").write_bytes(b"glTF")
     (tmp_path / "a.cutout.png").write_bytes(b"png")
     key = batch_files.job_key("aa", options)
-    assert batch_files.finished_report(tmp_path, "a", key, v1) is not None
+    assert batch_files.finished_report(LocalStorage(tmp_path), "a", key, v1) is not None
     other = WorkflowOptions(preset="max", seed=4)
-    assert batch_files.finished_report(tmp_path, "a", batch_files.job_key("aa", other),
+    assert batch_files.finished_report(LocalStorage(tmp_path), "a", batch_files.job_key("aa", other),
                                        batch_files.legacy_key_v1("aa", other)) is None
 
 
@@ -191,20 +192,20 @@ def test_a_report_reads_back_and_writes_the_format_resume_has_always_read(
 def test_a_report_counts_as_finished_only_with_its_files_and_the_same_key(tmp_path: Path) -> None:
     report = {**OLD_OK_REPORT, "key": "sha256:k"}
     (tmp_path / "a.json").write_text(json.dumps(report))
-    assert batch_files.finished_report(tmp_path, "a", "sha256:k") is None  # no GLB yet
+    assert batch_files.finished_report(LocalStorage(tmp_path), "a", "sha256:k") is None  # no GLB yet
     (tmp_path / "a.glb").write_bytes(b"glTF")
-    assert batch_files.finished_report(tmp_path, "a", "sha256:k") is None  # no cutout yet
+    assert batch_files.finished_report(LocalStorage(tmp_path), "a", "sha256:k") is None  # no cutout yet
     (tmp_path / "a.cutout.png").write_bytes(b"png")
-    assert batch_files.finished_report(tmp_path, "a", "sha256:k") == JobReport.from_json(report)
+    assert batch_files.finished_report(LocalStorage(tmp_path), "a", "sha256:k") == JobReport.from_json(report)
     (tmp_path / "a.glb").write_bytes(b"glT")  # cut short since the report was written
-    assert batch_files.finished_report(tmp_path, "a", "sha256:k") is None
+    assert batch_files.finished_report(LocalStorage(tmp_path), "a", "sha256:k") is None
     (tmp_path / "a.glb").write_bytes(b"glTF")
-    assert batch_files.finished_report(tmp_path, "a", "sha256:other") is None
+    assert batch_files.finished_report(LocalStorage(tmp_path), "a", "sha256:other") is None
     (tmp_path / "a.json").write_text(json.dumps({**report, "status": "failed"}))
-    assert batch_files.finished_report(tmp_path, "a", "sha256:k") is None
+    assert batch_files.finished_report(LocalStorage(tmp_path), "a", "sha256:k") is None
     for broken in ("{truncated", "[]", json.dumps({**report, "glb": {"bytes": 4}})):
         (tmp_path / "a.json").write_text(broken)
-        assert batch_files.finished_report(tmp_path, "a", "sha256:k") is None
+        assert batch_files.finished_report(LocalStorage(tmp_path), "a", "sha256:k") is None
 
 
 # --- against the stand-in ------------------------------------------------------------------------

@@ -110,7 +110,8 @@ def test_final_stage_runs_offline_non_root_with_health_check_and_serve(
                     "TRITON_CACHE_DIR=", "FLEX_GEMM_AUTOTUNE_CACHE_PATH="):
         assert setting in env
     assert [i.args for i in final if i.keyword == "USER"] == ["1000:1000"]
-    assert [json.loads(i.args) for i in final if i.keyword == "ENTRYPOINT"] == [["trellis-box", "serve"]]
+    assert [json.loads(i.args) for i in final if i.keyword == "ENTRYPOINT"] == [["trellis-box"]]
+    assert [json.loads(i.args) for i in final if i.keyword == "CMD"] == [["serve"]]
     assert any("/trellis-box/ready" in i.args for i in final if i.keyword == "HEALTHCHECK")
     assert [i.stage for i in dockerfile if "trellis_box.cli.archcheck" in i.args] == ["final"]
 

@@ -128,7 +128,7 @@ def test_labels_carry_the_pins_the_version_and_the_lock_digest(final_image: Buil
     assert env["ATTN_BACKEND"] and env["SPARSE_ATTN_BACKEND"]
     assert "HF_TOKEN" not in env and "HF_ENDPOINT" not in env
     assert config["User"] == "1000:1000"
-    assert config["Entrypoint"] == ["trellis-box", "serve"]
+    assert (config["Entrypoint"], config["Cmd"]) == (["trellis-box"], ["serve"])
     assert "/opt/comfyui/output" in config["Volumes"]
     assert "/trellis-box/ready" in " ".join(config["Healthcheck"]["Test"])
 

@@ -525,3 +525,45 @@ class ThumbnailsUnavailableError(TrellisBoxError):
     """The optional thumbnail renderer is not installed or cannot render on this machine."""
 
     reference = "thumbnails-unavailable"
+
+
+# --- storage: folders and S3 ---
+
+
+class StorageMissingError(UsageError):
+    """An S3 location names no bucket, or a bucket that does not exist."""
+
+    reference = "storage-missing"
+
+
+class StorageRequestError(TrellisBoxError):
+    """S3 refused a request or could not be reached."""
+
+    reference = "storage-request"
+
+
+# --- cloud: AWS Batch ---
+
+
+class BatchQueueMissingError(UsageError):
+    """The AWS Batch job queue named does not exist (in this account and region)."""
+
+    reference = "batch-queue-missing"
+
+
+class BatchJobMissingError(UsageError):
+    """No AWS Batch job has the id given, or it was not submitted by ``trellis-box batch``."""
+
+    reference = "batch-job-missing"
+
+
+class BatchRequestError(TrellisBoxError):
+    """AWS Batch refused a request or could not be reached."""
+
+    reference = "batch-request"
+
+
+class ShardError(TrellisBoxError):
+    """An array child cannot find its shard (manifest unreadable, index out of range)."""
+
+    reference = "shard"

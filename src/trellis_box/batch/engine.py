@@ -54,6 +54,8 @@ from trellis_box.errors import (
     TrellisBoxError,
 )
 from trellis_box.gpu import profiles
+from trellis_box.storage import Storage
+from trellis_box.storage.local import LocalStorage
 
 #: Attempts per input when the server forgets a prompt (restart) or runs out of memory with
 #: ``auto_resolution`` (each retry one rung lower).
@@ -62,6 +64,7 @@ MAX_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class BatchOptions:
+    #: Where files are written first, each renamed into place whole.
     out_dir: Path
     workflow: workflow.WorkflowOptions = workflow.WorkflowOptions()
     auto_resolution: bool = False
@@ -71,6 +74,12 @@ class BatchOptions:
     depth: int = 2
     #: Downloads at once (each streams a GLB of tens of MB).
     downloads: int = 4
+    #: Where finished files go from ``out_dir`` (report last; S3); ``None``: they stay there.
+    outputs: Storage | None = None
+
+    @property
+    def store(self) -> Storage:
+        return self.outputs if self.outputs is not None else LocalStorage(self.out_dir)
 
 
 @dataclass
@@ -83,7 +92,8 @@ class Outcome:
     seconds: float = 0.0
 
     @property
-    def glb(self) -> Path | None:
+    def glb(self) -> str | None:
+        """The GLB's path or URL (``s3://``)."""
         files = self.report.files if self.report else None
         return files.glb if files else None
 
@@ -169,7 +179,13 @@ async def server_facts(comfy: ComfyClient) -> tuple[dict[str, Any], profiles.Pro
 async def run_batch(server: str, inputs: list[Path], options: BatchOptions, *,
                     timeouts: Timeouts = Timeouts(), on_event: Observer | None = None) -> BatchReport:
     """Generate a GLB for every input; returns one outcome each (cancelling returns early)."""
-    items = plan(inputs, out_dir=options.out_dir)
+    return await run_items(server, plan(inputs, out_dir=options.out_dir), options,
+                           timeouts=timeouts, on_event=on_event)
+
+
+async def run_items(server: str, items: list[Item], options: BatchOptions, *,
+                    timeouts: Timeouts = Timeouts(), on_event: Observer | None = None) -> BatchReport:
+    """:func:`run_batch` for inputs already planned (``batch.sources`` stages remote ones)."""
     emit = on_event or (lambda e: None)
     # Bad parameters fail here, before anything is uploaded (ComfyUI would run half the graph).
     workflow.validate(workflow.build(options.workflow, "input.png"), workflow.recorded_object_info())
@@ -228,7 +244,7 @@ class _Engine:
             for item in items:
                 if self.broken is not None:
                     self._fail(item, self.broken, key=None,
-                               input_facts=InputFacts(str(item.source)))
+                               input_facts=InputFacts(item.where))
                     continue
                 job = await self._prepare(item)
                 if job is None:
@@ -262,11 +278,11 @@ class _Engine:
         try:
             image = await asyncio.to_thread(images.normalise, item.source)
         except TrellisBoxError as exc:
-            self._fail(item, exc, key=None, input_facts=InputFacts(str(item.source)))
+            self._fail(item, exc, key=None, input_facts=InputFacts(item.where))
             return None
         key = job_key(image.sha256, self.requested)
-        report = finished_report(self.options.out_dir, item.name, key,
-                                 legacy_key_v1(image.sha256, self.requested))
+        report = await asyncio.to_thread(finished_report, self.options.store, item.name, key,
+                                         legacy_key_v1(image.sha256, self.requested))
         if report is not None:
             self._done(Outcome(item, "skipped", report=report))
             return None
@@ -404,9 +420,20 @@ class _Engine:
             cached_nodes=result.cached_nodes)
         report = self._report("ok", job.key, self._input_facts(job), job=job,
                               prompt_id=result.prompt_id, timings=timings, glb=stats,
-                              files=ReportFiles(paths["glb"], paths["cutout"]))
+                              files=ReportFiles(self.options.store.url(paths["glb"].name),
+                                                self.options.store.url(paths["cutout"].name)))
         write_report(paths["report"], report)
+        await asyncio.to_thread(self._store, [paths["glb"], paths["cutout"], paths["report"]])
         return report
+
+    def _store(self, paths: list[Path]) -> None:
+        """Hand finished files to the output storage in order, the report last: a report says
+        the input is done, so it must never arrive before its files."""
+        if self.options.outputs is None:
+            return
+        for path in paths:
+            self.options.outputs.write(path.name, path)
+            path.unlink(missing_ok=True)
 
     def _report(self, status: str, key: str | None, input_facts: InputFacts, *,
                 job: _Job | None = None, **outcome: Any) -> JobReport:
@@ -425,7 +452,7 @@ class _Engine:
     @staticmethod
     def _input_facts(job: _Job) -> InputFacts:
         i = job.image
-        return InputFacts(str(job.item.source), i.sha256, i.width, i.height, i.mode, i.changes)
+        return InputFacts(job.item.where, i.sha256, i.width, i.height, i.mode, i.changes)
 
     def _fail(self, item: Item, exc: TrellisBoxError, *, key: str | None,
               input_facts: InputFacts, prompt_id: str | None = None,
@@ -433,7 +460,9 @@ class _Engine:
         report = self._report("failed", key, input_facts, job=job, prompt_id=prompt_id,
                               error=exc.to_dict())
         with contextlib.suppress(TrellisBoxError):
-            write_report(output_paths(self.options.out_dir, item.name)["report"], report)
+            path = output_paths(self.options.out_dir, item.name)["report"]
+            write_report(path, report)
+            self._store([path])
         self._done(Outcome(item, "failed", error=exc, report=report))
 
     async def _withdraw(self) -> None:

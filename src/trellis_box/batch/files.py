@@ -18,6 +18,7 @@ from trellis_box.batch.report import JobReport
 from trellis_box.comfyui import workflow
 from trellis_box.comfyui.explain import write_failed
 from trellis_box.errors import UsageError
+from trellis_box.storage import Storage
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
@@ -26,36 +27,60 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".
 class Item:
     source: Path
     name: str
+    #: Where the input came from when ``source`` is a local copy of it (``s3://bucket/key``).
+    origin: str | None = None
+
+    @property
+    def where(self) -> str:
+        return self.origin or str(self.source)
 
 
 def plan(inputs: list[Path], *, out_dir: Path | None = None) -> list[Item]:
     """Expand directories (their image files, sorted) and give every input a unique name.
 
-    Two inputs with the same stem get the stem plus a short hash of their path, so names are
-    stable from one run to the next whatever else is in the batch. Cutouts we wrote are not
-    inputs, should ``out_dir`` be one of the directories.
+    Cutouts we wrote are not inputs, should ``out_dir`` be one of the directories.
     """
+    return name_items([(p, None) for p in expand(inputs, out_dir=out_dir)],
+                      looked_in=[str(p) for p in inputs])
+
+
+def is_image_name(name: str, *, skip_cutouts: bool = False) -> bool:
+    return (Path(name).suffix.lower() in IMAGE_SUFFIXES
+            and not (skip_cutouts and name.endswith(".cutout.png")))
+
+
+def expand(inputs: list[Path], *, out_dir: Path | None = None) -> list[Path]:
+    """Files as given, directories as their image files (sorted); our cutouts skipped in ``out_dir``."""
     ours = out_dir.resolve() if out_dir is not None else None
     sources: list[Path] = []
     for path in inputs:
         if path.is_dir():
             skip_cutouts = path.resolve() == ours
             sources += sorted(p for p in path.iterdir()
-                              if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                              and not (skip_cutouts and p.name.endswith(".cutout.png")))
+                              if p.is_file() and is_image_name(p.name, skip_cutouts=skip_cutouts))
         else:
             sources.append(path)
-    unique = list(dict.fromkeys(p.resolve() if p.exists() else p for p in sources))
+    return [p.resolve() if p.exists() else p for p in sources]
+
+
+def name_items(sources: list[tuple[Path, str | None]], *, looked_in: list[str]) -> list[Item]:
+    """One item per distinct input (a local path, or its origin when it is a copy), named.
+
+    Two inputs with the same stem get the stem plus a short hash of their path (or origin), so
+    names are stable from one run to the next whatever else is in the batch.
+    """
+    unique = list({origin or str(path): (path, origin) for path, origin in sources}.values())
     if not unique:
         raise UsageError("no images to generate from",
-                         detail=f"looked in: {', '.join(str(p) for p in inputs)}",
+                         detail=f"looked in: {', '.join(looked_in)}",
                          fix=f"name image files or directories holding "
                              f"{', '.join(sorted(IMAGE_SUFFIXES))} files")
     stems: dict[str, int] = {}
-    for p in unique:
+    for p, _ in unique:
         stems[p.stem.lower()] = stems.get(p.stem.lower(), 0) + 1
     return [Item(p, p.stem if stems[p.stem.lower()] == 1 else
-                 f"{p.stem}-{hashlib.sha256(str(p).encode()).hexdigest()[:8]}") for p in unique]
+                 f"{p.stem}-{hashlib.sha256((origin or str(p)).encode()).hexdigest()[:8]}", origin)
+            for p, origin in unique]
 
 
 #: Version 2 hashes the parameters that differ from their defaults, so a parameter added at its
@@ -92,7 +117,7 @@ def output_paths(out_dir: Path, name: str) -> dict[str, Path]:
             "report": out_dir / f"{name}.json"}
 
 
-def finished_report(out_dir: Path, name: str, key: str, *older: str | None
+def finished_report(out: Storage, name: str, key: str, *older: str | None
                     ) -> JobReport | None:
     """The report of a finished run of the same job, or ``None`` if it must (re)run.
 
@@ -101,17 +126,17 @@ def finished_report(out_dir: Path, name: str, key: str, *older: str | None
     The GLB must still have the size the report recorded: one cut short or replaced since (a
     copy interrupted, an editor's export over it) is generated again rather than kept.
     """
-    paths = output_paths(out_dir, name)
+    paths = output_paths(Path(), name)
     try:
-        report = JobReport.from_json(json.loads(paths["report"].read_text()))
-        glb_bytes = paths["glb"].stat().st_size
+        report = JobReport.from_json(json.loads(out.read(paths["report"].name)))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     if report.status != "ok" or report.key not in (key, *filter(None, older)):
         return None
-    if report.glb is None or report.glb.bytes != glb_bytes:
+    glb_bytes = out.size(paths["glb"].name)
+    if glb_bytes is None or report.glb is None or report.glb.bytes != glb_bytes:
         return None
-    return report if paths["cutout"].is_file() else None
+    return report if out.exists(paths["cutout"].name) else None
 
 
 def write_report(path: Path, report: JobReport) -> None:

@@ -9,7 +9,6 @@ outcome does not have, ``from_json`` takes what is there.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from trellis_box import __version__
@@ -73,11 +72,13 @@ class Timings:
 
 @dataclass(frozen=True)
 class ReportFiles:
-    glb: Path
-    cutout: Path
+    """Where the files went: paths, or ``s3://`` URLs for an S3 output."""
+
+    glb: str
+    cutout: str
 
     def to_json(self) -> dict[str, str]:
-        return {"glb": str(self.glb), "cutout": str(self.cutout)}
+        return {"glb": self.glb, "cutout": self.cutout}
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ class JobReport:
             low_vram=data.get("low_vram"), seed=data.get("seed"),
             timings=Timings.from_json(data["timings"]) if data.get("timings") else None,
             glb=GlbStats.from_dict(data["glb"]) if data.get("glb") else None,
-            files=ReportFiles(Path(files["glb"]), Path(files["cutout"])) if files else None,
+            files=ReportFiles(str(files["glb"]), str(files["cutout"])) if files else None,
             export_rerun=(ExportRerun(rerun.get("missing"), str(rerun.get("stale_prompt_id")))
                           if rerun else None),
             error=data.get("error"),

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from trellis_box import __version__
-from trellis_box.cli import bench, generate, models, publish, serve, status, swap, workflow
+from trellis_box.cli import batch, bench, generate, models, publish, serve, status, swap, workflow
 from trellis_box.cli import report as report_command
 from trellis_box.cli._errors import EXIT_USAGE, is_click_error, report
 
@@ -31,7 +31,7 @@ def _root(
 
 # One style for every command module: a module-level `app` (named for a group, unnamed for
 # top-level commands) whose commands are declared with @app.command.
-for _module in (models, generate, report_command, bench, serve, swap, status, publish, workflow):
+for _module in (models, generate, report_command, bench, serve, swap, status, publish, workflow, batch):
     app.add_typer(_module.app)
 
 

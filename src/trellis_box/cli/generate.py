@@ -28,14 +28,17 @@ from trellis_box.batch.engine import (
     Outcome,
     Planned,
     Queued,
-    run_batch,
+    run_items,
 )
+from trellis_box.batch.files import Item
+from trellis_box.batch.sources import locations
 from trellis_box.cli._errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_TERMINATED
 from trellis_box.cli._output import JsonOption, emit, err, styled
 from trellis_box.cli.report import report_batch
 from trellis_box.comfyui import protocol, workflow
 from trellis_box.comfyui.client import Connection
 from trellis_box.errors import TrellisBoxError, WorkflowInvalidError
+from trellis_box.storage import is_remote
 from trellis_box.weights import standin
 
 EXAMPLES = """\
@@ -74,10 +77,12 @@ def _preset_help() -> str:
     return f"Output size and detail ({presets}). Options given as well win."
 
 def generate(
-    inputs: list[Path] = typer.Argument(..., help="Image files and directories of images."),
+    inputs: list[str] = typer.Argument(..., help="Image files and directories of images, or "
+                                               "s3://bucket/prefix (its images) and s3://bucket/key."),
     server: str = typer.Option("http://127.0.0.1:8188", "--server", envvar="TRELLIS_BOX_SERVER",
                                help="ComfyUI base URL."),
-    out: Path = typer.Option(..., "--out", help="Directory for <name>.glb, .cutout.png, .json."),
+    out: str = typer.Option(..., "--out", help="Directory or s3://bucket/prefix for <name>.glb, "
+                                               ".cutout.png, .json."),
     preset: str = typer.Option(workflow.DEFAULT_PRESET, "--preset",
                                metavar="|".join(workflow.PRESETS), help=_preset_help()),
     auto_resolution: bool = typer.Option(
@@ -99,10 +104,10 @@ def generate(
             for name in _SHORTHANDS[shorthand]}
     try:
         options = workflow.WorkflowOptions(preset=preset, **given)
-        batch = BatchOptions(out_dir=out, workflow=options, auto_resolution=auto_resolution,
+        batch = BatchOptions(out_dir=Path(out), workflow=options, auto_resolution=auto_resolution,
                              job_timeout=timeout)
-        with _Display(err) as display:
-            report, terminated = _run(server, inputs, batch, display.on_event)
+        with locations(inputs, out, batch) as (items, batch), _Display(err) as display:
+            report, terminated = _run(server, items, batch, display.on_event)
     except TrellisBoxError as exc:
         raise _in_flags(exc, used) from exc.__cause__
     if report is None:
@@ -115,7 +120,9 @@ def generate(
          render=lambda console: _render(console, report, requested=options.resolution,
                                         terminated=terminated))
     # After the batch, so thumbnails never hold up the GPU; skipped after Ctrl-C or SIGTERM.
-    report_batch(out, thumbnails=not report.interrupted, quiet=as_json)
+    # The report reads a folder (report.store.LocalFolder): none for an S3 output yet.
+    if not is_remote(out):
+        report_batch(Path(out), thumbnails=not report.interrupted, quiet=as_json)
     if report.interrupted:
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     return EXIT_PARTIAL if report.failed else EXIT_OK
@@ -183,7 +190,7 @@ def _in_flags(exc: TrellisBoxError, shorthands: dict[str, str]) -> TrellisBoxErr
     return exc
 
 
-def _run(server: str, inputs: list[Path], batch: BatchOptions, on_event: Observer
+def _run(server: str, items: list[Item], batch: BatchOptions, on_event: Observer
          ) -> tuple[BatchReport | None, bool]:
     """Run the batch; SIGTERM stops it as Ctrl-C does (our prompts withdrawn and interrupted,
     finished files kept). Returns the report (``None`` if stopped before the batch began) and
@@ -202,7 +209,7 @@ def _run(server: str, inputs: list[Path], batch: BatchOptions, on_event: Observe
 
         loop.add_signal_handler(signal.SIGTERM, terminate)
         try:
-            return await run_batch(server, inputs, batch, on_event=on_event)
+            return await run_items(server, items, batch, on_event=on_event)
         finally:
             loop.remove_signal_handler(signal.SIGTERM)
 
@@ -309,7 +316,7 @@ def _as_data(report: BatchReport) -> dict[str, Any]:
         "counts": {status: sum(o.status == status for o in report.outcomes)
                    for status in ("ok", "skipped", "failed", "interrupted")},
         "items": [{
-            "input": str(o.item.source),
+            "input": o.item.where,
             "name": o.item.name,
             "status": o.status,
             "glb": str(o.glb) if o.glb else None,

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,8 @@ from trellis_box.serve.warmup import WARMUP_SUBFOLDER, run_test_job
 
 #: Event sink: ``emit("phase", phase="warming", ...)``; the CLI turns each into one JSON line.
 Emit = Callable[..., None]
+#: Work to run once ComfyUI is ready (an array child's shard); returns the exit code.
+Job = Callable[[], Awaitable[int]]
 
 POLL_SECONDS = 0.25
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -211,8 +213,12 @@ class Server:
 
     # ---- entry point ----
 
-    def run(self) -> int:
-        """Serve until ComfyUI exits or a signal stops it; return the process exit code."""
+    def run(self, then: Job | None = None) -> int:
+        """Serve until ComfyUI exits or a signal stops it; return the process exit code.
+
+        With ``then``: run it once ComfyUI is ready, stop ComfyUI when it returns and exit with
+        its code. ComfyUI exiting meanwhile is the worker breaking: never exit code 0.
+        """
         with _stop_on_signals():
             try:
                 # A restarted container must not serve the last run's "ready". If the state
@@ -225,7 +231,7 @@ class Server:
                 except Exception as exc:  # known or not, the state must say "failed"
                     self._fail(exc)
                     raise
-                return asyncio.run(self._supervise(found))
+                return asyncio.run(self._supervise(found, then))
             except Stopped as stop:
                 self.emit("stopped", signal=str(stop), phase=self.phase.value)
                 return stop.exit_code
@@ -240,7 +246,7 @@ class Server:
         self.state.update(weights_mode=found.weights_mode)
         return found
 
-    async def _supervise(self, found: Findings) -> int:
+    async def _supervise(self, found: Findings, then: Job | None = None) -> int:
         loop = asyncio.get_running_loop()
         exited: asyncio.Future[int] = loop.create_future()
         stop: asyncio.Future[int] = loop.create_future()
@@ -261,13 +267,16 @@ class Server:
                 self._fail(error)
                 await self._stop_comfy(signal.SIGTERM)
                 raise error
+            if then is not None and not (stop.done() or exited.done()):
+                return await self._run_then(then, exited, stop)
             # Ready (or interrupted on the way): from here on, only supervise.
             await asyncio.wait({exited, stop}, return_when=asyncio.FIRST_COMPLETED)
             if stop.done():
                 self.emit("stopping", signal=signal.Signals(stop.result()).name,
                           phase=self.phase.value)
                 await self._stop_comfy(stop.result())
-                return self._exit_code()
+                # A job stopped before it ran must not look done (Batch would not retry it).
+                return self._exit_code() if then is None else 128 + stop.result()
             return self._comfy_exited_by_itself()
         finally:
             if ready is not None and not ready.done():
@@ -281,6 +290,26 @@ class Server:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self._proc.pid, signal.SIGKILL)
                 self._proc.wait()
+
+    async def _run_then(self, then: Job, exited: asyncio.Future[int], stop: asyncio.Future[int]) -> int:
+        job = asyncio.ensure_future(then())
+        try:
+            await asyncio.wait({job, exited, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not job.done():
+                # A stop or ComfyUI's exit: the job withdraws what it queued and keeps what it
+                # finished (a retried child resumes from there).
+                job.cancel()
+                await asyncio.gather(job, return_exceptions=True)
+        if stop.done():
+            self.emit("stopping", signal=signal.Signals(stop.result()).name, phase=self.phase.value)
+            await self._stop_comfy(stop.result())
+            return 128 + stop.result()
+        if exited.done():
+            return self._comfy_exited_by_itself() or 1
+        self.emit("stopping", reason="job finished", phase=self.phase.value)
+        await self._stop_comfy(signal.SIGTERM)
+        return job.result()
 
     def _start(self, found: Findings) -> None:
         cmd = comfy_command(self.settings)

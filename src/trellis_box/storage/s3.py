@@ -1,0 +1,152 @@
+"""An S3 prefix as storage, through boto3.
+
+Credentials, region and endpoint come the standard AWS way (environment, profile, instance
+role; ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` for another endpoint). A PutObject is
+atomic: an object appears whole or not at all; files above the multipart threshold go up in parts
+(boto3's transfer manager), which S3 also assembles only when every part is there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+
+from trellis_box.errors import AwsCredentialsMissingError, StorageMissingError, StorageRequestError
+from trellis_box.storage.base import S3_SCHEME
+
+#: Above this a file goes up in parts of this size (GLBs at 1536 and 4k textures reach 100 MB+).
+MULTIPART_BYTES = 64 * 1024**2
+# The ways S3 says "these credentials are not valid", as opposed to "not allowed".
+_BAD_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+                    "InvalidToken", "TokenRefreshRequired"}
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/a/b/`` -> ``("bucket", "a/b")``; refuses a URL without a bucket."""
+    bucket, _, prefix = url.removeprefix(S3_SCHEME).partition("/")
+    if not url.startswith(S3_SCHEME) or not bucket:
+        raise StorageMissingError(f"{url!r} names no S3 bucket",
+                                  fix="write S3 locations as s3://BUCKET/PREFIX", url=url)
+    return bucket, prefix.strip("/")
+
+
+def s3_client() -> Any:
+    # A session per use: boto3's default session would keep the first credentials it found.
+    return boto3.session.Session().client("s3")
+
+
+@contextmanager
+def aws_errors(action: str, url: str, *, bucket: str) -> Iterator[None]:
+    """botocore's failures as our errors: no credentials, no bucket, refused, unreachable."""
+    try:
+        yield
+    except (botocore.exceptions.NoCredentialsError,
+            botocore.exceptions.PartialCredentialsError) as exc:
+        raise AwsCredentialsMissingError(
+            f"no AWS credentials to {action} {url}",
+            detail=f"boto3: {exc}",
+            fix="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an "
+                "instance or job role that may use the bucket",
+        ) from exc
+    except botocore.exceptions.ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        if code == "NoSuchBucket":
+            raise StorageMissingError(
+                f"S3 bucket {bucket} does not exist",
+                detail=f"while trying to {action} {url}",
+                fix=f"check the bucket name in {url}, or create it: aws s3 mb s3://{bucket}",
+                url=url, bucket=bucket) from exc
+        raise StorageRequestError(
+            f"S3 refused to {action} {url} ({code})",
+            detail=str(error.get("Message", "")),
+            fix=("check the AWS credentials: they are unknown or expired" if code in _BAD_CREDENTIALS
+                 else f"check that these credentials may use s3://{bucket} (s3:ListBucket, "
+                      "s3:GetObject, s3:PutObject)"),
+            url=url, code=code) from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        raise StorageRequestError(f"cannot {action} {url}", detail=str(exc),
+                                  fix="check the network path to S3 (or AWS_ENDPOINT_URL_S3)",
+                                  url=url) from exc
+
+
+class S3Storage:
+    def __init__(self, bucket: str, prefix: str = "", *, client: Any = None,
+                 transfer: TransferConfig | None = None) -> None:
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.client = client if client is not None else s3_client()
+        self.transfer = transfer or TransferConfig(multipart_threshold=MULTIPART_BYTES,
+                                                   multipart_chunksize=MULTIPART_BYTES)
+
+    @classmethod
+    def from_url(cls, url: str) -> S3Storage:
+        bucket, prefix = parse_url(url)
+        return cls(bucket, prefix)
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def url(self, name: str = "") -> str:
+        return f"{S3_SCHEME}{self.bucket}/{self.key(name)}"
+
+    def _errors(self, action: str, name: str = "") -> Any:
+        return aws_errors(action, self.url(name), bucket=self.bucket)
+
+    def list(self) -> list[str]:
+        base = f"{self.prefix}/" if self.prefix else ""
+        names: list[str] = []
+        with self._errors("list"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base, Delimiter="/")
+            for page in pages:
+                names += [o["Key"][len(base):] for o in page.get("Contents", [])]
+        return sorted(n for n in names if n)
+
+    def read(self, name: str) -> bytes:
+        try:
+            with self._errors("read", name):
+                body: bytes = self.client.get_object(Bucket=self.bucket, Key=self.key(name))["Body"].read()
+                return body
+        except StorageRequestError as exc:
+            if exc.facts.get("code") == "NoSuchKey":
+                raise FileNotFoundError(self.url(name)) from exc
+            raise
+
+    def size(self, name: str) -> int | None:
+        try:
+            with self._errors("look up", name):
+                head = self.client.head_object(Bucket=self.bucket, Key=self.key(name))
+        except StorageRequestError as exc:
+            # HEAD has no body: a missing key is a bare 404 (403 without s3:ListBucket).
+            if exc.facts.get("code") in ("404", "NoSuchKey"):
+                return None
+            raise
+        return int(head["ContentLength"])
+
+    def exists(self, name: str) -> bool:
+        return self.size(name) is not None
+
+    def write(self, name: str, source: Path) -> None:
+        with self._errors("upload", name):
+            self.client.upload_file(os.fspath(source), self.bucket, self.key(name),
+                                    Config=self.transfer)
+
+    def check(self) -> None:
+        """Fail now, clearly, when the bucket is missing or not ours (before any work)."""
+        try:
+            with self._errors("open"):
+                self.client.head_bucket(Bucket=self.bucket)
+        except StorageRequestError as exc:
+            if exc.facts.get("code") != "404":  # HEAD has no body to say NoSuchBucket
+                raise
+            raise StorageMissingError(
+                f"S3 bucket {self.bucket} does not exist",
+                fix=f"check the bucket name in {self.url()}, or create it: aws s3 mb s3://{self.bucket}",
+                url=self.url(), bucket=self.bucket) from exc

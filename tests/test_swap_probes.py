@@ -89,8 +89,8 @@ def test_readiness_and_queue_polls_reuse_their_connections(
             assert probes.ready(f"{counting_server.url}/ready").ready
             probes.queue(counting_server.url)
     assert counting_server.requests == {"/ready": 25, "/queue": 25}
-    # One session for readiness, one client for the ComfyUI API: two connections, not fifty.
-    assert len(counting_server.peers) == 2
+    # One session for readiness and the ComfyUI API alike: one connection, not fifty.
+    assert len(counting_server.peers) == 1
 
 
 def test_a_drain_that_times_out_returns_what_is_left(counting_server: CountingServer) -> None:

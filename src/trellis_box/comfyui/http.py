@@ -84,22 +84,27 @@ class QueueState:
 class ComfyHttp:
     """``async with ComfyHttp("http://127.0.0.1:8188") as comfy: await comfy.queue()``."""
 
-    def __init__(self, base_url: str, *, timeouts: Timeouts = Timeouts()) -> None:
+    def __init__(self, base_url: str, *, timeouts: Timeouts = Timeouts(),
+                 session: aiohttp.ClientSession | None = None) -> None:
+        """``session``: one the caller owns and keeps open (its timeouts apply), shared by the
+        clients of several servers; by default each client opens and closes its own."""
         if not base_url.startswith(("http://", "https://")):
             raise UsageError(f"server URL {base_url!r} does not start with http:// or https://",
                              fix="give the ComfyUI base URL, e.g. http://127.0.0.1:8188")
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts
-        self._session: aiohttp.ClientSession | None = None
+        self._session = session
+        self._owns_session = session is None
 
     async def __aenter__(self) -> Self:
-        t = self.timeouts
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=t.request, connect=t.connect))
+        if self._owns_session:
+            t = self.timeouts
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=t.request, connect=t.connect))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
+        if self._owns_session and self._session is not None:
             await self._session.close()
 
     @property

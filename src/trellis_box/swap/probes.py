@@ -1,9 +1,10 @@
 """What ``swap`` and ``status`` ask running containers: is it ready, what is in its queue.
 
 One :class:`Probes` serves a whole swap or status: one event loop, one HTTP stack (``aiohttp``),
-and sessions opened once and kept, so a 30-minute drain polling every second reuses the same
-connection instead of opening 1,800. Readiness is a plain GET of the configured URL (any
-container's health route: ours is ``/trellis-box/ready``); the queue is read and cut through
+and one session opened once and kept, shared by readiness and every ComfyUI client, so a 30-minute
+drain polling every second reuses the same connection instead of opening 1,800. Readiness is a
+plain GET of the configured URL (any container's health route: ours is ``/trellis-box/ready``);
+the queue is read and cut through
 :class:`trellis_box.comfyui.client.ComfyHttp`.
 """
 
@@ -102,11 +103,19 @@ class Probes:
                 task.cancel()
             raise
 
+    async def _shared(self) -> aiohttp.ClientSession:
+        """The one session (and connection pool) of every probe, readiness and queue alike."""
+        if self._session is None:
+            t = _CLIENT_TIMEOUTS
+            self._session = await self._open.enter_async_context(aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=t.request, connect=t.connect)))
+        return self._session
+
     async def _client(self, comfy_url: str) -> ComfyHttp:
         comfy = self._comfy.get(comfy_url)
         if comfy is None:
             comfy = await self._open.enter_async_context(
-                ComfyHttp(comfy_url, timeouts=_CLIENT_TIMEOUTS))
+                ComfyHttp(comfy_url, timeouts=_CLIENT_TIMEOUTS, session=await self._shared()))
             self._comfy[comfy_url] = comfy
         return comfy
 
@@ -117,11 +126,9 @@ class Probes:
         return self._run(self._ready(url))
 
     async def _ready(self, url: str) -> Readiness:
-        if self._session is None:
-            self._session = await self._open.enter_async_context(aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)))
+        session = await self._shared()
         try:
-            async with self._session.get(url) as resp:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as resp:
                 if 200 <= resp.status < 300:
                     return Readiness(True, str(resp.status))
                 body = (await resp.content.read(300)).decode("utf-8", "replace")

@@ -229,7 +229,7 @@ def test_rebuild_after_a_code_change_reuses_the_weights(
         with (context / changed).open("a") as f:
             f.write("\n# a code change\n")
     with (context / "pyproject.toml").open("a") as f:
-        f.write("\n[tool.ruff]\nline-length = 110\n")
+        f.write("\n[tool.coverage.run]\nbranch = true\n")
     before = len(hub_mirror.requests)
     done = final_image.rebuild(FINAL_IMAGE + "-changed", context)
     assert done.returncode == 0, done.stderr[-4000:]

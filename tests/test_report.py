@@ -31,7 +31,7 @@ from trellis_box.cli.app import main
 from trellis_box.report import page as report_page
 from trellis_box.report.build import build_report
 from trellis_box.report.serve import ReportServer
-from trellis_box.report.store import LocalFolder
+from trellis_box.storage.local import LocalStorage
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -130,7 +130,7 @@ def test_thumbnails_are_pngs_of_the_model(batch: Path) -> None:
 def test_rebuilding_keeps_fresh_thumbnails(batch: Path) -> None:
     require("f3d")
     before = (batch / "report-files/thumbnails/object-0.png").stat().st_mtime_ns
-    result = build_report(LocalFolder(batch), folder=str(batch))
+    result = build_report(LocalStorage(batch), folder=str(batch))
     assert result.thumbnails == 2 and result.thumbnails_note is None
     assert (batch / "report-files/thumbnails/object-0.png").stat().st_mtime_ns == before
 

@@ -38,7 +38,6 @@ from trellis_box.cli.report import report_batch
 from trellis_box.comfyui import protocol, workflow
 from trellis_box.comfyui.client import Connection
 from trellis_box.errors import TrellisBoxError, WorkflowInvalidError
-from trellis_box.storage import is_remote
 from trellis_box.weights import standin
 
 EXAMPLES = """\
@@ -120,9 +119,7 @@ def generate(
          render=lambda console: _render(console, report, requested=options.resolution,
                                         terminated=terminated))
     # After the batch, so thumbnails never hold up the GPU; skipped after Ctrl-C or SIGTERM.
-    # The report reads a folder (report.store.LocalFolder): none for an S3 output yet.
-    if not is_remote(out):
-        report_batch(Path(out), thumbnails=not report.interrupted, quiet=as_json)
+    report_batch(out, thumbnails=not report.interrupted, quiet=as_json)
     if report.interrupted:
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     return EXIT_PARTIAL if report.failed else EXIT_OK

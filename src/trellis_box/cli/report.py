@@ -1,4 +1,5 @@
-"""`trellis-box report DIR`: (re)build a batch's report.html, and serve it for the 3D view."""
+"""`trellis-box report DIR|s3://bucket/prefix`: (re)build a batch's report.html next to its results,
+and serve a local folder for the 3D view."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from trellis_box.cli._output import JsonOption, emit, err, styled
 from trellis_box.errors import ReportInputError, TrellisBoxError
 from trellis_box.report.build import ReportResult, build_report
 from trellis_box.report.serve import ReportServer
-from trellis_box.report.store import LocalFolder
+from trellis_box.storage import is_remote, open_storage
 
 EXAMPLES = """\
 Examples:
@@ -21,6 +22,8 @@ Examples:
   trellis-box report glb/             # write glb/report.html (thumbnails for new GLBs)
 
   trellis-box report glb/ --serve     # and serve it on 127.0.0.1 for the 3D view
+
+  trellis-box report s3://bucket/glb  # upload report.html + report-files/ beside the results
 
 `generate` writes the same report at the end of every run.
 """
@@ -30,10 +33,11 @@ app = typer.Typer()
 
 @app.command("report", epilog=EXAMPLES)
 def report(
-    directory: Path = typer.Argument(..., help="The --out folder of a generate run.",
-                                     exists=True, file_okay=False),
+    location: str = typer.Argument(..., metavar="DIR",
+                                   help="The --out folder or s3://bucket/prefix of a generate run."),
     serve: bool = typer.Option(False, "--serve",
-                               help="Serve the folder on 127.0.0.1 (the 3D view needs http)."),
+                               help="Serve the folder on 127.0.0.1 (the 3D view needs http); "
+                                    "local folders only."),
     port: int = typer.Option(0, "--port", min=0, max=65535, help="Port for --serve (0: any free)."),
     thumbnails: bool = typer.Option(True, "--thumbnails/--no-thumbnails",
                                     help="Render missing thumbnails (needs the thumbnails extra: f3d)."),
@@ -42,14 +46,21 @@ def report(
     as_json: bool = JsonOption,
 ) -> int:
     """Write DIR/report.html: every input's pictures, model, figures and errors, in one page."""
-    result = write_report(directory, thumbnails=thumbnails, workers=workers, quiet=as_json)
-    data = {**result.as_dict(), "report": str(directory / result.page)}
+    if serve and is_remote(location):
+        raise typer.BadParameter(
+            f"serves a folder of this machine, not {location}: open the report from an S3 static "
+            f"website (its links are relative), or `aws s3 sync {location} DIR` and serve DIR",
+            param_hint="--serve")
+    if not (is_remote(location) or Path(location).is_dir()):
+        raise typer.BadParameter(f"{location} is not a folder", param_hint="DIR")
+    result = write_report(location, thumbnails=thumbnails, workers=workers, quiet=as_json)
+    data = {**result.as_dict(), "report": open_storage(location).url(result.page)}
     if not serve:
-        emit(data, as_json=as_json, render=lambda out: _render(out, directory, result))
+        emit(data, as_json=as_json, render=lambda out: _render(out, location, result))
         return 0
-    with ReportServer(directory, port) as server:
+    with ReportServer(Path(location), port) as server:
         emit({**data, "url": server.url}, as_json=as_json,
-             render=lambda out: out.print(styled(f"serving {directory} at ", (server.url, "bold"),
+             render=lambda out: out.print(styled(f"serving {location} at ", (server.url, "bold"),
                                                  " (Ctrl-C stops)"), highlight=False))
         try:
             threading.Event().wait()
@@ -58,7 +69,7 @@ def report(
     return 0
 
 
-def write_report(directory: Path, *, thumbnails: bool = True, workers: int | None = None,
+def write_report(location: str, *, thumbnails: bool = True, workers: int | None = None,
                  quiet: bool = False) -> ReportResult:
     """Build the report with a progress bar on stderr while thumbnails render."""
     progress = Progress(TextColumn("thumbnails", markup=False), BarColumn(), MofNCompleteColumn(),
@@ -69,27 +80,29 @@ def write_report(directory: Path, *, thumbnails: bool = True, workers: int | Non
         progress.update(task, total=total, advance=1)
 
     with progress:
-        return build_report(LocalFolder(directory), folder=str(directory),
+        return build_report(open_storage(location), folder=location,
                             render_thumbnails=thumbnails, workers=workers, on_thumbnail=advance)
 
 
-def report_batch(directory: Path, *, thumbnails: bool, quiet: bool) -> None:
-    """The end of `generate`: the report of its folder; a problem with it is only a warning."""
+def report_batch(location: str, *, thumbnails: bool, quiet: bool) -> None:
+    """The end of `generate`: the report of its output; a problem with it is only a warning."""
     try:
-        result = write_report(directory, thumbnails=thumbnails, quiet=quiet)
+        result = write_report(location, thumbnails=thumbnails, quiet=quiet)
     except ReportInputError:
         return  # nothing finished: nothing to show
     except TrellisBoxError as exc:
         err.print(styled(("warning:", "yellow"), f" no report.html: {exc.message}"), highlight=False)
         return
     if not quiet:
-        _render(err, directory, result)
+        _render(err, location, result)
 
 
-def _render(out: Console, directory: Path, result: ReportResult) -> None:
+def _render(out: Console, location: str, result: ReportResult) -> None:
     # Plain text: paths and the install hint ('trellis-box[thumbnails]') hold brackets.
-    out.print(f"report: {directory / result.page} ({result.counts['inputs']} inputs, "
+    out.print(f"report: {open_storage(location).url(result.page)} ({result.counts['inputs']} inputs, "
               f"{result.thumbnails} thumbnails)", highlight=False, markup=False)
     if result.thumbnails_note:
         out.print(f"  thumbnails: {result.thumbnails_note}", highlight=False, markup=False)
-    out.print(f"  for the 3D view: trellis-box report {directory} --serve", highlight=False, markup=False)
+    view = ("open it from an S3 static website or CloudFront (its links are relative)"
+            if is_remote(location) else f"trellis-box report {location} --serve")
+    out.print(f"  for the 3D view: {view}", highlight=False, markup=False)

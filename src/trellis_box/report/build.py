@@ -11,15 +11,14 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from trellis_box.errors import ReportInputError, ThumbnailsUnavailableError
+from trellis_box.errors import ReportInputError, ThumbnailsUnavailableError, TrellisBoxError
 from trellis_box.report import page, thumbnails
 from trellis_box.report.entries import FILES_DIR, Entry, read_entries, summarise
-from trellis_box.report.store import BatchStore
+from trellis_box.storage import Storage, open_storage
 
 REPORT = "report.html"
 PREVIEW_SIZE = 384
@@ -44,7 +43,7 @@ def thumbnail_name(entry: Entry) -> str:
     return f"{FILES_DIR}/thumbnails/{entry.name}.png"
 
 
-def build_report(store: BatchStore, *, folder: str, render_thumbnails: bool = True,
+def build_report(store: Storage, *, folder: str, render_thumbnails: bool = True,
                  workers: int | None = None,
                  on_thumbnail: Callable[[str, int], None] | None = None) -> ReportResult:
     """Write ``report.html`` (and ``report-files/``) for the batch in ``store``.
@@ -55,7 +54,7 @@ def build_report(store: BatchStore, *, folder: str, render_thumbnails: bool = Tr
     entries = read_entries(store)
     if not entries:
         raise ReportInputError(
-            f"no per-input reports in {store.location('')}",
+            f"no per-input reports in {store.url('')}",
             detail="a batch output folder holds a <name>.json beside each <name>.glb",
             fix="name the --out folder of a `trellis-box generate` run")
     viewer = _copy_viewer(store)
@@ -87,10 +86,10 @@ def build_report(store: BatchStore, *, folder: str, render_thumbnails: bool = Tr
     return result
 
 
-def _write_page(store: BatchStore, entries: list[Entry], previews: dict[str, str | None],
+def _write_page(store: Storage, entries: list[Entry], previews: dict[str, str | None],
                 viewer: str | None, folder: str, result: ReportResult) -> None:
     thumbs_dir = f"{FILES_DIR}/thumbnails/"
-    present = {thumbs_dir + n for n in store.names(thumbs_dir)}
+    present = {thumbs_dir + n for n in store.list(thumbs_dir)}
     data = {
         "dir": folder,
         "viewer_script": viewer,
@@ -102,23 +101,23 @@ def _write_page(store: BatchStore, entries: list[Entry], previews: dict[str, str
                                previews[e.name]) for e in entries],
     }
     result.thumbnails = len(present & {thumbnail_name(e) for e in entries if e.glb})
-    store.write(REPORT, page.render(data, title=f"trellis-box report: {folder}", folder=folder))
+    store.write_bytes(REPORT, page.render(data, title=f"trellis-box report: {folder}", folder=folder))
 
 
-def _stale(store: BatchStore, source: str, made: str) -> bool:
+def _stale(store: Storage, source: str, made: str) -> bool:
     made_at = store.modified(made)
     return made_at is None or made_at < (store.modified(source) or 0.0)
 
 
-def _copy_viewer(store: BatchStore) -> str | None:
+def _copy_viewer(store: Storage) -> str | None:
     names = {f"{FILES_DIR}/{name}": data for name, data in page.viewer_files().items()}
     for name, data in names.items():
         if store.modified(name) is None:
-            store.write(name, data)
+            store.write_bytes(name, data)
     return next((n for n in names if n.endswith(".js")), None)
 
 
-def _preview(store: BatchStore, entry: Entry) -> str | None:
+def _preview(store: Storage, entry: Entry) -> str | None:
     """A small copy of the input image (the original may live anywhere, or nowhere, later)."""
     sha256 = (entry.data.get("input") or {}).get("sha256")
     if not (sha256 and entry.input_path):
@@ -127,7 +126,7 @@ def _preview(store: BatchStore, entry: Entry) -> str | None:
     if store.modified(name) is not None:
         return name
     try:
-        with Image.open(Path(entry.input_path)) as image:
+        with Image.open(io.BytesIO(_read_input(entry.input_path))) as image:
             image.seek(0)
             small = ImageOps.exif_transpose(image)
             small.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
@@ -135,7 +134,14 @@ def _preview(store: BatchStore, entry: Entry) -> str | None:
                 small = small.convert("RGBA")
             buffer = io.BytesIO()
             small.save(buffer, format="WEBP", quality=80)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+    except (OSError, TrellisBoxError, UnidentifiedImageError, ValueError,
+            Image.DecompressionBombError):
         return None
-    store.write(name, buffer.getvalue())
+    store.write_bytes(name, buffer.getvalue())
     return name
+
+
+def _read_input(path: str) -> bytes:
+    """The input image where the batch found it: a local path or ``s3://bucket/key``."""
+    location, _, name = path.rpartition("/")
+    return open_storage(location or ".").read(name)

@@ -1,5 +1,6 @@
-"""The per-input reports of a batch (``<name>.json``, written by the batch engine), read from disk
-into what the page shows: one :class:`Entry` per input and a :class:`Summary` over all of them.
+"""The per-input reports of a batch (``<name>.json``, written by the batch engine), read from its
+storage (a folder or an S3 prefix) into what the page shows: one :class:`Entry` per input and a
+:class:`Summary` over all of them.
 
 Reading is forgiving: a field a report lacks (an older trellis-box, a failure before upload) is
 shown as unknown rather than failing the whole report, and JSON files that are not per-input
@@ -13,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from trellis_box.report.store import BatchStore
+from trellis_box.storage import Storage
 
 #: Where the report keeps what it makes (thumbnails, input previews, the viewer script).
 FILES_DIR = "report-files"
@@ -82,9 +83,9 @@ class Summary:
                 "versions": self.versions, "device": self.device}
 
 
-def read_entries(store: BatchStore) -> list[Entry]:
+def read_entries(store: Storage) -> list[Entry]:
     """Every per-input report in the store, in name order."""
-    names = store.names()
+    names = store.list()
     present = set(names)
     entries = []
     for file in names:

@@ -15,11 +15,11 @@ from typing import Any
 
 from trellis_box.errors import PortInUseError
 from trellis_box.report.build import REPORT
+from trellis_box.storage.base import CONTENT_TYPES
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".glb": "model/gltf-binary",
-                      ".webp": "image/webp", ".js": "text/javascript"}
+    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, **CONTENT_TYPES}
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the command prints its URL, not one line per thumbnail."""

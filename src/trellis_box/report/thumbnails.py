@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from trellis_box.errors import ThumbnailsUnavailableError
-from trellis_box.report.store import BatchStore
+from trellis_box.storage import Storage
 
 SIZE = 384
 INSTALL = "pip install 'trellis-box[thumbnails]'"
@@ -96,7 +96,7 @@ def _answer(process: subprocess.Popen[str]) -> dict[str, Any] | None:
     return answer if isinstance(answer, dict) else None
 
 
-def render_all(store: BatchStore, jobs: dict[str, str], *, workers: int | None = None,
+def render_all(store: Storage, jobs: dict[str, str], *, workers: int | None = None,
                on_done: Callable[[str], None] | None = None) -> Rendered:
     """Render each GLB of ``jobs`` (GLB name -> thumbnail name) into the store.
 
@@ -114,10 +114,10 @@ def render_all(store: BatchStore, jobs: dict[str, str], *, workers: int | None =
             local.worker = _Worker()
             with lock:
                 started.append(local.worker)
-        with store.local_path(glb) as source, _scratch(thumb) as png:
+        with store.local_copy(glb) as source, _scratch(thumb) as png:
             try:
                 local.worker.render(source, png)
-                store.write(thumb, png.read_bytes())
+                store.write(thumb, png)
             except ThumbnailsUnavailableError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad model must not stop the others

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from trellis_box.errors import OutputWriteError
@@ -16,10 +18,11 @@ class LocalStorage:
     def url(self, name: str) -> str:
         return str(self.root / name)
 
-    def list(self) -> list[str]:
+    def list(self, folder: str = "") -> list[str]:
         try:
-            return sorted(p.name for p in self.root.iterdir() if p.is_file())
-        except FileNotFoundError:
+            with os.scandir(self.root / folder) as entries:
+                return sorted(e.name for e in entries if e.is_file())
+        except (FileNotFoundError, NotADirectoryError):
             return []
 
     def read(self, name: str) -> bytes:
@@ -34,14 +37,30 @@ class LocalStorage:
     def exists(self, name: str) -> bool:
         return (self.root / name).is_file()
 
+    def modified(self, name: str) -> float | None:
+        try:
+            return (self.root / name).stat().st_mtime
+        except OSError:
+            return None
+
     def write(self, name: str, source: Path) -> None:
-        target = self.root / name
-        if source.resolve() == target.resolve():
+        if source.resolve() == (self.root / name).resolve():
             return  # written in place already (the batch engine's own output folder)
+        self._replace(name, lambda tmp: shutil.copyfile(source, tmp))
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self._replace(name, lambda tmp: tmp.write_bytes(data))
+
+    @contextlib.contextmanager
+    def local_copy(self, name: str) -> Iterator[Path]:
+        yield self.root / name
+
+    def _replace(self, name: str, fill: Callable[[Path], object]) -> None:
+        target = self.root / name
         tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, tmp)
+            fill(tmp)
             os.replace(tmp, target)
         except OSError as exc:
             tmp.unlink(missing_ok=True)

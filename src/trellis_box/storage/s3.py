@@ -9,6 +9,7 @@ atomic: an object appears whole or not at all; files above the multipart thresho
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 
 from trellis_box.errors import AwsCredentialsMissingError, StorageMissingError, StorageRequestError
-from trellis_box.storage.base import S3_SCHEME
+from trellis_box.storage.base import S3_SCHEME, content_type
 
 #: Above this a file goes up in parts of this size (GLBs at 1536 and 4k textures reach 100 MB+).
 MULTIPART_BYTES = 64 * 1024**2
@@ -99,10 +100,10 @@ class S3Storage:
     def _errors(self, action: str, name: str = "") -> Any:
         return aws_errors(action, self.url(name), bucket=self.bucket)
 
-    def list(self) -> list[str]:
-        base = f"{self.prefix}/" if self.prefix else ""
+    def list(self, folder: str = "") -> list[str]:
+        base = f"{self.prefix}/{folder}" if self.prefix else folder
         names: list[str] = []
-        with self._errors("list"):
+        with self._errors("list", folder):
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=base, Delimiter="/")
             for page in pages:
@@ -119,24 +120,47 @@ class S3Storage:
                 raise FileNotFoundError(self.url(name)) from exc
             raise
 
-    def size(self, name: str) -> int | None:
+    def _head(self, name: str) -> dict[str, Any] | None:
         try:
             with self._errors("look up", name):
-                head = self.client.head_object(Bucket=self.bucket, Key=self.key(name))
+                head: dict[str, Any] = self.client.head_object(Bucket=self.bucket, Key=self.key(name))
         except StorageRequestError as exc:
             # HEAD has no body: a missing key is a bare 404 (403 without s3:ListBucket).
             if exc.facts.get("code") in ("404", "NoSuchKey"):
                 return None
             raise
-        return int(head["ContentLength"])
+        return head
+
+    def size(self, name: str) -> int | None:
+        head = self._head(name)
+        return None if head is None else int(head["ContentLength"])
 
     def exists(self, name: str) -> bool:
-        return self.size(name) is not None
+        return self._head(name) is not None
+
+    def modified(self, name: str) -> float | None:
+        head = self._head(name)
+        return None if head is None else float(head["LastModified"].timestamp())
 
     def write(self, name: str, source: Path) -> None:
         with self._errors("upload", name):
             self.client.upload_file(os.fspath(source), self.bucket, self.key(name),
+                                    ExtraArgs={"ContentType": content_type(name)},
                                     Config=self.transfer)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        with self._errors("upload", name):
+            self.client.put_object(Bucket=self.bucket, Key=self.key(name), Body=data,
+                                   ContentType=content_type(name))
+
+    @contextmanager
+    def local_copy(self, name: str) -> Iterator[Path]:
+        with tempfile.TemporaryDirectory(prefix="trellis-box-s3-") as folder:
+            path = Path(folder) / Path(name).name
+            with self._errors("download", name):
+                self.client.download_file(self.bucket, self.key(name), os.fspath(path),
+                                          Config=self.transfer)
+            yield path
 
     def check(self) -> None:
         """Fail now, clearly, when the bucket is missing or not ours (before any work)."""

@@ -23,6 +23,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from tests.browser import new_page
+from tests.cloud_support import Aws
 from tests.comfy_standin import install
 from tests.comfy_standin.launcher import StandinServer
 from tests.components import require
@@ -133,6 +134,37 @@ def test_rebuilding_keeps_fresh_thumbnails(batch: Path) -> None:
     result = build_report(LocalStorage(batch), folder=str(batch))
     assert result.thumbnails == 2 and result.thumbnails_note is None
     assert (batch / "report-files/thumbnails/object-0.png").stat().st_mtime_ns == before
+
+
+def test_the_report_of_an_s3_batch_is_uploaded_beside_it(
+        batch: Path, aws: Aws, capsys: pytest.CaptureFixture[str]) -> None:
+    require("f3d")
+    bucket = aws.bucket()
+    url = f"s3://{bucket}/runs/one"
+    for path in sorted(p for p in batch.iterdir() if p.is_file() and p.name != "report.html"):
+        aws.put(f"{url}/{path.name}", path.read_bytes())
+    assert main(["report", url, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["report"] == f"{url}/report.html" and printed["thumbnails"] == 2
+    keys = set(aws.keys(bucket, "runs/one/"))
+    html = aws.get(f"{url}/report.html").decode()
+    found = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S)
+    assert found
+    data = json.loads(found.group(1))
+    entries = {e["name"]: e for e in data["entries"]}
+    links = [data["viewer_script"], *(v for e in entries.values()
+                                      for k, v in e.items() if k in ("glb", "cutout", "thumbnail", "input") and v)]
+    assert entries["object-0"]["thumbnail"] == "report-files/thumbnails/object-0.png"
+    assert data["viewer_script"].startswith("report-files/model-viewer-")
+    # Every link is relative and names an object beside the page: a static website serves them all.
+    assert all(not link.startswith(("/", "s3:", "http")) and f"runs/one/{link}" in keys
+               for link in links), (links, keys)
+    assert aws.get(f"{url}/report-files/thumbnails/object-1.png").startswith(b"\x89PNG\r\n\x1a\n")
+    head = aws.client("s3").head_object(Bucket=bucket, Key="runs/one/report.html")
+    assert head["ContentType"].startswith("text/html")  # opens in the browser, not as a download
+
+    assert main(["report", url, "--serve"]) == 2
+    assert f"serves a folder of this machine, not {url}" in capsys.readouterr().err
 
 
 def test_a_folder_without_reports_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,6 +26,15 @@ def _roundtrip(store: Storage, tmp_path: Path) -> None:
     assert store.read("a.glb") == b"glTF" * 10 and store.size("a.glb") == 40 and store.exists("a.glb")
     with pytest.raises(FileNotFoundError):
         store.read("missing.json")
+    # What the report needs: deeper names, bytes written whole, times to tell stale, a local copy.
+    assert store.modified("missing.png") is None
+    store.write_bytes("report-files/thumbnails/a.png", b"\x89PNG")
+    assert store.list("report-files/thumbnails/") == ["a.png"] and store.list("nowhere/") == []
+    assert store.list() == ["a.glb", "b.glb"]  # a folder below is not in the listing
+    made, source = store.modified("report-files/thumbnails/a.png"), store.modified("a.glb")
+    assert made is not None and source is not None and made >= source
+    with store.local_copy("a.glb") as copy:
+        assert copy.read_bytes() == b"glTF" * 10
 
 
 def test_a_folder_lists_reads_and_writes_whole(tmp_path: Path) -> None:
@@ -33,7 +42,8 @@ def test_a_folder_lists_reads_and_writes_whole(tmp_path: Path) -> None:
     assert isinstance(store, LocalStorage)
     _roundtrip(store, tmp_path)
     assert store.url("a.glb") == str(tmp_path / "out" / "a.glb")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.glb", "b.glb"]  # no temp left
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "a.glb", "b.glb", "report-files"]  # no temp left
 
 
 def test_an_s3_prefix_lists_only_its_own_objects(aws: Aws, tmp_path: Path) -> None:
@@ -44,6 +54,10 @@ def test_an_s3_prefix_lists_only_its_own_objects(aws: Aws, tmp_path: Path) -> No
     aws.put(f"s3://{bucket}/glb/.trellis-box/jobs/x.json", b"{}")  # a deeper "folder"
     aws.put(f"s3://{bucket}/glb-other/c.glb", b"x")  # a sibling prefix
     assert store.list() == ["a.glb", "b.glb"]
+    # Browsers open what S3 serves by its type: report.html must not arrive as a download.
+    types = {key: aws.client("s3").head_object(Bucket=bucket, Key=f"glb/{key}")["ContentType"]
+             for key in ("a.glb", "report-files/thumbnails/a.png")}
+    assert types == {"a.glb": "model/gltf-binary", "report-files/thumbnails/a.png": "image/png"}
 
 
 def test_a_large_glb_goes_up_in_parts(aws: Aws, tmp_path: Path) -> None:

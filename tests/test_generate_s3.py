@@ -49,8 +49,11 @@ def test_s3_in_and_out_gives_the_files_of_a_local_run_and_resumes(
     assert code == 0, remote
     assert remote["counts"]["ok"] == 3
     names = [f"item-{i}" for i in range(3)]
-    assert aws.keys(bucket, "out/") == sorted(f"out/{n}{ext}" for n in names
-                                              for ext in (".glb", ".cutout.png", ".json"))
+    results = sorted(f"out/{n}{ext}" for n in names for ext in (".glb", ".cutout.png", ".json"))
+    assert [k for k in aws.keys(bucket, "out/") if not k.startswith("out/report")] == results
+    # report.html at the end, as for a folder, its input previews read from the S3 inputs.
+    assert b'id="report-data"' in aws.get(f"s3://{bucket}/out/report.html")
+    assert any(k.startswith("out/report-files/inputs/item-0.") for k in aws.keys(bucket, "out/"))
     for n in names:
         for ext in (".glb", ".cutout.png"):
             assert aws.get(f"s3://{bucket}/out/{n}{ext}") == (tmp_path / "local" / f"{n}{ext}").read_bytes()

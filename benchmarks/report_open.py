@@ -39,7 +39,7 @@ from trellis_box.report import page  # noqa: E402
 from trellis_box.report.build import build_report, thumbnail_name  # noqa: E402
 from trellis_box.report.entries import FILES_DIR, Entry  # noqa: E402
 from trellis_box.report.serve import ReportServer  # noqa: E402
-from trellis_box.report.store import LocalFolder  # noqa: E402
+from trellis_box.storage.local import LocalStorage  # noqa: E402
 
 STANDIN_MESH = REPO_ROOT / "tests/comfy_standin/comfy_root/custom_nodes/ComfyUI-Trellis2/standin_mesh.py"
 NODES = ["LoadImage", "BRIA_RMBG_ModelLoader_Zho", "BRIA_RMBG_Zho", "Trellis2PreProcessImage",
@@ -139,7 +139,7 @@ def main() -> int:
         folder = Path(tmp) / "batch"
         folder.mkdir()
         make_batch(folder, args.inputs)
-        build_report(LocalFolder(folder), folder="batch", render_thumbnails=False)
+        build_report(LocalStorage(folder), folder="batch", render_thumbnails=False)
         naive_page(folder)
         size = (folder / "report.html").stat().st_size
         times: dict[str, list[float]] = {"report.html": [], "naive.html": []}

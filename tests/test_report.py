@@ -286,3 +286,23 @@ def test_a_link_to_one_input_opens_its_3d_view(browser: Browser, served: str) ->
     assert page.locator("model-viewer").count() == 1
     assert page.locator("model-viewer").get_attribute("src") == "object-1.glb"
     assert console.errors == [], console
+
+
+def test_without_the_vendored_viewer_the_report_works_and_says_how_to_get_it(
+        browser: Browser, batch: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkout that never ran scripts/vendor_model_viewer.py (the repository holds no npm code)."""
+    assets = tmp_path / "assets"
+    shutil.copytree(Path(report_page.ASSETS.__fspath__()), assets)  # type: ignore[attr-defined]
+    (assets / "vendor" / "model-viewer-umd.min.js").unlink()
+    monkeypatch.setattr(report_page, "ASSETS", assets)
+    folder = tmp_path / "out"
+    shutil.copytree(batch, folder, ignore=shutil.ignore_patterns("report.html", "report-files"))
+    build_report(LocalStorage(folder), folder=str(folder), render_thumbnails=False)
+    assert not list((folder / "report-files").glob("model-viewer-*"))
+    with ReportServer(folder) as server:
+        page, console = _open(browser, server.url)
+        page.locator('article[data-name="object-0"] button.view3d').click()
+        note = page.locator('article[data-name="object-0"] .still.placeholder')
+        assert "python scripts/vendor_model_viewer.py" in note.inner_text()
+        assert page.locator("model-viewer").count() == 0
+        assert console.errors == [], console

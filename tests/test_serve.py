@@ -182,7 +182,9 @@ class TestReady:
 
     def test_comfyui_dying_after_ready_ends_serve_with_its_status(
             self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
-        serve = start_serve(serve_setup, "--no-warmup")
+        # No restarts left: the worker's death ends serve (the container turns unhealthy).
+        serve = start_serve(serve_setup, "--no-warmup",
+                            env=serve_setup.environment(TRELLIS_BOX_WORKER_RESTARTS="0"))
         serve.wait_event("phase", phase="ready")
         comfy = serve.comfy_pid()
         assert comfy is not None

@@ -61,6 +61,9 @@ async def info(request: web.Request) -> web.Response:
         "allowed_resolutions": state.get("allowed_resolutions"),
         "pins": state.get("pins"),
         "weights_mode": state.get("weights_mode"),
+        # Every ComfyUI worker of the container ({"index", "port", "ready", "restarts"}): a batch
+        # client feeds them all, swap and status count every queue (docs/interfaces.md).
+        "workers": state.get("workers"),
         "error": state.get("error"),
         "state_file": str(state_path()),
     })

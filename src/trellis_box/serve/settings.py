@@ -57,6 +57,19 @@ class ServeSettings:
     #: ``TRELLIS_BOX_LOW_VRAM``: overrides the VRAM profile's ``low_vram`` (None: the profile decides),
     #: e.g. to keep an 80 GB card's footprint small beside another process, or to measure it.
     low_vram: bool | None = None
+    #: ``TRELLIS_BOX_WORKERS``: ComfyUI processes serve runs (None: ``auto``, sized by
+    #: :func:`trellis_box.gpu.profiles.workers_for` from the VRAM profile and the CPU cores).
+    workers: int | None = None
+    #: ``TRELLIS_BOX_WORKER_PORT``: worker 1's port (worker i: this + i - 1); None: ``port + 1``.
+    worker_base_port: int | None = None
+    #: ``TRELLIS_BOX_WORKER_RESTARTS``: how often one worker may die after ready and be started
+    #: again (with its warm-up) before serve gives up and exits non-zero (container unhealthy).
+    worker_restarts: int = 3
+
+    def worker_ports(self, count: int) -> list[int]:
+        """Worker 0 keeps the public port, so a plain ComfyUI client still finds a ComfyUI there."""
+        base = self.worker_base_port or self.port + 1
+        return [self.port, *(base + i for i in range(count - 1))]
 
     @property
     def listen_addresses(self) -> tuple[str, ...]:
@@ -66,11 +79,15 @@ class ServeSettings:
     @property
     def base_url(self) -> str:
         """Where serve itself talks to ComfyUI: loopback when it listens on every address."""
+        return self.url_for(self.port)
+
+    def url_for(self, port: int) -> str:
+        """Where serve talks to the worker on ``port``."""
         first = self.listen_addresses[0]
         host = "127.0.0.1" if first in ("0.0.0.0", "::") else first
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return f"http://{host}:{port}"
 
 
 def load(env: Mapping[str, str] | None = None) -> ServeSettings:
@@ -103,7 +120,21 @@ def load(env: Mapping[str, str] | None = None) -> ServeSettings:
         stop_grace=_seconds(env, "TRELLIS_BOX_STOP_GRACE", 1.0),
         allow_stand_in=_bool(env, "TRELLIS_BOX_ALLOW_STAND_IN_WEIGHTS", False),
         low_vram=_bool(env, "TRELLIS_BOX_LOW_VRAM", False) if env.get("TRELLIS_BOX_LOW_VRAM") else None,
+        workers=_workers(env, "TRELLIS_BOX_WORKERS"),
+        worker_base_port=_int(env, "TRELLIS_BOX_WORKER_PORT", 0, low=1, high=65535) or None,
+        worker_restarts=_int(env, "TRELLIS_BOX_WORKER_RESTARTS", 3, low=0, high=100),
     )
+
+
+#: More workers than this share one GPU's memory bandwidth for nothing (profiles.MAX_WORKERS).
+MAX_WORKERS = 16
+
+
+def _workers(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if not raw or raw.lower() == "auto":
+        return None
+    return _int(env, name, 1, low=1, high=MAX_WORKERS)
 
 
 def _bad(name: str, value: str, expected: str) -> ConfigError:

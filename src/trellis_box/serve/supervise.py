@@ -50,7 +50,7 @@ from trellis_box.errors import (
     TrellisBoxError,
     WarmupFailedError,
 )
-from trellis_box.gpu.profiles import Profile
+from trellis_box.gpu.profiles import Profile, workers_for
 from trellis_box.serve.preflight import Findings, StepResult
 from trellis_box.serve.preflight import run as run_preflight
 from trellis_box.serve.settings import ServeSettings
@@ -71,6 +71,8 @@ class Phase(StrEnum):
     REGISTERING = "registering"
     WARMING = "warming"
     READY = "ready"
+    #: A worker died after ready and is starting again: not ready until it is warm.
+    RESTARTING = "restarting"
     FAILED = "failed"
 
 
@@ -134,16 +136,52 @@ class StateFile:
 # ---- supervision -------------------------------------------------------------------------------
 
 
-def comfy_command(settings: ServeSettings) -> list[str]:
+def comfy_command(settings: ServeSettings, *, port: int | None = None,
+                  temp_dir: Path | None = None) -> list[str]:
     root = settings.comfy_root
     cmd = [settings.python, str(root / "main.py"), "--listen", settings.listen,
-           "--port", str(settings.port)]
+           "--port", str(settings.port if port is None else port)]
     # Only when moved: a plain ComfyUI command line stays plain.
     if settings.output_dir != root / "output":
         cmd += ["--output-directory", str(settings.output_dir)]
     if settings.input_dir != root / "input":
         cmd += ["--input-directory", str(settings.input_dir)]
+    if temp_dir is not None:
+        cmd += ["--temp-directory", str(temp_dir)]
     return cmd + list(settings.comfy_args)
+
+
+@dataclasses.dataclass
+class Worker:
+    """One ComfyUI process of the container. Worker 0 listens on the public port."""
+
+    index: int
+    port: int
+    url: str
+    proc: subprocess.Popen[bytes] | None = None
+    exited: asyncio.Future[int] | None = None
+    ready: bool = False
+    restarts: int = 0
+
+    def temp_dir(self, settings: ServeSettings) -> Path | None:
+        """ComfyUI empties its temp folder when it starts: a restarted worker must not empty
+        another's. Worker 0 keeps ComfyUI's own, so a single worker's command line stays plain."""
+        return settings.state_path.parent / f"worker-{self.index}" if self.index else None
+
+    def exited_done(self) -> bool:
+        return self.exited is not None and self.exited.done()
+
+    def as_state(self) -> dict[str, Any]:
+        return {"index": self.index, "port": self.port, "ready": self.ready,
+                "restarts": self.restarts}
+
+
+def worker_count(settings: ServeSettings, profile: Profile) -> int:
+    """``TRELLIS_BOX_WORKERS``, or sized from the VRAM profile and the cores serve may use
+    (``taskset`` included)."""
+    if settings.workers is not None:
+        return settings.workers
+    return workers_for(profile, len(os.sched_getaffinity(0)))
 
 
 @contextlib.contextmanager
@@ -189,8 +227,7 @@ class Server:
         self.state = StateFile(settings.state_path)
         self.phase = Phase.PREFLIGHT
         self._phase_started = time.monotonic()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._exited: asyncio.Future[int] | None = None
+        self.workers: list[Worker] = []
         self._stop_signal: asyncio.Future[int] | None = None
 
     # ---- phases ----
@@ -211,13 +248,17 @@ class Server:
         with contextlib.suppress(OSError):
             self.state.update(phase=Phase.FAILED.value, ready=False, error=text)
 
+    def _publish_workers(self, **fields: Any) -> None:
+        with contextlib.suppress(OSError):
+            self.state.update(workers=[w.as_state() for w in self.workers], **fields)
+
     # ---- entry point ----
 
     def run(self, then: Job | None = None) -> int:
-        """Serve until ComfyUI exits or a signal stops it; return the process exit code.
+        """Serve until a worker gives up or a signal stops it; return the process exit code.
 
-        With ``then``: run it once ComfyUI is ready, stop ComfyUI when it returns and exit with
-        its code. ComfyUI exiting meanwhile is the worker breaking: never exit code 0.
+        With ``then``: run it once every worker is ready, stop them when it returns and exit with
+        its code. A worker exiting meanwhile is the job's server breaking: never exit code 0.
         """
         with _stop_on_signals():
             try:
@@ -246,38 +287,49 @@ class Server:
         self.state.update(weights_mode=found.weights_mode)
         return found
 
+    def _exits(self) -> set[asyncio.Future[Any]]:
+        return {w.exited for w in self.workers if w.exited is not None}
+
+    def _first_exited(self) -> Worker | None:
+        return next((w for w in self.workers if w.exited is not None and w.exited.done()), None)
+
     async def _supervise(self, found: Findings, then: Job | None = None) -> int:
+        assert found.profile is not None
         loop = asyncio.get_running_loop()
-        exited: asyncio.Future[int] = loop.create_future()
         stop: asyncio.Future[int] = loop.create_future()
-        self._exited, self._stop_signal = exited, stop
+        self._stop_signal = stop
+        count = worker_count(self.settings, found.profile)
+        self.workers = [Worker(i, port, self.settings.url_for(port))
+                        for i, port in enumerate(self.settings.worker_ports(count))]
+        self._publish_workers()
+        self.emit("workers", count=count, ports=[w.port for w in self.workers],
+                  requested=self.settings.workers or "auto")
         # Handlers before the spawn: a ComfyUI that dies at once, or a stop, is still seen.
         loop.add_signal_handler(signal.SIGCHLD, self._reap)
         for s in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(s, self._on_signal, s)
         ready: asyncio.Future[None] | None = None
         try:
-            self._start(found)
+            self._enter(Phase.STARTING)
+            for worker in self.workers:
+                self._start(worker, found)
             ready = asyncio.ensure_future(self._become_ready(found))
-            first: set[asyncio.Future[Any]] = {ready, exited, stop}
+            first: set[asyncio.Future[Any]] = {ready, stop, *self._exits()}
             await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
-            if not (stop.done() or exited.done()) and ready.exception() is not None:
+            exited = self._first_exited()
+            if not stop.done() and exited is None and ready.exception() is not None:
                 error = ready.exception()
                 assert error is not None
                 self._fail(error)
-                await self._stop_comfy(signal.SIGTERM)
+                await self._stop_all(signal.SIGTERM)
                 raise error
-            if then is not None and not (stop.done() or exited.done()):
-                return await self._run_then(then, exited, stop)
-            # Ready (or interrupted on the way): from here on, only supervise.
-            await asyncio.wait({exited, stop}, return_when=asyncio.FIRST_COMPLETED)
             if stop.done():
-                self.emit("stopping", signal=signal.Signals(stop.result()).name,
-                          phase=self.phase.value)
-                await self._stop_comfy(stop.result())
-                # A job stopped before it ran must not look done (Batch would not retry it).
-                return self._exit_code() if then is None else 128 + stop.result()
-            return self._comfy_exited_by_itself()
+                return await self._stopped(stop.result(), then)
+            if exited is not None:
+                return await self._gave_up(exited)
+            if then is not None:
+                return await self._run_then(then, stop)
+            return await self._keep_running(found, stop)
         finally:
             if ready is not None and not ready.done():
                 ready.cancel()
@@ -285,16 +337,75 @@ class Server:
                     await ready
             for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(s)
-            if self._proc is not None and not exited.done():
-                # Leaving on an unexpected error: never leave ComfyUI running behind us.
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self._proc.pid, signal.SIGKILL)
-                self._proc.wait()
+            for worker in self.workers:
+                if worker.proc is not None and worker.exited is not None and not worker.exited.done():
+                    # Leaving on an unexpected error: never leave a ComfyUI running behind us.
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(worker.proc.pid, signal.SIGKILL)
+                    worker.proc.wait()
 
-    async def _run_then(self, then: Job, exited: asyncio.Future[int], stop: asyncio.Future[int]) -> int:
+    async def _stopped(self, signum: int, then: Job | None) -> int:
+        self.emit("stopping", signal=signal.Signals(signum).name, phase=self.phase.value)
+        await self._stop_all(signum)
+        # A job stopped before it ran must not look done (Batch would not retry it).
+        return self._exit_code(self.workers[0]) if then is None else 128 + signum
+
+    async def _keep_running(self, found: Findings, stop: asyncio.Future[int]) -> int:
+        """Every worker is ready: restart one that dies (with its warm-up; readiness says
+        ``restarting`` meanwhile) until it has died more than ``worker_restarts`` times."""
+        restarting: dict[asyncio.Future[None], Worker] = {}
+        try:
+            while True:
+                await asyncio.wait({stop, *self._exits(), *restarting},
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if stop.done():
+                    return await self._stopped(stop.result(), None)
+                for task in [t for t in restarting if t.done()]:
+                    worker = restarting.pop(task)
+                    if task.exception() is not None and not worker.exited_done():
+                        error = task.exception()
+                        assert error is not None
+                        self._fail(error)
+                        await self._stop_all(signal.SIGTERM)
+                        return 1
+                    if not worker.exited_done():
+                        worker.ready = True
+                        self.emit("worker_ready", worker=worker.index)
+                for worker in [w for w in self.workers if w.exited_done()]:
+                    for task in [t for t, w in restarting.items() if w is worker]:
+                        task.cancel()
+                        restarting.pop(task)
+                    code = self._exit_code(worker)
+                    self.emit("comfyui_exited", status=code, worker=worker.index,
+                              phase=self.phase.value)
+                    if worker.restarts >= self.settings.worker_restarts:
+                        return await self._gave_up(worker)
+                    worker.restarts += 1
+                    worker.ready = False
+                    self.emit("worker_restarting", worker=worker.index, status=code,
+                              restart=worker.restarts, of=self.settings.worker_restarts)
+                    self._start(worker, found)
+                    restarting[asyncio.ensure_future(self._worker_ready(worker, found))] = worker
+                if restarting:
+                    self._set_readiness(Phase.RESTARTING, ready=False,
+                                        error=f"{sum(not w.ready for w in self.workers)} of "
+                                              f"{len(self.workers)} workers restarting")
+                else:
+                    self._set_readiness(Phase.READY, ready=True, error=None)
+        finally:
+            for task in restarting:
+                task.cancel()
+            await asyncio.gather(*restarting, return_exceptions=True)
+
+    def _set_readiness(self, phase: Phase, **fields: Any) -> None:
+        if phase is not self.phase:
+            self._enter(phase, **fields)
+        self._publish_workers(**fields)
+
+    async def _run_then(self, then: Job, stop: asyncio.Future[int]) -> int:
         job = asyncio.ensure_future(then())
         try:
-            await asyncio.wait({job, exited, stop}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({job, stop, *self._exits()}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not job.done():
                 # A stop or ComfyUI's exit: the job withdraws what it queued and keeps what it
@@ -302,38 +413,41 @@ class Server:
                 job.cancel()
                 await asyncio.gather(job, return_exceptions=True)
         if stop.done():
-            self.emit("stopping", signal=signal.Signals(stop.result()).name, phase=self.phase.value)
-            await self._stop_comfy(stop.result())
-            return 128 + stop.result()
-        if exited.done():
-            return self._comfy_exited_by_itself() or 1
+            return await self._stopped(stop.result(), then)
+        exited = self._first_exited()
+        if exited is not None:
+            return await self._gave_up(exited) or 1
         self.emit("stopping", reason="job finished", phase=self.phase.value)
-        await self._stop_comfy(signal.SIGTERM)
+        await self._stop_all(signal.SIGTERM)
         return job.result()
 
-    def _start(self, found: Findings) -> None:
-        cmd = comfy_command(self.settings)
-        self._enter(Phase.STARTING)
-        self.emit("comfyui", command=cmd, cwd=str(self.settings.comfy_root))
+    def _start(self, worker: Worker, found: Findings) -> None:
+        temp = worker.temp_dir(self.settings)
+        if temp is not None:
+            temp.mkdir(parents=True, exist_ok=True)
+        cmd = comfy_command(self.settings, port=worker.port, temp_dir=temp)
+        self.emit("comfyui", command=cmd, cwd=str(self.settings.comfy_root), worker=worker.index)
+        worker.exited = asyncio.get_running_loop().create_future()
         # Its own process group: a terminal's Ctrl-C reaches serve only, which forwards it once,
         # and a stop reaches every process ComfyUI started.
-        self._proc = subprocess.Popen(cmd, cwd=self.settings.comfy_root, env=found.env,
-                                      stdin=subprocess.DEVNULL, process_group=0,
-                                      preexec_fn=_die_with_parent(os.getpid()))
-        self.emit("comfyui_started", pid=self._proc.pid)
+        worker.proc = subprocess.Popen(cmd, cwd=self.settings.comfy_root, env=found.env,
+                                       stdin=subprocess.DEVNULL, process_group=0,
+                                       preexec_fn=_die_with_parent(os.getpid()))
+        self.emit("comfyui_started", pid=worker.proc.pid, worker=worker.index, port=worker.port)
 
     def _on_signal(self, signum: int) -> None:
         assert self._stop_signal is not None
         if not self._stop_signal.done():
             self._stop_signal.set_result(signum)
-        elif self._proc is not None:
-            # A second signal while stopping: do not wait out the grace period.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.pid, signal.SIGKILL)
+            return
+        # A second signal while stopping: do not wait out the grace period.
+        for worker in self.workers:
+            if worker.proc is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(worker.proc.pid, signal.SIGKILL)
 
     def _reap(self) -> None:
-        """Collect every exited child (as PID 1, orphans are ours too); note ComfyUI's status."""
-        assert self._exited is not None
+        """Collect every exited child (as PID 1, orphans are ours too); note each worker's status."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -341,64 +455,101 @@ class Server:
                 return
             if pid == 0:
                 return
-            if self._proc is not None and pid == self._proc.pid and not self._exited.done():
-                self._proc.returncode = os.waitstatus_to_exitcode(status)
-                self._exited.set_result(self._proc.returncode)
+            for worker in self.workers:
+                if (worker.proc is not None and pid == worker.proc.pid
+                        and worker.exited is not None and not worker.exited.done()):
+                    worker.proc.returncode = os.waitstatus_to_exitcode(status)
+                    worker.exited.set_result(worker.proc.returncode)
 
-    async def _stop_comfy(self, signum: int) -> None:
-        """Forward ``signum`` to ComfyUI's group; SIGKILL it after ``stop_grace`` seconds."""
-        assert self._proc is not None and self._exited is not None
-        if not self._exited.done():
+    async def _stop_all(self, signum: int) -> None:
+        """Forward ``signum`` to every worker's group at once; SIGKILL those still running after
+        ``stop_grace`` seconds (all workers share the one grace: docker stop stays under 2 s)."""
+        running = [w for w in self.workers
+                   if w.proc is not None and w.exited is not None and not w.exited.done()]
+        for worker in running:
+            assert worker.proc is not None
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.pid, signum)
-            try:
-                await asyncio.wait_for(asyncio.shield(self._exited), self.settings.stop_grace)
-            except TimeoutError:
+                os.killpg(worker.proc.pid, signum)
+        futures = [w.exited for w in running if w.exited is not None]
+        if futures:
+            _, late = await asyncio.wait([asyncio.shield(f) for f in futures],
+                                         timeout=self.settings.stop_grace)
+            if late:
                 self.emit("killing", after_s=self.settings.stop_grace)
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self._proc.pid, signal.SIGKILL)
-                await self._exited
-        self.emit("comfyui_exited", status=self._exit_code())
+                for worker in running:
+                    assert worker.proc is not None
+                    if not worker.exited_done():
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.killpg(worker.proc.pid, signal.SIGKILL)
+                await asyncio.gather(*futures)
+        for worker in running:
+            self.emit("comfyui_exited", status=self._exit_code(worker), worker=worker.index)
 
-    def _exit_code(self) -> int:
-        assert self._exited is not None
-        status = self._exited.result()
+    @staticmethod
+    def _exit_code(worker: Worker) -> int:
+        assert worker.exited is not None
+        status: int = worker.exited.result()
         return 128 - status if status < 0 else status
 
-    def _comfy_exited_by_itself(self) -> int:
-        code = self._exit_code()
-        self.emit("comfyui_exited", status=code, phase=self.phase.value)
-        if self.phase is Phase.READY:
+    async def _gave_up(self, worker: Worker) -> int:
+        """A worker exited on its own and is not restarted: stop the others, fail with its status."""
+        code = self._exit_code(worker)
+        self.emit("comfyui_exited", status=code, worker=worker.index, phase=self.phase.value)
+        if self.phase in (Phase.READY, Phase.RESTARTING):
             with contextlib.suppress(OSError):
                 self.state.update(phase=Phase.FAILED.value, ready=False,
-                                  error=f"ComfyUI exited with status {code}")
-            return code
+                                  error=self._exit_text(worker, code))
+            self.phase = Phase.FAILED
+            await self._stop_all(signal.SIGTERM)
+            # Never 0: the container must read unhealthy, not done.
+            return code or 1
         error = ComfyExitedError(
-            f"ComfyUI exited with status {code} while {self.phase.value}; it never became ready",
+            f"{self._exit_text(worker, code)} while {self.phase.value}; it never became ready",
             detail="Its own log, above this message, says why.",
             fix="fix what ComfyUI's log reports; `trellis-box doctor` checks the GPU, weights and "
                 "node packs",
-            status=code, phase=self.phase.value,
+            status=code, phase=self.phase.value, worker=worker.index,
         )
         self._fail(error)
+        await self._stop_all(signal.SIGTERM)
         raise error
+
+    def _exit_text(self, worker: Worker, code: int) -> str:
+        who = "ComfyUI" if len(self.workers) == 1 else f"ComfyUI worker {worker.index} (port {worker.port})"
+        return f"{who} exited with status {code}"
 
     # ---- readiness ----
 
     async def _become_ready(self, found: Findings) -> None:
+        """Every worker answering, registered and warm, each phase for all of them at once."""
         assert found.profile is not None
         s = self.settings
         timeouts = Timeouts(connect=5.0, request=60.0)
-        async with ComfyClient(s.base_url, timeouts=timeouts) as client:
-            await self._until_answering(client)
+        async with contextlib.AsyncExitStack() as opened:
+            clients = [await opened.enter_async_context(ComfyClient(w.url, timeouts=timeouts))
+                       for w in self.workers]
+            await asyncio.gather(*(self._until_answering(c) for c in clients))
             self._enter(Phase.REGISTERING)
-            await self._check_classes(client)
+            await asyncio.gather(*(self._check_classes(c) for c in clients))
             if s.warmup:
                 self._enter(Phase.WARMING)
-                await self._warm_up(client, low_vram=found.profile.low_vram)
+                await asyncio.gather(*(self._warm_up(c, w, low_vram=found.profile.low_vram)
+                                       for c, w in zip(clients, self.workers, strict=True)))
             else:
                 self.emit("warmup_skipped", reason="disabled (--no-warmup / TRELLIS_BOX_WARMUP=0)")
+        for worker in self.workers:
+            worker.ready = True
+        self._publish_workers()
         self._enter(Phase.READY, ready=True, error=None)
+
+    async def _worker_ready(self, worker: Worker, found: Findings) -> None:
+        """One restarted worker answering, registered and warm."""
+        assert found.profile is not None
+        async with ComfyClient(worker.url, timeouts=Timeouts(connect=5.0, request=60.0)) as client:
+            await self._until_answering(client)
+            await self._check_classes(client)
+            if self.settings.warmup:
+                await self._warm_up(client, worker, low_vram=found.profile.low_vram)
 
     async def _until_answering(self, client: ComfyClient) -> None:
         loop = asyncio.get_running_loop()
@@ -410,12 +561,12 @@ class Server:
             except ComfyUnreachableError as exc:
                 if loop.time() >= deadline:
                     raise ComfyStartTimeoutError(
-                        f"ComfyUI did not answer on {self.settings.base_url} within "
+                        f"ComfyUI did not answer on {client.base_url} within "
                         f"{self.settings.start_timeout:g} s",
                         detail=exc.detail,
                         fix="read ComfyUI's log above; a slow disk or first start may need a larger "
                             "TRELLIS_BOX_START_TIMEOUT",
-                        url=self.settings.base_url,
+                        url=client.base_url,
                     ) from exc
             await asyncio.sleep(POLL_SECONDS)
 
@@ -438,11 +589,12 @@ class Server:
             )
         self.emit("registered", node_classes=len(needed))
 
-    async def _warm_up(self, client: ComfyClient, *, low_vram: bool) -> None:
+    async def _warm_up(self, client: ComfyClient, worker: Worker, *, low_vram: bool) -> None:
         started = time.monotonic()
+        folder = f"{WARMUP_SUBFOLDER}/worker-{worker.index}"
         try:
             result = await run_test_job(client, timeout=self.settings.warmup_timeout,
-                                        low_vram=low_vram)
+                                        low_vram=low_vram, folder=folder)
         except WarmupFailedError:
             raise
         except TrellisBoxError as exc:
@@ -455,6 +607,10 @@ class Server:
                      "loads the models",
                 cause=exc.reference,
             ) from exc
-        shutil.rmtree(self.settings.output_dir / WARMUP_SUBFOLDER, ignore_errors=True)
-        self.emit("warmed", prompt_id=result.prompt_id, duration_s=round(time.monotonic() - started, 3),
+        # Each worker its own folder: one worker's clean-up never races another's warm-up.
+        shutil.rmtree(self.settings.output_dir / folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (self.settings.output_dir / WARMUP_SUBFOLDER).rmdir()
+        self.emit("warmed", worker=worker.index, prompt_id=result.prompt_id,
+                  duration_s=round(time.monotonic() - started, 3),
                   node_seconds={k: round(v, 3) for k, v in result.node_seconds.items()})

@@ -1,9 +1,11 @@
 """The batch engine behind ``trellis-box generate``: many images, one GPU kept busy, nothing lost.
 
-Scheduling: up to ``1 + depth`` of our prompts sit on the server at once (one running, ``depth``
-queued), so when a prompt ends ComfyUI starts the next at once while we download the last one's
-files and upload the next image. A slot frees when a prompt *ends on the server*, not when its
-files are home.
+Scheduling: up to ``1 + depth`` of our prompts sit on each ComfyUI worker at once (one running,
+``depth`` queued), so when a prompt ends ComfyUI starts the next at once while we download the last
+one's files and upload the next image. A slot frees when a prompt *ends on the server*, not when
+its files are home. A container running several workers lists them in ``/trellis-box/info``
+(``comfyui/workers.py``): each gets its own client and slots, and the next input goes to whichever
+worker frees a slot first; a plain ComfyUI is one worker.
 
 Every input gets one outcome and a ``<name>.json`` report; ``<name>.glb`` and
 ``<name>.cutout.png`` beside it on success. Files are renamed into place whole, the report last:
@@ -44,6 +46,7 @@ from trellis_box.batch.report import (
 from trellis_box.comfyui import protocol, workflow
 from trellis_box.comfyui.client import ComfyClient, Connection, JobResult, Timeouts
 from trellis_box.comfyui.explain import no_object, write_failed
+from trellis_box.comfyui.workers import worker_urls
 from trellis_box.errors import (
     ComfyUnreachableError,
     NoObjectFoundError,
@@ -70,7 +73,7 @@ class BatchOptions:
     auto_resolution: bool = False
     #: Per-prompt limit in seconds, counted from the moment it starts running.
     job_timeout: float | None = 3600.0
-    #: Prompts kept queued behind the running one.
+    #: Prompts kept queued behind the running one, on each worker.
     depth: int = 2
     #: Downloads at once (each streams a GLB of tens of MB).
     downloads: int = 4
@@ -194,8 +197,14 @@ async def run_items(server: str, items: list[Item], options: BatchOptions, *,
     except OSError as exc:
         raise write_failed(options.out_dir, exc) from exc
     emit(Planned(tuple(items)))
-    async with ComfyClient(server, timeouts=timeouts, on_connection=emit) as comfy:
+    async with contextlib.AsyncExitStack() as opened:
+        comfy = await opened.enter_async_context(
+            ComfyClient(server, timeouts=timeouts, on_connection=emit))
         facts, profile = await server_facts(comfy)
+        urls = worker_urls(comfy.base_url, facts["trellis_box"])
+        facts["workers"] = urls
+        clients = [comfy, *[await opened.enter_async_context(
+            ComfyClient(url, timeouts=timeouts, on_connection=emit)) for url in urls[1:]]]
         # low_vram is the profile's and every other loader input the default's: the model
         # loaders' inputs then equal those of the container's warm-up, and the first image
         # finds the models already loaded.
@@ -205,8 +214,39 @@ async def run_items(server: str, items: list[Item], options: BatchOptions, *,
                                               resolution=profiles.choose_resolution(
                                                   run_options.resolution, profile,
                                                   auto=options.auto_resolution))
-        engine = _Engine(comfy, options, facts, run_options, emit)
+        engine = _Engine(clients, options, facts, run_options, emit)
         return await engine.run(items)
+
+
+class _Slots:
+    """``1 + depth`` slots per worker; :meth:`acquire` takes one on a worker that has one free
+    (the one with most free: a batch smaller than the slots still spreads over every worker)."""
+
+    def __init__(self, workers: list[ComfyClient], per_worker: int) -> None:
+        self._free = {id(w): per_worker for w in workers}
+        self._workers = workers
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def acquire(self, worker: ComfyClient | None = None) -> ComfyClient:
+        """A slot on any worker, or on ``worker`` (a job that must go back where its cached
+        results are)."""
+        candidates = self._workers if worker is None else [worker]
+        while True:
+            free = [w for w in candidates if self._free[id(w)] > 0]
+            if free:
+                got = max(free, key=lambda w: self._free[id(w)])
+                self._free[id(got)] -= 1
+                return got
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+    def release(self, worker: ComfyClient) -> None:
+        self._free[id(worker)] += 1
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 @dataclass
@@ -215,6 +255,8 @@ class _Job:
     image: images.NormalisedImage
     key: str
     options: workflow.WorkflowOptions
+    #: The worker it runs on: its uploads, prompt, progress and files are all there.
+    comfy: ComfyClient | None = None
     graph: dict[str, Any] = field(default_factory=dict)
     prompt_id: str | None = None
     queued_at: float = 0.0
@@ -223,13 +265,13 @@ class _Job:
 
 
 class _Engine:
-    def __init__(self, comfy: ComfyClient, options: BatchOptions, facts: dict[str, Any],
+    def __init__(self, workers: list[ComfyClient], options: BatchOptions, facts: dict[str, Any],
                  run_options: workflow.WorkflowOptions, emit: Observer) -> None:
-        self.comfy, self.options, self.facts, self.emit = comfy, options, facts, emit
+        self.workers, self.options, self.facts, self.emit = workers, options, facts, emit
         # The key keeps the *requested* options: a downgrade must not make a re-run miss.
         self.requested = options.workflow
         self.run_options = run_options
-        self.slots = asyncio.Semaphore(1 + max(options.depth, 1))
+        self.slots = _Slots(workers, 1 + max(options.depth, 1))
         self.downloads = asyncio.Semaphore(options.downloads)
         self.ours: set[str] = set()
         self.outcomes: dict[Item, Outcome] = {}
@@ -249,12 +291,12 @@ class _Engine:
                 job = await self._prepare(item)
                 if job is None:
                     continue
-                await self.slots.acquire()
-                # Queued here, one after the other, so the server runs inputs in their order.
+                job.comfy = await self.slots.acquire()
+                # Queued here, one after the other, so the servers run inputs in their order.
                 if await self._submit_or_fail(job):
                     tasks.append(asyncio.create_task(self._follow(job), name=f"job {item.name}"))
                 else:
-                    self.slots.release()
+                    self.slots.release(job.comfy)
             await asyncio.gather(*tasks)
         except asyncio.CancelledError:
             interrupted = True
@@ -289,11 +331,12 @@ class _Engine:
         return _Job(item, image, key, self.run_options)
 
     async def _submit(self, job: _Job) -> None:
+        comfy = _on(job)
         for attempt in range(MAX_ATTEMPTS):
             try:
-                name = await self.comfy.http.upload_bytes(job.image.png, ".png")
+                name = await comfy.http.upload_bytes(job.image.png, ".png")
                 job.graph = workflow.build(job.options, name)
-                job.prompt_id = await self.comfy.queue_prompt(
+                job.prompt_id = await comfy.queue_prompt(
                     job.graph, on_message=functools.partial(self._progress, job))
                 job.queued_at = time.monotonic()
                 self.ours.add(job.prompt_id)
@@ -302,7 +345,7 @@ class _Engine:
             except ComfyUnreachableError:
                 if attempt == MAX_ATTEMPTS - 1:
                     raise
-                await self.comfy.wait_connected()
+                await comfy.wait_connected()
 
     def _progress(self, job: _Job, msg: protocol.PromptMessage) -> None:
         node = getattr(msg, "node", None)
@@ -333,7 +376,7 @@ class _Engine:
         slot_held = True
         try:
             result = await self._finish_on_server(job)
-            self.slots.release()
+            self.slots.release(_on(job))
             slot_held = False
             try:
                 report = await self._collect(job, result)
@@ -341,13 +384,13 @@ class _Engine:
                 # A prompt ComfyUI ran before is answered from its cache, naming files deleted
                 # from its output folder since. New export names change only the export and save
                 # nodes' inputs: those run again from the cached mesh, for almost nothing.
-                await self.slots.acquire()
+                await self.slots.acquire(_on(job))
                 slot_held = True
                 job.export_rerun = ExportRerun(gone.facts.get("file"), result.prompt_id)
                 job.options = _fresh_export_names(job.options, result.prompt_id)
                 await self._submit(job)
                 result = await self._finish_on_server(job)
-                self.slots.release()
+                self.slots.release(_on(job))
                 slot_held = False
                 report = await self._collect(job, result)
             self._done(Outcome(job.item, "ok", report=report,
@@ -356,14 +399,14 @@ class _Engine:
             self._failed_job(job, exc)
         finally:
             if slot_held:
-                self.slots.release()
+                self.slots.release(_on(job))
 
     async def _finish_on_server(self, job: _Job) -> JobResult:
         """Wait for the queued prompt to end, queueing the job again while :meth:`_retry` says."""
         attempt = 0
         while True:
             try:
-                result = await self.comfy.wait(job.prompt_id or "",
+                result = await _on(job).wait(job.prompt_id or "",
                                                timeout=self.options.job_timeout)
             except TrellisBoxError as exc:
                 # Not on cancellation: Ctrl-C must still find the prompt ours to withdraw.
@@ -404,8 +447,9 @@ class _Engine:
         async with self.downloads:
             # Both finish before an error is raised: a download still running would race the
             # next attempt's file of the same name.
-            fetched = await asyncio.gather(self.comfy.http.download(glbs[0], paths["glb"]),
-                                           self.comfy.http.download(cutouts[0], paths["cutout"]),
+            http = _on(job).http
+            fetched = await asyncio.gather(http.download(glbs[0], paths["glb"]),
+                                           http.download(cutouts[0], paths["cutout"]),
                                            return_exceptions=True)
         for outcome in fetched:
             if isinstance(outcome, BaseException):
@@ -466,17 +510,26 @@ class _Engine:
         self._done(Outcome(item, "failed", error=exc, report=report))
 
     async def _withdraw(self) -> None:
-        """After Ctrl-C: stop our running prompt and drop our queued ones; others' stay."""
-        if not self.ours:
-            return
+        """After Ctrl-C: on every worker at once, stop our running prompt and drop our queued
+        ones; others' stay."""
+        if self.ours:
+            await asyncio.gather(*(self._withdraw_from(w) for w in self.workers))
+
+    async def _withdraw_from(self, comfy: ComfyClient) -> None:
         with contextlib.suppress(TrellisBoxError):
-            pending = [p for p in (await self.comfy.http.queue()).pending if p in self.ours]
+            pending = [p for p in (await comfy.http.queue()).pending if p in self.ours]
             if pending:
-                await self.comfy.http.delete_pending(pending)
+                await comfy.http.delete_pending(pending)
             # Read again: one of ours may have started between the read and the delete.
-            for running in (await self.comfy.http.queue()).running:
+            for running in (await comfy.http.queue()).running:
                 if running in self.ours:
-                    await self.comfy.http.interrupt(running)
+                    await comfy.http.interrupt(running)
+
+
+def _on(job: _Job) -> ComfyClient:
+    """The worker a job was given when its slot was taken."""
+    assert job.comfy is not None, "a job gets its worker before it is submitted"
+    return job.comfy
 
 
 def _fresh_export_names(options: workflow.WorkflowOptions, stale_prompt_id: str

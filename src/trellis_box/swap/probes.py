@@ -5,7 +5,8 @@ and one session opened once and kept, shared by readiness and every ComfyUI clie
 drain polling every second reuses the same connection instead of opening 1,800. Readiness is a
 plain GET of the configured URL (any container's health route: ours is ``/trellis-box/ready``);
 the queue is read and cut through
-:class:`trellis_box.comfyui.client.ComfyHttp`.
+:class:`trellis_box.comfyui.client.ComfyHttp`, on every ComfyUI worker the container's
+``/trellis-box/info`` lists (``comfyui/workers.py``; a plain ComfyUI is its one URL).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Self, TypeVar
 import aiohttp
 
 from trellis_box.comfyui.client import ComfyHttp, QueueState, Timeouts
+from trellis_box.comfyui.workers import worker_urls
 
 T = TypeVar("T")
 
@@ -119,6 +121,19 @@ class Probes:
             self._comfy[comfy_url] = comfy
         return comfy
 
+    async def _workers(self, comfy_url: str) -> list[ComfyHttp]:
+        """A client for every worker behind ``comfy_url``, the first being ``comfy_url``'s."""
+        first = await self._client(comfy_url)
+        urls = worker_urls(comfy_url, await first.trellis_info())
+        return [first, *[await self._client(url) for url in urls[1:]]]
+
+    @staticmethod
+    async def _queues(workers: list[ComfyHttp]) -> QueueState:
+        """Every worker's queue as one: what a drain waits for and a cut may withdraw."""
+        states = await asyncio.gather(*(w.queue() for w in workers))
+        return QueueState(tuple(p for q in states for p in q.running),
+                          tuple(p for q in states for p in q.pending))
+
     # ---- readiness -------------------------------------------------------------------------
 
     def ready(self, url: str) -> Readiness:
@@ -144,9 +159,10 @@ class Probes:
     # ---- queues ----------------------------------------------------------------------------
 
     def queue(self, comfy_url: str) -> QueueState:
-        """The prompts running and pending; raises the client's errors when it cannot be read."""
+        """The prompts running and pending on every worker; raises the client's errors when one
+        cannot be read."""
         async def read() -> QueueState:
-            return await (await self._client(comfy_url)).queue()
+            return await self._queues(await self._workers(comfy_url))
         return self._run(read())
 
     def drain(self, comfy_url: str, *, timeout: float,
@@ -155,12 +171,12 @@ class Probes:
         (empty when drained). ``on_change`` hears each new non-empty state. Raises the client's
         errors when the queue cannot be read."""
         async def poll() -> QueueState:
-            comfy = await self._client(comfy_url)
+            workers = await self._workers(comfy_url)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             last: QueueState | None = None
             while True:
-                queue = await comfy.queue()
+                queue = await self._queues(workers)
                 if not queue.running and not queue.pending:
                     return queue
                 if queue != last:
@@ -174,21 +190,26 @@ class Probes:
     def cut(self, comfy_url: str, seen: QueueState) -> None:
         """Delete the pending prompts in ``seen`` and interrupt its running one: only prompts the
         caller has listed, so its report of what was cut off is exact."""
-        async def cut() -> None:
-            comfy = await self._client(comfy_url)
-            if seen.pending:
-                await comfy.delete_pending(list(seen.pending))
-            for prompt_id in seen.running:
-                await comfy.interrupt(prompt_id)
-        self._run(cut())
+        async def cut(comfy: ComfyHttp) -> None:
+            here = await comfy.queue()
+            pending = [p for p in here.pending if p in seen.pending]
+            if pending:
+                await comfy.delete_pending(pending)
+            for prompt_id in here.running:
+                if prompt_id in seen.running:
+                    await comfy.interrupt(prompt_id)
+
+        async def cut_all() -> None:
+            await asyncio.gather(*(cut(w) for w in await self._workers(comfy_url)))
+        self._run(cut_all())
 
     # ---- a plain ComfyUI -------------------------------------------------------------------
 
     def server_stats(self, comfy_url: str) -> ServerStats:
         """``/system_stats`` and ``/queue`` of any ComfyUI; raises the client's errors."""
         async def read() -> ServerStats:
-            comfy = await self._client(comfy_url)
-            stats, queue = await asyncio.gather(comfy.system_stats(), comfy.queue())
+            workers = await self._workers(comfy_url)
+            stats, queue = await asyncio.gather(workers[0].system_stats(), self._queues(workers))
             system = stats.get("system") or {}
             devices = [Device(str(d.get("name", "?")), str(d.get("type", "?")),
                               int(d.get("vram_total") or 0), int(d.get("vram_free") or 0))

@@ -1,0 +1,215 @@
+"""Several ComfyUI workers in one container: ``serve`` supervises them, ``generate`` feeds them
+all, ``swap``/``status`` count every queue; against the stand-in with a fake nvidia-smi.
+
+Worker sizing from the VRAM profile is pure and checked against the measured peaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.photos import object_photo
+from tests.serve_support import ServeProcess, ServeSetup, free_port
+from tests.test_serve import StartServe, get, phases, process_gone, read_state
+from trellis_box.batch import engine as batch
+from trellis_box.comfyui.client import ComfyClient
+from trellis_box.comfyui.workers import worker_urls
+from trellis_box.comfyui.workflow import build
+from trellis_box.gpu.profiles import GIB, MEASURED_PEAK_BYTES, profile_for, workers_for
+from trellis_box.serve.warmup import warmup_options
+from trellis_box.swap.probes import Probes
+
+H200_BYTES = 143771 * 1024**2
+L4_BYTES = 23034 * 1024**2
+L40S_BYTES = 46068 * 1024**2
+
+
+def two_workers(setup: ServeSetup, **extra: str) -> tuple[dict[str, str], int]:
+    port = free_port()
+    return setup.environment(TRELLIS_BOX_WORKERS="2", TRELLIS_BOX_WORKER_PORT=str(port),
+                             **extra), port
+
+
+def worker_pids(serve: ServeProcess, worker: int) -> list[int]:
+    return [int(e["pid"]) for e in serve.events()
+            if e["event"] == "comfyui_started" and e["worker"] == worker]
+
+
+def history(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}/history", timeout=10) as resp:
+        body: dict[str, Any] = json.loads(resp.read())
+    return body
+
+
+class TestSizing:
+    def test_memory_is_planned_from_the_measured_peak_at_the_top_resolution(self) -> None:
+        h200 = profile_for(H200_BYTES)
+        assert h200.max_resolution == "1536"
+        # (140.4 GiB - 4) / 36.4 GiB = 3 workers; each one's 1536 peak fits beside the others.
+        assert workers_for(h200, 16) == 3
+        assert 3 * MEASURED_PEAK_BYTES["1536"] + 4 * GIB <= H200_BYTES
+        # A 24 GB and a 48 GB card keep one; so does a g6e.xlarge's 4 vCPUs on any card.
+        assert workers_for(profile_for(L4_BYTES), 16) == 1
+        assert workers_for(profile_for(L40S_BYTES), 16) == 1
+        assert workers_for(h200, 4) == 1
+        assert workers_for(profile_for(8 * GIB), 64) == 1
+
+    def test_worker_urls_keep_the_given_url_first_and_swap_the_port(self) -> None:
+        info = {"workers": [{"index": 0, "port": 8188}, {"index": 1, "port": 8189},
+                            {"index": 2, "port": 8190}]}
+        assert worker_urls("http://gpu-box:9000/", info) == [
+            "http://gpu-box:9000", "http://gpu-box:8189", "http://gpu-box:8190"]
+        assert worker_urls("http://127.0.0.1:8188", None) == ["http://127.0.0.1:8188"]
+
+
+class TestServe:
+    def test_ready_only_when_both_are_warm_and_sigterm_stops_both(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        env, port1 = two_workers(serve_setup)
+        serve = start_serve(serve_setup, env=env)
+        serve.wait_event("phase", phase="ready")
+
+        names = [(e["event"], e.get("phase"), e.get("worker")) for e in serve.events()]
+        ready_at = names.index(("phase", "ready", None))
+        warmed = {e["worker"] for e in serve.events()[:ready_at] if e["event"] == "warmed"}
+        assert warmed == {0, 1}
+        state = read_state(serve_setup)
+        assert state["ready"] is True
+        assert state["workers"] == [
+            {"index": 0, "port": serve.port, "ready": True, "restarts": 0},
+            {"index": 1, "port": port1, "ready": True, "restarts": 0}]
+        status, info = get(f"{serve.url}/trellis-box/info")
+        assert status == 200 and [w["port"] for w in info["workers"]] == [serve.port, port1]
+        assert get(f"http://127.0.0.1:{port1}/trellis-box/ready")[0] == 200
+        assert not (serve_setup.root / "output" / "trellis-box-warmup").exists()
+
+        pids = worker_pids(serve, 0) + worker_pids(serve, 1)
+        assert len(pids) == 2
+        serve.signal(signal.SIGTERM)
+        assert serve.wait_exit(30) == 128 + signal.SIGTERM
+        assert all(process_gone(pid) for pid in pids)
+
+    def test_a_plain_client_on_the_public_port_still_runs_a_workflow(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        env, _ = two_workers(serve_setup)
+        serve = start_serve(serve_setup, "--no-warmup", env=env)
+        serve.wait_event("phase", phase="ready")
+
+        async def run() -> Any:
+            async with ComfyClient(serve.url) as client:
+                name = await client.http.upload_image(object_photo(serve_setup.base / "p.png"))
+                return await client.run(build(warmup_options(7, folder="plain"), name), timeout=60)
+
+        result = asyncio.run(run())
+        assert result.prompt_id in history(serve.url)
+        assert list((serve_setup.root / "output" / "plain").glob("*.glb"))
+
+    def test_a_killed_worker_is_restarted_and_readiness_drops_meanwhile(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        # The restarted worker waits at import while this file exists: readiness is read then.
+        hold = serve_setup.base / "hold-restart"
+        hang = serve_setup.root / "custom_nodes" / "hold_on_restart"
+        hang.mkdir()
+        (hang / "__init__.py").write_text(
+            "import pathlib, time\n"
+            f"while pathlib.Path({str(hold)!r}).exists():\n    time.sleep(0.05)\n"
+            "NODE_CLASS_MAPPINGS = {}\n")
+        env, port1 = two_workers(serve_setup, TRELLIS_BOX_WORKER_RESTARTS="1")
+        serve = start_serve(serve_setup, env=env)
+        serve.wait_event("phase", phase="ready")
+
+        hold.touch()
+        first = worker_pids(serve, 1)[0]
+        os.kill(first, signal.SIGKILL)
+        restarting = serve.wait_event("worker_restarting", worker=1)
+        assert restarting["status"] == 128 + signal.SIGKILL and restarting["restart"] == 1
+        serve.wait_event("phase", phase="restarting")
+        status, body = get(f"{serve.url}/trellis-box/ready")
+        assert (status, body["ready"], body["phase"]) == (503, False, "restarting")
+        state = read_state(serve_setup)
+        assert [w["ready"] for w in state["workers"]] == [True, False]
+        assert state["workers"][1]["restarts"] == 1
+
+        hold.unlink()
+        serve.wait_event("worker_ready", worker=1)
+        wait_phase_count(serve, "ready", 2)
+        assert get(f"{serve.url}/trellis-box/ready")[0] == 200
+        # Warm again before ready: its warm-up ran once more.
+        assert len([e for e in serve.events() if e["event"] == "warmed" and e["worker"] == 1]) == 2
+
+        # It keeps dying: no restarts left, serve stops the other worker and exits non-zero.
+        second = worker_pids(serve, 1)[-1]
+        assert second != first
+        os.kill(second, signal.SIGKILL)
+        assert serve.wait_exit(30) == 128 + signal.SIGKILL
+        state = read_state(serve_setup)
+        assert state["ready"] is False and state["phase"] == "failed"
+        assert state["error"] == (f"ComfyUI worker 1 (port {port1}) exited with status "
+                                  f"{128 + signal.SIGKILL}")
+        assert process_gone(worker_pids(serve, 0)[0])
+
+
+def wait_phase_count(serve: ServeProcess, phase: str, count: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while phases(serve).count(phase) < count:
+        assert time.monotonic() < deadline, f"phase {phase} not seen {count} times:\n{serve.stderr}"
+        assert serve.proc.poll() is None, serve.stderr
+        time.sleep(0.05)  # serve's stderr is read by a thread: nothing to await here
+
+
+class TestClients:
+    def test_generate_feeds_both_workers_and_writes_every_output_once(
+            self, serve_setup: ServeSetup, start_serve: StartServe, tmp_path: Path) -> None:
+        env, port1 = two_workers(serve_setup)
+        serve = start_serve(serve_setup, "--no-warmup", env=env)
+        serve.wait_event("phase", phase="ready")
+        inputs = [object_photo(tmp_path / "in" / f"p{i}.png", i) for i in range(6)]
+        out = tmp_path / "out"
+
+        report = asyncio.run(batch.run_batch(serve.url, inputs, batch.BatchOptions(out, depth=1)))
+
+        assert [o.status for o in report.outcomes] == ["ok"] * 6
+        assert report.server["workers"] == [serve.url, f"http://127.0.0.1:{port1}"]
+        assert sorted(p.name for p in out.glob("*.glb")) == [f"p{i}.glb" for i in range(6)]
+        ran = [set(history(url)) for url in (serve.url, f"http://127.0.0.1:{port1}")]
+        assert all(ran) and not (ran[0] & ran[1])
+        reports = {json.loads(p.read_text())["prompt_id"] for p in out.glob("*.json")}
+        assert reports == ran[0] | ran[1]
+
+        again = asyncio.run(batch.run_batch(serve.url, inputs, batch.BatchOptions(out, depth=1)))
+        assert [o.status for o in again.outcomes] == ["skipped"] * 6
+
+    def test_status_and_drain_count_and_cut_both_queues(
+            self, serve_setup: ServeSetup, start_serve: StartServe, tmp_path: Path) -> None:
+        env, port1 = two_workers(serve_setup, COMFY_STANDIN_EXEC_SECONDS="120")
+        serve = start_serve(serve_setup, "--no-warmup", env=env)
+        serve.wait_event("phase", phase="ready")
+        urls = [serve.url, f"http://127.0.0.1:{port1}"]
+
+        async def queue_two_each() -> list[str]:
+            ids = []
+            for n, url in enumerate(urls):
+                async with ComfyClient(url) as client:
+                    name = await client.http.upload_image(object_photo(tmp_path / f"q{n}.png", n))
+                    for seed in (1, 2):
+                        ids.append(await client.queue_prompt(
+                            build(warmup_options(seed + 10 * n), name)))
+            return ids
+
+        ids = asyncio.run(queue_two_each())
+        with Probes(poll_seconds=0.05) as probes:
+            queue = probes.queue(serve.url)
+            assert set(queue.running) | set(queue.pending) == set(ids)
+            assert len(queue.running) == 2
+            stats = probes.server_stats(serve.url)
+            assert (stats.queue_running, stats.queue_pending) == (2, 2)
+            assert probes.drain(serve.url, timeout=0.1) == queue
+            probes.cut(serve.url, queue)
+            assert probes.drain(serve.url, timeout=30) == type(queue)((), ())

@@ -29,7 +29,7 @@ class StandinError(RuntimeError):
 class StandinServer:
     """One stand-in process: ``url``, ``root``, ``start``/``stop``/``restart``, ``set_faults``.
 
-    ``options`` are stand-in options by field name (``exec_seconds``, ``glb_bytes``,
+    ``options`` are stand-in options by field name (``exec_seconds``, ``post_seconds``, ``glb_bytes``,
     ``fail_node``, ``fail_kind``, ``fail_message``, ``fail_when``, ``drop_ws_after``,
     ``view_delay``, ``gpu_name``, ``vram_bytes``, ``startup_delay``, ``progress_steps``),
     passed as ``--standin-*`` flags.

@@ -75,6 +75,8 @@ class BatchOptions:
     job_timeout: float | None = 3600.0
     #: Prompts kept queued behind the running one, on each worker.
     depth: int = 2
+    #: Feed at most this many of the server's ComfyUI workers (None: every one it lists).
+    max_workers: int | None = None
     #: Downloads at once (each streams a GLB of tens of MB).
     downloads: int = 4
     #: Where finished files go from ``out_dir`` (report last; S3); ``None``: they stay there.
@@ -201,7 +203,7 @@ async def run_items(server: str, items: list[Item], options: BatchOptions, *,
         comfy = await opened.enter_async_context(
             ComfyClient(server, timeouts=timeouts, on_connection=emit))
         facts, profile = await server_facts(comfy)
-        urls = worker_urls(comfy.base_url, facts["trellis_box"])
+        urls = worker_urls(comfy.base_url, facts["trellis_box"])[:options.max_workers or None]
         facts["workers"] = urls
         clients = [comfy, *[await opened.enter_async_context(
             ComfyClient(url, timeouts=timeouts, on_connection=emit)) for url in urls[1:]]]

@@ -17,6 +17,8 @@ RECORDED_RAM_BYTES = 25276502016
 @dataclasses.dataclass
 class Options:
     exec_seconds: float = 0.5
+    #: The post-process node's time (remesh, UV unwrap, bake: CPU work on the real stack).
+    post_seconds: float = 0.0
     progress_steps: int = 36
     glb_bytes: int = 0
     fail_node: str | None = None

@@ -2,7 +2,7 @@
 
 What clients can observe is kept: the preprocessing node needs an RGBA image and fails on RGB
 with the real IndexError (upstream issue #190); the generator reports progress steps and takes
-the configured time; post-processing returns a mesh object; the export node writes
+the configured time; post-processing takes ``post_seconds`` and returns a mesh object; the export node writes
 ``output/3D/Trellis2_NNNNN_.glb`` and returns the path relative to the output folder with no
 UI output, so the GLB never reaches ``/history`` on its own.
 """
@@ -125,6 +125,8 @@ class StandinPostProcess:
 
     def process(self, mesh: MeshWithVoxel, texture_size: int, **settings: Any
                 ) -> tuple[TexturedBox, list[Image.Image], list[Image.Image]]:
+        if options.current.post_seconds > 0:
+            time.sleep(options.current.post_seconds)
         box = TexturedBox(seed=mesh.seed, texture_side=min(texture_size, 64),
                           target_bytes=options.current.glb_bytes,
                           metadata={"pipeline_type": mesh.pipeline_type, **settings})

@@ -1,0 +1,171 @@
+"""Several ComfyUI workers against one: the same batch through every worker of one
+``trellis-box serve`` and through its worker 0 alone, in one run.
+
+Both runs use the one server (its other workers sit idle during the single-worker run), each with
+its own seed so no worker's cache answers; first one image per worker primes the resolution's
+models on each (untimed). Reported per run: wall time, per-image latency (the server's execution
+time, and the client's queue-to-files time), and the GPU's busy share (``nvidia-smi``, sampled on
+this machine: run it where the server runs).
+
+On the GPU machine, against a running ``serve`` (``TRELLIS_BOX_WORKERS=N``, every worker's port
+published at the same number)::
+
+    python benchmarks/workers_throughput.py --server http://127.0.0.1:8188 --images 20 \\
+        --resolution 1024 [--photos DIR] [--json-out results.json]
+
+On a CPU, against the ComfyUI stand-in (serve started here with a fake nvidia-smi, simulated node
+durations; it shows the scheduling works, not GPU figures)::
+
+    python benchmarks/workers_throughput.py --standin --workers 2 --images 8 \\
+        --gen-seconds 0.5 --post-seconds 2
+
+Goal (issue 13, GPU machine): busy share >= 85 %, wall <= 0.6x one worker's, per-image latency
+<= 1.3x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import fmean, median
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.photos import object_photo  # noqa: E402
+from tests.serve_support import ServeProcess, free_port, make_setup  # noqa: E402
+from trellis_box.batch import engine as batch  # noqa: E402
+from trellis_box.bench.sampler import GpuSampler  # noqa: E402
+from trellis_box.comfyui.client import ComfyClient  # noqa: E402
+from trellis_box.comfyui.workers import worker_urls  # noqa: E402
+from trellis_box.comfyui.workflow import WorkflowOptions  # noqa: E402
+
+GOAL_BUSY, GOAL_WALL, GOAL_LATENCY = 0.85, 0.6, 1.3
+
+
+@dataclass(frozen=True)
+class Run:
+    label: str
+    workers: int
+    wall_s: float
+    server_s: list[float]
+    client_s: list[float]
+    busy_share: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "workers": self.workers, "wall_s": round(self.wall_s, 2),
+                "server_s_mean": round(fmean(self.server_s), 2),
+                "server_s_median": round(median(self.server_s), 2),
+                "client_s_mean": round(fmean(self.client_s), 2), "busy_share": self.busy_share}
+
+
+async def run_once(label: str, url: str, inputs: list[Path], out: Path, options: WorkflowOptions,
+                   max_workers: int | None, sampler: GpuSampler) -> Run:
+    start = time.monotonic()
+    report = await batch.run_batch(url, inputs, batch.BatchOptions(
+        out, workflow=options, max_workers=max_workers))
+    end = time.monotonic()
+    failed = [o for o in report.outcomes if o.status != "ok"]
+    if failed:
+        raise SystemExit(f"{label}: {failed[0].item.name} failed: {failed[0].error}")
+    timings = [o.report.timings for o in report.outcomes if o.report and o.report.timings]
+    return Run(label, len(report.server["workers"]), end - start,
+               [t.server_ms / 1000 for t in timings if t.server_ms is not None],
+               [t.client_seconds for t in timings], sampler.window(start, end).busy_share)
+
+
+def inputs_for(args: argparse.Namespace, folder: Path) -> list[Path]:
+    if args.photos:
+        photos = sorted(p for p in Path(args.photos).iterdir() if p.suffix.lower() in
+                        (".png", ".jpg", ".jpeg", ".webp"))
+        count: int = args.images
+        return (photos * count)[:count]
+    return [object_photo(folder / f"object-{i:02d}.png", i, size=256) for i in range(args.images)]
+
+
+async def measure(args: argparse.Namespace, url: str, work: Path) -> list[Run]:
+    inputs = inputs_for(args, work / "in")
+    base = WorkflowOptions(resolution=args.resolution, preset=args.preset)
+    with GpuSampler(interval_s=0.5) as sampler:
+        async with ComfyClient(url) as comfy:
+            workers = len(worker_urls(url, await comfy.http.trellis_info()))
+        # Untimed, one image per worker (slots go round): each loads the resolution's models
+        # (serve's warm-up loaded 512's).
+        await batch.run_batch(url, (inputs * workers)[:workers], batch.BatchOptions(
+            work / "prime", workflow=base.replace(seed=1001)))
+        single = await run_once("one worker", url, inputs, work / "one", base.replace(seed=1),
+                                1, sampler)
+        every = await run_once(f"{workers} workers", url, inputs, work / "all",
+                               base.replace(seed=2), None, sampler)
+    if sampler.reason:
+        print(f"GPU busy share {sampler.reason}")
+    return [single, every]
+
+
+def report(runs: list[Run], args: argparse.Namespace) -> dict[str, Any]:
+    single, every = runs
+    wall = every.wall_s / single.wall_s
+    latency = fmean(every.server_s) / fmean(single.server_s)
+    print(f"{args.images} images at {args.resolution} ({args.preset})")
+    for run in runs:
+        busy = "n/a" if run.busy_share is None else f"{run.busy_share:.0%}"
+        print(f"  {run.label:<11} wall {run.wall_s:8.1f} s  per image: server "
+              f"{fmean(run.server_s):6.1f} s (median {median(run.server_s):.1f}), client "
+              f"{fmean(run.client_s):6.1f} s  GPU busy {busy}")
+    print(f"  wall {wall:.2f}x one worker's (goal <= {GOAL_WALL}), per-image latency "
+          f"{latency:.2f}x (goal <= {GOAL_LATENCY}), busy share goal >= {GOAL_BUSY:.0%}")
+    return {"images": args.images, "resolution": args.resolution, "preset": args.preset,
+            "runs": [r.as_dict() for r in runs], "wall_ratio": round(wall, 3),
+            "latency_ratio": round(latency, 3)}
+
+
+def standin_server(args: argparse.Namespace, work: Path) -> ServeProcess:
+    setup = make_setup(work / "serve")
+    env = setup.environment(
+        TRELLIS_BOX_WORKERS=str(args.workers), TRELLIS_BOX_WORKER_PORT=str(free_port()),
+        COMFY_STANDIN_EXEC_SECONDS=str(args.gen_seconds),
+        COMFY_STANDIN_POST_SECONDS=str(args.post_seconds),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT / "src"),
+                                                 os.environ.get("PYTHONPATH")])))
+    serve = ServeProcess(setup, env=env)
+    serve.wait_event("phase", timeout=300, phase="ready")
+    return serve
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--server", help="a running trellis-box serve, e.g. http://127.0.0.1:8188")
+    where.add_argument("--standin", action="store_true", help="start serve on the stand-in here")
+    parser.add_argument("--images", type=int, default=20)
+    parser.add_argument("--resolution", default="1024")
+    parser.add_argument("--preset", default="balanced")
+    parser.add_argument("--photos", help="a folder of photos (default: generated objects)")
+    parser.add_argument("--workers", type=int, default=2, help="--standin: workers serve runs")
+    parser.add_argument("--gen-seconds", type=float, default=0.5, help="--standin: generator")
+    parser.add_argument("--post-seconds", type=float, default=2.0, help="--standin: post-process")
+    parser.add_argument("--json-out", help="write the figures here as JSON")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="workers-throughput-") as tmp:
+        work = Path(tmp)
+        serve = standin_server(args, work) if args.standin else None
+        try:
+            url = serve.url if serve is not None else args.server
+            figures = report(asyncio.run(measure(args, url, work)), args)
+        finally:
+            if serve is not None:
+                serve.close()
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -447,6 +447,9 @@ class TestPieces:
         ("TRELLIS_BOX_STOP_GRACE", "-1", "a number of seconds above 0"),
         ("TRELLIS_BOX_CUDA_ARCHS", "ampere", "GPU architectures such as"),
         ("TRELLIS_BOX_COMFY_ARGS", "--a 'unclosed", "arguments a shell could split"),
+        ("TRELLIS_BOX_WORKERS", "0", "auto or an integer from 1 to 16"),
+        ("TRELLIS_BOX_WORKERS", "many", "auto or an integer from 1 to 16"),
+        ("TRELLIS_BOX_WORKER_RESTARTS", "-1", "an integer from 0 to 100"),
     ])
     def test_a_bad_setting_names_its_variable(self, name: str, value: str, expected: str) -> None:
         with pytest.raises(ConfigError) as caught:
@@ -467,3 +470,8 @@ class TestPieces:
         assert both.listen_addresses == ("::1", "127.0.0.1")
         assert both.base_url == "http://[::1]:9"
         assert s.cuda_archs == pins.load().cuda_archs
+        # One worker per GPU's worth of measured peak, decided at start; the others follow 8188.
+        assert (s.workers, s.worker_restarts, s.worker_ports(3)) == (None, 3, [8188, 8189, 8190])
+        moved = settings.load({"TRELLIS_BOX_WORKERS": "2", "TRELLIS_BOX_WORKER_PORT": "9100"})
+        assert (moved.workers, moved.worker_ports(2), moved.url_for(9100)) == (
+            2, [8188, 9100], "http://127.0.0.1:9100")

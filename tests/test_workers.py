@@ -213,3 +213,44 @@ class TestClients:
             assert probes.drain(serve.url, timeout=0.1) == queue
             probes.cut(serve.url, queue)
             assert probes.drain(serve.url, timeout=30) == type(queue)((), ())
+
+    def test_an_interrupted_batch_withdraws_from_both_workers_and_resumes(
+            self, serve_setup: ServeSetup, start_serve: StartServe, tmp_path: Path) -> None:
+        env, port1 = two_workers(serve_setup, COMFY_STANDIN_EXEC_SECONDS="1")
+        serve = start_serve(serve_setup, "--no-warmup", env=env)
+        serve.wait_event("phase", phase="ready")
+        inputs = [object_photo(tmp_path / "in" / f"p{i}.png", i) for i in range(8)]
+        out = tmp_path / "out"
+
+        async def interrupted() -> batch.BatchReport:
+            first_done = asyncio.Event()
+
+            def on_event(event: batch.Event) -> None:
+                if isinstance(event, batch.Done) and event.outcome.status == "ok":
+                    first_done.set()
+
+            task = asyncio.create_task(batch.run_batch(serve.url, inputs, batch.BatchOptions(out),
+                                                       on_event=on_event))
+            await asyncio.wait_for(first_done.wait(), 60)
+            task.cancel()
+            return await task
+
+        report = asyncio.run(interrupted())
+        assert report.interrupted
+        finished = [o.item.name for o in report.outcomes if o.status == "ok"]
+        assert finished and len(finished) < 8
+        with Probes(poll_seconds=0.05) as probes:
+            assert probes.drain(serve.url, timeout=30) == type(probes.queue(serve.url))((), ())
+        ran = [h["status"]["status_str"] for url in (serve.url, f"http://127.0.0.1:{port1}")
+               for h in history(url).values()]
+        # Queued prompts were withdrawn from both workers and the running ones interrupted.
+        assert ran.count("success") <= len(finished) + 2 and len(ran) < 8
+
+        resumed = asyncio.run(batch.run_batch(serve.url, inputs, batch.BatchOptions(out)))
+        assert sorted(o.item.name for o in resumed.outcomes if o.status == "skipped") == sorted(finished)
+        assert {o.status for o in resumed.outcomes} <= {"ok", "skipped"}
+        assert len(list(out.glob("*.glb"))) == 8
+
+        one = asyncio.run(batch.run_batch(serve.url, inputs[:2], batch.BatchOptions(
+            tmp_path / "one", max_workers=1)))
+        assert one.server["workers"] == [serve.url]

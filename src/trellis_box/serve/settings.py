@@ -134,7 +134,9 @@ def _workers(env: Mapping[str, str], name: str) -> int | None:
     raw = env.get(name)
     if not raw or raw.lower() == "auto":
         return None
-    return _int(env, name, 1, low=1, high=MAX_WORKERS)
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_WORKERS:
+        raise _bad(name, raw, f"auto or an integer from 1 to {MAX_WORKERS}")
+    return int(raw)
 
 
 def _bad(name: str, value: str, expected: str) -> ConfigError:

@@ -52,7 +52,8 @@ def test_example_config_loads_with_both_containers() -> None:
     assert set(config.containers) == {"comfyui-trellis2", "comfyui-wan"}
     trellis = config.containers["comfyui-trellis2"]
     assert trellis.comfy_url == "http://127.0.0.1:8188"
-    assert trellis.ports == ("8188:8188",)
+    # Every ComfyUI worker's port, so the drain reads every queue.
+    assert trellis.ports == ("8188:8188", "8189:8189", "8190:8190", "8191:8191")
     assert trellis.gpus == "all"
     assert trellis.ready_timeout == 1800
     assert config.containers["comfyui-wan"].ready_timeout == 900

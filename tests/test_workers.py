@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.comfy_standin.fixtures import StartStandin
 from tests.photos import object_photo
 from tests.serve_support import ServeProcess, ServeSetup, free_port
 from tests.test_serve import StartServe, get, phases, process_gone, read_state
@@ -254,3 +255,23 @@ class TestClients:
         one = asyncio.run(batch.run_batch(serve.url, inputs[:2], batch.BatchOptions(
             tmp_path / "one", max_workers=1)))
         assert one.server["workers"] == [serve.url]
+
+
+def test_a_worker_whose_port_is_not_reachable_is_left_out_and_named(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    # A container started with only 8188 published: its info lists a worker we cannot reach.
+    state = tmp_path / "state.json"
+    server = comfy_standin(exec_seconds=0.05, env={"TRELLIS_BOX_STATE": str(state)})
+    hidden = free_port()
+    state.write_text(json.dumps({"phase": "ready", "ready": True, "workers": [
+        {"index": 0, "port": server.port, "ready": True, "restarts": 0},
+        {"index": 1, "port": hidden, "ready": True, "restarts": 0}]}))
+    inputs = [object_photo(tmp_path / "in" / f"p{i}.png", i) for i in range(2)]
+
+    report = asyncio.run(batch.run_batch(server.url, inputs, batch.BatchOptions(tmp_path / "out")))
+
+    assert [o.status for o in report.outcomes] == ["ok", "ok"]
+    assert report.server["workers"] == [server.url]
+    assert report.server["workers_unreachable"] == [f"http://127.0.0.1:{hidden}"]
+    saved = json.loads((tmp_path / "out" / "p0.json").read_text())
+    assert saved["server"]["workers_unreachable"] == [f"http://127.0.0.1:{hidden}"]

@@ -203,10 +203,20 @@ async def run_items(server: str, items: list[Item], options: BatchOptions, *,
         comfy = await opened.enter_async_context(
             ComfyClient(server, timeouts=timeouts, on_connection=emit))
         facts, profile = await server_facts(comfy)
-        urls = worker_urls(comfy.base_url, facts["trellis_box"])[:options.max_workers or None]
-        facts["workers"] = urls
-        clients = [comfy, *[await opened.enter_async_context(
-            ComfyClient(url, timeouts=timeouts, on_connection=emit)) for url in urls[1:]]]
+        clients = [comfy]
+        facts["workers"], facts["workers_unreachable"] = [comfy.base_url], []
+        for url in worker_urls(comfy.base_url, facts["trellis_box"])[1:options.max_workers or None]:
+            worker = await opened.enter_async_context(ComfyClient(url, timeouts=timeouts,
+                                                                  on_connection=emit))
+            try:
+                await worker.http.system_stats()
+            except ComfyUnreachableError:
+                # Its port is not published where we are (only 8188 is by default): feed the
+                # others, and say so in every report.
+                facts["workers_unreachable"].append(url)
+                continue
+            clients.append(worker)
+            facts["workers"].append(url)
         # low_vram is the profile's and every other loader input the default's: the model
         # loaders' inputs then equal those of the container's warm-up, and the first image
         # finds the models already loaded.

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -96,6 +97,22 @@ class TestServe:
         serve.signal(signal.SIGTERM)
         assert serve.wait_exit(30) == 128 + signal.SIGTERM
         assert all(process_gone(pid) for pid in pids)
+
+    def test_a_taken_worker_port_is_refused_before_any_comfyui_starts(
+            self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
+        with socket.socket() as other:
+            other.bind(("127.0.0.1", 0))
+            other.listen()
+            taken = other.getsockname()[1]
+            env = serve_setup.environment(TRELLIS_BOX_WORKERS="2",
+                                          TRELLIS_BOX_WORKER_PORT=str(taken))
+            serve = start_serve(serve_setup, env=env)
+            assert serve.wait_exit() == 1
+        assert f"error: port {taken} on 127.0.0.1 is not free; ComfyUI was not started" in serve.stderr
+        assert "TRELLIS_BOX_WORKER_PORT" in serve.stderr
+        assert serve.comfy_pid() is None
+        profile = [e for e in serve.events() if e["event"] == "step" and e["step"] == "profile"]
+        assert profile[0]["detail"].endswith("2 ComfyUI worker(s) (TRELLIS_BOX_WORKERS)")
 
     def test_a_plain_client_on_the_public_port_still_runs_a_workflow(
             self, serve_setup: ServeSetup, start_serve: StartServe) -> None:

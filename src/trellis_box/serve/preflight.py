@@ -43,7 +43,7 @@ from trellis_box.gpu.probe import (
     nvidia_smi,
     parse_gpus,
 )
-from trellis_box.gpu.profiles import Profile, profile_for
+from trellis_box.gpu.profiles import Profile, profile_for, workers_for
 from trellis_box.serve.node_imports import import_packs, node_pack_dirs
 from trellis_box.serve.runtime_packages import check_runtime_packages
 from trellis_box.serve.settings import OFFLINE_ENV, ServeSettings
@@ -68,6 +68,8 @@ class Findings:
     packs: dict[str, list[str]] = field(default_factory=dict)
     #: ``stand-in`` when the weights are the GPU harness's random ones (weights/standin.py).
     weights_mode: str = "real"
+    #: ComfyUI workers serve runs: ``TRELLIS_BOX_WORKERS``, or sized from the profile.
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -155,8 +157,18 @@ def _profile(settings: ServeSettings, found: Findings) -> str:
             vram_bytes=found.gpu.vram_bytes,
         )
     forced = " (TRELLIS_BOX_LOW_VRAM)" if settings.low_vram is not None else ""
+    found.workers = worker_count(settings, profile)
+    sized = "TRELLIS_BOX_WORKERS" if settings.workers is not None else "auto"
     return f"{profile.name}: low_vram {'on' if profile.low_vram else 'off'}{forced}, resolutions " \
-           f"{', '.join(profile.allowed_resolutions)}"
+           f"{', '.join(profile.allowed_resolutions)}, {found.workers} ComfyUI worker(s) ({sized})"
+
+
+def worker_count(settings: ServeSettings, profile: Profile) -> int:
+    """``TRELLIS_BOX_WORKERS``, or sized from the VRAM profile and the cores serve may use
+    (``taskset`` included)."""
+    if settings.workers is not None:
+        return settings.workers
+    return workers_for(profile, len(os.sched_getaffinity(0)))
 
 
 def _driver(settings: ServeSettings, found: Findings) -> str:
@@ -291,22 +303,26 @@ def _port(settings: ServeSettings, found: Findings) -> str:
     # Bound the way aiohttp binds (SO_REUSEADDR): only a live listener makes it fail. On the host
     # network another ComfyUI (the container this one is swapped with) may still hold the port,
     # and serve would then register and warm up that server instead of its own.
-    for address in settings.listen_addresses:
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((address, settings.port))
-            except OSError as exc:
-                raise PortInUseError(
-                    f"port {settings.port} on {address} is not free; ComfyUI was not started",
-                    detail=f"bind: {exc.strerror or exc}. Another server (another ComfyUI container "
-                           "on the host network?) listens there.",
-                    fix="stop it (`trellis-box swap` stops the running GPU container first), or "
-                        "choose another port: TRELLIS_BOX_PORT / --port",
-                    port=settings.port, listen=address,
-                ) from None
-    return f"port {settings.port} is free on {', '.join(settings.listen_addresses)}"
+    ports = settings.worker_ports(found.workers)
+    for port in ports:
+        variable = "TRELLIS_BOX_PORT / --port" if port == settings.port else "TRELLIS_BOX_WORKER_PORT"
+        for address in settings.listen_addresses:
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((address, port))
+                except OSError as exc:
+                    raise PortInUseError(
+                        f"port {port} on {address} is not free; ComfyUI was not started",
+                        detail=f"bind: {exc.strerror or exc}. Another server (another ComfyUI "
+                               "container on the host network?) listens there.",
+                        fix="stop it (`trellis-box swap` stops the running GPU container first), or "
+                            f"choose another port: {variable}",
+                        port=port, listen=address,
+                    ) from None
+    listed = ", ".join(str(p) for p in ports)
+    return f"port{'s' if len(ports) > 1 else ''} {listed} free on {', '.join(settings.listen_addresses)}"
 
 
 # ---- weights -----------------------------------------------------------------------------------

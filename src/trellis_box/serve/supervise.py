@@ -50,7 +50,7 @@ from trellis_box.errors import (
     TrellisBoxError,
     WarmupFailedError,
 )
-from trellis_box.gpu.profiles import Profile, workers_for
+from trellis_box.gpu.profiles import Profile
 from trellis_box.serve.preflight import Findings, StepResult
 from trellis_box.serve.preflight import run as run_preflight
 from trellis_box.serve.settings import ServeSettings
@@ -176,14 +176,6 @@ class Worker:
                 "restarts": self.restarts}
 
 
-def worker_count(settings: ServeSettings, profile: Profile) -> int:
-    """``TRELLIS_BOX_WORKERS``, or sized from the VRAM profile and the cores serve may use
-    (``taskset`` included)."""
-    if settings.workers is not None:
-        return settings.workers
-    return workers_for(profile, len(os.sched_getaffinity(0)))
-
-
 @contextlib.contextmanager
 def _stop_on_signals() -> Iterator[None]:
     """Until ComfyUI runs, SIGTERM/SIGINT end serve at once (a running check is killed with it)."""
@@ -298,7 +290,7 @@ class Server:
         loop = asyncio.get_running_loop()
         stop: asyncio.Future[int] = loop.create_future()
         self._stop_signal = stop
-        count = worker_count(self.settings, found.profile)
+        count = found.workers
         self.workers = [Worker(i, port, self.settings.url_for(port))
                         for i, port in enumerate(self.settings.worker_ports(count))]
         self._publish_workers()

@@ -112,7 +112,7 @@ class TestServe:
         assert "TRELLIS_BOX_WORKER_PORT" in serve.stderr
         assert serve.comfy_pid() is None
         profile = [e for e in serve.events() if e["event"] == "step" and e["step"] == "profile"]
-        assert profile[0]["detail"].endswith("2 ComfyUI worker(s) (TRELLIS_BOX_WORKERS)")
+        assert profile[0]["detail"].endswith("2 ComfyUI workers (TRELLIS_BOX_WORKERS)")
 
     def test_a_plain_client_on_the_public_port_still_runs_a_workflow(
             self, serve_setup: ServeSetup, start_serve: StartServe) -> None:

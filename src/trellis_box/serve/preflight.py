@@ -160,7 +160,8 @@ def _profile(settings: ServeSettings, found: Findings) -> str:
     found.workers = worker_count(settings, profile)
     sized = "TRELLIS_BOX_WORKERS" if settings.workers is not None else "auto"
     return f"{profile.name}: low_vram {'on' if profile.low_vram else 'off'}{forced}, resolutions " \
-           f"{', '.join(profile.allowed_resolutions)}, {found.workers} ComfyUI worker(s) ({sized})"
+           f"{', '.join(profile.allowed_resolutions)}, {found.workers} ComfyUI " \
+           f"worker{'s' if found.workers > 1 else ''} ({sized})"
 
 
 def worker_count(settings: ServeSettings, profile: Profile) -> int:

@@ -155,6 +155,7 @@ def up(args: argparse.Namespace) -> dict[str, Any]:
         env["TRELLIS_BOX_ALLOW_STAND_IN_WEIGHTS"] = "1"
     if args.low_vram is not None:
         env["TRELLIS_BOX_LOW_VRAM"] = args.low_vram
+    env["TRELLIS_BOX_WORKERS"] = args.workers
     for d in ("triton", "flex_gemm", "hf"):
         (caches / d).mkdir(parents=True, exist_ok=True)
     serve_log = args.out / "serve.log"
@@ -237,6 +238,10 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--port", type=int, default=8188)
             s.add_argument("--low-vram", choices=("on", "off"),
                            help="override the VRAM profile's low_vram (TRELLIS_BOX_LOW_VRAM)")
+            # 1 by default: bench's per-job device peaks must not include other workers' models.
+            s.add_argument("--workers", default="1",
+                           help="ComfyUI workers (TRELLIS_BOX_WORKERS: a number or auto); "
+                                "benchmarks/workers_throughput.py measures more than one")
         if name in ("bench", "run"):
             s.add_argument("--resolutions", default="512,1024,1536")
             s.add_argument("--images", type=int, default=2)

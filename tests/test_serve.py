@@ -470,8 +470,10 @@ class TestPieces:
         assert both.listen_addresses == ("::1", "127.0.0.1")
         assert both.base_url == "http://[::1]:9"
         assert s.cuda_archs == pins.load().cuda_archs
-        # One worker per GPU's worth of measured peak, decided at start; the others follow 8188.
-        assert (s.workers, s.worker_restarts, s.worker_ports(3)) == (None, 3, [8188, 8189, 8190])
+        # One worker until several are measured on a GPU; auto sizes them at start (None); the
+        # others follow 8188.
+        assert (s.workers, s.worker_restarts, s.worker_ports(3)) == (1, 3, [8188, 8189, 8190])
+        assert settings.load({"TRELLIS_BOX_WORKERS": "auto"}).workers is None
         moved = settings.load({"TRELLIS_BOX_WORKERS": "2", "TRELLIS_BOX_WORKER_PORT": "9100"})
         assert (moved.workers, moved.worker_ports(2), moved.url_for(9100)) == (
             2, [8188, 9100], "http://127.0.0.1:9100")

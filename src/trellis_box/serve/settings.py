@@ -59,7 +59,8 @@ class ServeSettings:
     low_vram: bool | None = None
     #: ``TRELLIS_BOX_WORKERS``: ComfyUI processes serve runs (None: ``auto``, sized by
     #: :func:`trellis_box.gpu.profiles.workers_for` from the VRAM profile and the CPU cores).
-    workers: int | None = None
+    #: One unless asked: several workers have not yet been measured on a GPU.
+    workers: int | None = 1
     #: ``TRELLIS_BOX_WORKER_PORT``: worker 1's port (worker i: this + i - 1); None: ``port + 1``.
     worker_base_port: int | None = None
     #: ``TRELLIS_BOX_WORKER_RESTARTS``: how often one worker may die after ready and be started
@@ -132,7 +133,9 @@ MAX_WORKERS = 16
 
 def _workers(env: Mapping[str, str], name: str) -> int | None:
     raw = env.get(name)
-    if not raw or raw.lower() == "auto":
+    if not raw:
+        return 1  # until several workers are measured on a GPU (README: Throughput)
+    if raw.lower() == "auto":
         return None
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_WORKERS:
         raise _bad(name, raw, f"auto or an integer from 1 to {MAX_WORKERS}")

@@ -4,8 +4,9 @@
 Both runs use the one server (its other workers sit idle during the single-worker run), each with
 its own seed so no worker's cache answers; first one image per worker primes the resolution's
 models on each (untimed). Reported per run: wall time, per-image latency (the server's execution
-time, and the client's queue-to-files time), and the GPU's busy share (``nvidia-smi``, sampled on
-this machine: run it where the server runs).
+time, and the client's queue-to-files time), the GPU's busy share and device memory peak
+(``nvidia-smi``) and the CPU cores kept busy (``/proc/stat``), both sampled on this machine: run
+it where the server runs. ``taskset -c 0-3`` on the server (not this script) limits its cores.
 
 On the GPU machine, against a running ``serve`` (``TRELLIS_BOX_WORKERS=N``, every worker's port
 published at the same number)::
@@ -43,7 +44,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from tests.photos import object_photo  # noqa: E402
 from tests.serve_support import ServeProcess, free_port, make_setup  # noqa: E402
 from trellis_box.batch import engine as batch  # noqa: E402
-from trellis_box.bench.sampler import GpuSampler  # noqa: E402
+from trellis_box.bench.sampler import CpuSampler, GpuSampler  # noqa: E402
 from trellis_box.comfyui.client import ComfyClient  # noqa: E402
 from trellis_box.comfyui.workers import worker_urls  # noqa: E402
 from trellis_box.comfyui.workflow import WorkflowOptions  # noqa: E402
@@ -59,16 +60,20 @@ class Run:
     server_s: list[float]
     client_s: list[float]
     busy_share: float | None
+    device_peak_bytes: int | None
+    cpu_cores_busy: float | None
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "workers": self.workers, "wall_s": round(self.wall_s, 2),
                 "server_s_mean": round(fmean(self.server_s), 2),
                 "server_s_median": round(median(self.server_s), 2),
-                "client_s_mean": round(fmean(self.client_s), 2), "busy_share": self.busy_share}
+                "server_s": [round(v, 2) for v in self.server_s],
+                "client_s_mean": round(fmean(self.client_s), 2), "busy_share": self.busy_share,
+                "device_peak_bytes": self.device_peak_bytes, "cpu_cores_busy": self.cpu_cores_busy}
 
 
 async def run_once(label: str, url: str, inputs: list[Path], out: Path, options: WorkflowOptions,
-                   max_workers: int | None, sampler: GpuSampler) -> Run:
+                   max_workers: int | None, gpu: GpuSampler, cpu: CpuSampler) -> Run:
     start = time.monotonic()
     report = await batch.run_batch(url, inputs, batch.BatchOptions(
         out, workflow=options, max_workers=max_workers))
@@ -77,9 +82,14 @@ async def run_once(label: str, url: str, inputs: list[Path], out: Path, options:
     if failed:
         raise SystemExit(f"{label}: {failed[0].item.name} failed: {failed[0].error}")
     timings = [o.report.timings for o in report.outcomes if o.report and o.report.timings]
-    return Run(label, len(report.server["workers"]), end - start,
-               [t.server_ms / 1000 for t in timings if t.server_ms is not None],
-               [t.client_seconds for t in timings], sampler.window(start, end).busy_share)
+    window = gpu.window(start, end)
+    used = len(report.server["workers"]) if max_workers is None else max_workers
+    run = Run(label, used, end - start,
+              [t.server_ms / 1000 for t in timings if t.server_ms is not None],
+              [t.client_seconds for t in timings], window.busy_share, window.peak_used_bytes,
+              cpu.window(start, end).cores_busy)
+    print(f"  {label}: {run.wall_s:.1f} s", flush=True)
+    return run
 
 
 def inputs_for(args: argparse.Namespace, folder: Path) -> list[Path]:
@@ -91,40 +101,50 @@ def inputs_for(args: argparse.Namespace, folder: Path) -> list[Path]:
     return [object_photo(folder / f"object-{i:02d}.png", i, size=256) for i in range(args.images)]
 
 
-async def measure(args: argparse.Namespace, url: str, work: Path) -> list[Run]:
+async def measure(args: argparse.Namespace, url: str, work: Path) -> tuple[list[Run], dict[str, Any]]:
     inputs = inputs_for(args, work / "in")
     base = WorkflowOptions(resolution=args.resolution, preset=args.preset)
-    with GpuSampler(interval_s=0.5) as sampler:
+    with GpuSampler(interval_s=0.5) as gpu, CpuSampler(interval_s=0.5) as cpu:
         async with ComfyClient(url) as comfy:
-            workers = len(worker_urls(url, await comfy.http.trellis_info()))
+            info = await comfy.http.trellis_info()
+            workers = len(worker_urls(url, info))
         # Untimed, one image per worker (slots go round): each loads the resolution's models
         # (serve's warm-up loaded 512's).
         await batch.run_batch(url, (inputs * workers)[:workers], batch.BatchOptions(
             work / "prime", workflow=base.replace(seed=1001)))
+        print(f"primed {workers} workers", flush=True)
         single = await run_once("one worker", url, inputs, work / "one", base.replace(seed=1),
-                                1, sampler)
+                                1, gpu, cpu)
         every = await run_once(f"{workers} workers", url, inputs, work / "all",
-                               base.replace(seed=2), None, sampler)
-    if sampler.reason:
-        print(f"GPU busy share {sampler.reason}")
-    return [single, every]
+                               base.replace(seed=2), None, gpu, cpu)
+    for sampler in (gpu, cpu):
+        if sampler.reason:
+            print(f"{type(sampler).__name__}: {sampler.reason}")
+    return [single, every], {"server": info, "cpu_cores": cpu.cores}
 
 
-def report(runs: list[Run], args: argparse.Namespace) -> dict[str, Any]:
+def report(runs: list[Run], facts: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     single, every = runs
     wall = every.wall_s / single.wall_s
     latency = fmean(every.server_s) / fmean(single.server_s)
-    print(f"{args.images} images at {args.resolution} ({args.preset})")
+    weights = (facts["server"] or {}).get("weights_mode") or "unknown"
+    print(f"{args.images} images at {args.resolution} ({args.preset}), weights: {weights}, "
+          f"{facts['cpu_cores']} CPU cores")
     for run in runs:
         busy = "n/a" if run.busy_share is None else f"{run.busy_share:.0%}"
+        peak = "n/a" if run.device_peak_bytes is None else f"{run.device_peak_bytes / 1e9:.1f} GB"
         print(f"  {run.label:<11} wall {run.wall_s:8.1f} s  per image: server "
               f"{fmean(run.server_s):6.1f} s (median {median(run.server_s):.1f}), client "
-              f"{fmean(run.client_s):6.1f} s  GPU busy {busy}")
+              f"{fmean(run.client_s):6.1f} s  GPU busy {busy}, device peak {peak}, "
+              f"CPU cores busy {run.cpu_cores_busy}")
     print(f"  wall {wall:.2f}x one worker's (goal <= {GOAL_WALL}), per-image latency "
           f"{latency:.2f}x (goal <= {GOAL_LATENCY}), busy share goal >= {GOAL_BUSY:.0%}")
     return {"images": args.images, "resolution": args.resolution, "preset": args.preset,
+            "weights": weights, "cpu_cores": facts["cpu_cores"],
             "runs": [r.as_dict() for r in runs], "wall_ratio": round(wall, 3),
-            "latency_ratio": round(latency, 3)}
+            "latency_ratio": round(latency, 3),
+            "goal": {"busy_share": GOAL_BUSY, "wall_ratio": GOAL_WALL, "latency_ratio": GOAL_LATENCY},
+            "server": facts["server"]}
 
 
 def standin_server(args: argparse.Namespace, work: Path) -> ServeProcess:
@@ -159,7 +179,7 @@ def main() -> None:
         serve = standin_server(args, work) if args.standin else None
         try:
             url = serve.url if serve is not None else args.server
-            figures = report(asyncio.run(measure(args, url, work)), args)
+            figures = report(*asyncio.run(measure(args, url, work)), args)
         finally:
             if serve is not None:
                 serve.close()

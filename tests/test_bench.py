@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ from tests.comfy_standin.torch_site import ALLOCATED, RESERVED, torch_site
 from trellis_box.bench import runner
 from trellis_box.bench.reference import UPSTREAM_H100_GENERATION_S
 from trellis_box.bench.runner import STAND_IN_LABEL, BenchOptions, BenchRun, run_bench, sample_images
-from trellis_box.bench.sampler import GpuSampler
+from trellis_box.bench.sampler import CpuSampler, GpuSampler
 from trellis_box.bench.summary import as_data, compare_with_upstream, rows
 from trellis_box.cli.app import main
 from trellis_box.cli.bench import render
@@ -240,3 +243,23 @@ def test_sampler_reads_a_window_and_says_when_it_cannot(fake_nvidia_smi: Path,
     with GpuSampler() as quiet:
         pass
     assert quiet.reason == "not measured: nvidia-smi printed no sample it could read"
+
+
+def test_cpu_sampler_sees_a_busy_core_and_says_when_it_cannot(tmp_path: Path) -> None:
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        with CpuSampler(interval_s=0.05) as cpu:
+            time.sleep(1.5)
+    finally:
+        burner.kill()
+        burner.wait()
+    first, last = cpu.readings[0][0], cpu.readings[-1][0]
+    window = cpu.window(first, last)
+    # The burner alone keeps one core busy; /proc/stat counts every process on the machine.
+    assert window.cores_busy is not None and 0.7 <= window.cores_busy <= window.cores + 0.5
+    assert cpu.reason is None and cpu.window(last + 1, last + 2).cores_busy is None
+
+    with CpuSampler(stat=tmp_path / "missing") as blind:
+        pass
+    assert blind.reason == f"not measured: {tmp_path / 'missing'} is not readable here"
+    assert blind.window(0, time.monotonic()).cores_busy is None

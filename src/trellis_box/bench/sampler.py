@@ -1,17 +1,21 @@
-"""The GPU's busy share and device memory while a bench runs, sampled with ``nvidia-smi``.
+"""The GPU's busy share and device memory while a bench runs, sampled with ``nvidia-smi``, and
+the CPU cores kept busy meanwhile, read from ``/proc/stat``.
 
 One ``nvidia-smi -lms`` process prints a line per interval; a thread keeps each line with the
 time it arrived. This sees the GPU of the machine bench runs on, so its figures mean something
-only when the server runs there too (``trellis-box bench`` says so).
+only when the server runs there too (``trellis-box bench`` says so). The CPU figure says why the
+GPU waits: post-processing runs on the CPU, and workers that share too few cores queue there.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from statistics import fmean
 
 from trellis_box.gpu.probe import MIB, NVIDIA_SMI
@@ -107,3 +111,72 @@ def _parse(line: str) -> Sample | None:
     except ValueError:
         return None
     return Sample(time.monotonic(), busy, int(used * MIB), int(total * MIB))
+
+
+PROC_STAT = Path("/proc/stat")
+
+
+@dataclass(frozen=True)
+class CpuWindow:
+    """Busy cores on average between two moments (``cores_busy`` of ``cores``), or ``None``."""
+
+    cores_busy: float | None
+    cores: int
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {"cpu_cores_busy": self.cores_busy, "cpu_cores": self.cores}
+
+
+class CpuSampler:
+    """``with CpuSampler() as c: ...; c.window(t0, t1)``: the machine's busy CPU time per second
+    (all processes: run it where the server runs). ``cores`` counts the cores this process may
+    use, so ``taskset -c 0-3`` reads as 4. ``reason`` says why it measures nothing."""
+
+    def __init__(self, *, interval_s: float = 0.5, stat: Path = PROC_STAT) -> None:
+        self.interval_s, self.stat = interval_s, stat
+        self.cores = len(os.sched_getaffinity(0))
+        #: (time.monotonic(), busy seconds since boot, summed over every core)
+        self.readings: list[tuple[float, float]] = []
+        self.reason: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> CpuSampler:
+        if self._busy_seconds() is None:
+            self.reason = f"not measured: {self.stat} is not readable here"
+            return self
+        self._thread = threading.Thread(target=self._loop, name="cpu sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _loop(self) -> None:
+        while True:
+            busy = self._busy_seconds()
+            if busy is not None:
+                self.readings.append((time.monotonic(), busy))
+            if self._stop.wait(self.interval_s):
+                return
+
+    def _busy_seconds(self) -> float | None:
+        """The first line of /proc/stat: ``cpu user nice system idle iowait irq softirq steal ...``
+        in clock ticks; busy is everything but idle and iowait (guest time is inside user)."""
+        try:
+            fields = self.stat.read_text().split("\n", 1)[0].split()
+            ticks = [int(v) for v in fields[1:9]]
+        except (OSError, ValueError, IndexError):
+            return None
+        if fields[0] != "cpu" or len(ticks) < 5:
+            return None
+        return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+    def window(self, start: float, end: float) -> CpuWindow:
+        inside = [r for r in list(self.readings) if start <= r[0] <= end]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            return CpuWindow(None, self.cores)
+        (t0, b0), (t1, b1) = inside[0], inside[-1]
+        return CpuWindow(round((b1 - b0) / (t1 - t0), 2), self.cores)

@@ -125,6 +125,10 @@ class TestReady:
         assert process_gone(comfy)
         stopping = serve.wait_event("stopping")
         assert stopping["signal"] == "SIGTERM" and stopping["phase"] == "ready"
+        # serve's last word: the status it exits with and how long the stop took by its own clock.
+        exited = serve.events()[-1]
+        assert exited["event"] == "exited" and exited["status"] == 128 + signal.SIGTERM
+        assert exited["stop_s"] is not None and exited["stop_s"] >= 0
 
     def test_sigint_is_forwarded_and_its_status_returned(
             self, serve_setup: ServeSetup, start_serve: StartServe) -> None:

@@ -221,6 +221,8 @@ class Server:
         self._phase_started = time.monotonic()
         self.workers: list[Worker] = []
         self._stop_signal: asyncio.Future[int] | None = None
+        #: When the first stop signal came: the ``exited`` event says how long the stop took.
+        self._signalled_at: float | None = None
 
     # ---- phases ----
 
@@ -264,10 +266,15 @@ class Server:
                 except Exception as exc:  # known or not, the state must say "failed"
                     self._fail(exc)
                     raise
-                return asyncio.run(self._supervise(found, then))
+                code = asyncio.run(self._supervise(found, then))
             except Stopped as stop:
                 self.emit("stopped", signal=str(stop), phase=self.phase.value)
                 return stop.exit_code
+        # The last line serve writes: a stop's length read from serve itself, whatever reaps it.
+        self.emit("exited", status=code, phase=self.phase.value,
+                  stop_s=None if self._signalled_at is None
+                  else round(time.monotonic() - self._signalled_at, 3))
+        return code
 
     def _preflight(self) -> Findings:
         def on_step(result: StepResult) -> None:
@@ -430,6 +437,7 @@ class Server:
     def _on_signal(self, signum: int) -> None:
         assert self._stop_signal is not None
         if not self._stop_signal.done():
+            self._signalled_at = time.monotonic()
             self._stop_signal.set_result(signum)
             return
         # A second signal while stopping: do not wait out the grace period.

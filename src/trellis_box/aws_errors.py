@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3.exceptions
 import botocore.exceptions
 
 from trellis_box.errors import AwsCredentialsMissingError, TrellisBoxError
@@ -91,6 +92,13 @@ def aws_call(service: AwsService, action: str, codes: Mapping[str, Refusal] | No
             fix=service.region, **facts) from exc
     except botocore.exceptions.ClientError as exc:
         raise _refused(service, action, exc, codes or {}, facts) from exc
+    except boto3.exceptions.S3UploadFailedError as exc:
+        # upload_file wraps the refusal in its own error; the ClientError inside has the code.
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, botocore.exceptions.ClientError):
+            raise _refused(service, action, cause, codes or {}, facts) from exc
+        raise service.request_error(f"{service.name} refused to {action}", detail=masked(str(exc)),
+                                    fix=service.permissions, **facts) from exc
     except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as exc:
         raise service.request_error(
             f"cannot reach {service.name} to {action}", detail=masked(str(exc)),

@@ -144,6 +144,7 @@ def test_submit_registers_once_and_status_and_report_follow_the_reports(
     main(["batch", "report", sub["job_id"], "--no-thumbnails"])
     table = capsys.readouterr().out
     assert "4 done, 1 failed, 0 pending" in table and "item-9" in table
+    assert f"({sub['job_id']}): SUCCEEDED" in table and "[bold]" not in table  # a style, not text
     assert f"report: {page} (5 inputs, 0 thumbnails)" in table
     assert f"aws s3 sync s3://{bucket}/out DIR" in table and "static website" in table
 

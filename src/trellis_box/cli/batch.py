@@ -69,11 +69,11 @@ def submit(
         workflow=WorkflowOptions(preset=preset, resolution=resolution, seed=seed), auto_resolution=auto_resolution,
         job_timeout=timeout, job_role_arn=job_role_arn, log_group=log_group, job_name=job_name)
     done = awsbatch.submit(request)
-    emit(asdict(done), as_json=as_json, render=lambda console: console.print(
-        f"submitted [bold]{done.job_name}[/] ({done.job_id}): {done.inputs} inputs in {done.shards} "
+    emit(asdict(done), as_json=as_json, render=lambda console: console.print(styled(
+        "submitted ", (done.job_name, "bold"), f" ({done.job_id}): {done.inputs} inputs in {done.shards} "
         f"shard(s), job definition {done.job_definition}"
         f"{' (registered)' if done.registered_definition else ' (reused)'}\n"
-        f"follow it: trellis-box batch status {done.job_id}", highlight=False))
+        f"follow it: trellis-box batch status {done.job_id}"), highlight=False))
     return EXIT_OK
 
 
@@ -83,8 +83,8 @@ def _status_data(s: awsbatch.JobStatus) -> dict[str, Any]:
 
 
 def _render_status(console: Console, s: awsbatch.JobStatus) -> None:
-    console.print(f"[bold]{s.job_name}[/] ({s.job_id}): {s.status}"
-                  f"{f' ({s.reason})' if s.reason else ''}", highlight=False)
+    console.print(styled((s.job_name, "bold"), f" ({s.job_id}): {s.status}"
+                         f"{f' ({s.reason})' if s.reason else ''}"), highlight=False)
     table = Table(title="children")
     for state in s.children:
         table.add_column(state.lower(), justify="right")

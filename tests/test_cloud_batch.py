@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 from tests.cloud_support import Aws
 from tests.comfy_standin.fixtures import StartStandin
 from tests.photos import object_photo
+from tests.registry_support import REGION
 from tests.serve_support import cli_command, free_port, make_setup
 from trellis_box.cli.app import main
 from trellis_box.cloud import shard as shard_mod
@@ -108,6 +110,9 @@ def test_submit_registers_once_and_status_and_report_follow_the_reports(
     assert code == 0
     assert status["children"]["SUCCEEDED"] == 3
     assert status["inputs"] == {"done": 0, "failed": 0, "pending": 5}
+    code, report = _json(capsys, "batch", "report", sub["job_id"])
+    assert (code, report["html"]["report"]) == (0, None)
+    assert "no input of job" in report["html"]["note"] and "out/report.html" not in aws.keys(bucket)
 
     # The children's work, each shard by the code a child runs (serve left out here).
     server = comfy_standin(env={"TRELLIS_BOX_STATE": "/nonexistent/state.json"}, exec_seconds=0.05)
@@ -115,13 +120,76 @@ def test_submit_registers_once_and_status_and_report_follow_the_reports(
     assert [asyncio.run(run_shard(server.url, Shard(read, i))) for i in range(3)] == [0, 0, 0]
     code, status = _json(capsys, "batch", "status", sub["job_id"])
     assert status["inputs"] == {"done": 4, "failed": 1, "pending": 0}
-    code, report = _json(capsys, "batch", "report", sub["job_id"])
+    code, report = _json(capsys, "batch", "report", sub["job_id"], "--no-html")
     assert code == 3  # an input failed
     assert report["reports"]["item-9"]["error"]["error"] == "image-invalid"
     assert report["reports"]["item-0"]["files"]["glb"] == f"s3://{bucket}/out/item-0.glb"
-    main(["batch", "report", sub["job_id"]])
+    assert report["html"] is None and "out/report.html" not in aws.keys(bucket)
+
+    # The job's page, beside its results: every input, the failed one with its error.
+    code, report = _json(capsys, "batch", "report", sub["job_id"], "--no-thumbnails")
+    assert code == 3
+    page = f"s3://{bucket}/out/report.html"
+    assert (report["html"]["report"], report["html"]["partial"], report["html"]["note"]) == (page, False, None)
+    assert report["html"]["counts"] == {"inputs": 5, "ok": 4, "failed": 1}
+    assert "--no-thumbnails" in report["html"]["thumbnails_note"]
+    data = _page_data(aws, page)
+    entries = {e["name"]: e for e in data["entries"]}
+    assert set(entries) == set(report["reports"]) == {"item-0", "item-1", "item-2", "item-3", "item-9"}
+    assert entries["item-9"]["status"] == "failed" and entries["item-9"]["error"] == {
+        k: report["reports"]["item-9"]["error"].get(k) for k in ("error", "message", "detail", "fix", "note")}
+    assert entries["item-0"]["glb"] == "item-0.glb" and f"out/{entries['item-0']['cutout']}" in aws.keys(bucket)
+    assert data["note"] is None and data["dir"] == f"s3://{bucket}/out"
+
+    main(["batch", "report", sub["job_id"], "--no-thumbnails"])
     table = capsys.readouterr().out
     assert "4 done, 1 failed, 0 pending" in table and "item-9" in table
+    assert f"({sub['job_id']}): SUCCEEDED" in table and "[bold]" not in table  # a style, not text
+    assert f"report: {page} (5 inputs, 0 thumbnails)" in table
+    assert f"aws s3 sync s3://{bucket}/out DIR" in table and "static website" in table
+
+
+def _page_data(aws: Aws, url: str) -> Any:
+    html = aws.get(url).decode()
+    found = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S)
+    assert found, html[:500]
+    return json.loads(found.group(1))
+
+
+def _running(job_id: str, *children: int) -> None:
+    """Put a job and some of its children back in RUNNING. moto's Batch without Docker ends every
+    job at submit; a real one runs for hours, and a report is asked for meanwhile."""
+    from moto.batch.models import batch_backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    jobs = batch_backends[DEFAULT_ACCOUNT_ID][REGION]._jobs
+    for key in (job_id, *(f"{job_id}:{i}" for i in children)):
+        jobs[key].status = "RUNNING"
+
+
+def test_the_report_of_a_running_job_is_partial_and_says_so(
+        aws: Aws, s3_inputs: tuple[str, Path], comfy_standin: StartStandin,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    bucket, _ = s3_inputs
+    code, sub = _json(capsys, "batch", "submit", f"s3://{bucket}/in/", f"s3://{bucket}/out",
+                      "--job-queue", aws.job_queue(), "--image", "registry.example/trellis:1", "--shards", "3")
+    assert code == 0, sub
+    _running(sub["job_id"], 2)
+    server = comfy_standin(env={"TRELLIS_BOX_STATE": "/nonexistent/state.json"}, exec_seconds=0.05)
+    read = shard_mod.read_manifest(sub["manifest"])
+    assert [asyncio.run(run_shard(server.url, Shard(read, i))) for i in (0, 1)] == [0, 0]
+
+    code, report = _json(capsys, "batch", "report", sub["job_id"], "--no-thumbnails")
+    assert code == 0  # the failing input (item-9, the last shard's) has not run yet
+    assert report["status"] == "RUNNING" and report["children"]["RUNNING"] == 1
+    html = report["html"]
+    assert html["report"] == f"s3://{bucket}/out/report.html" and html["partial"] is True
+    assert "is RUNNING (1 of 3 children not finished), 1 of 5 inputs not reported yet" in html["note"]
+    data = _page_data(aws, html["report"])
+    assert sorted(e["name"] for e in data["entries"]) == ["item-0", "item-1", "item-2", "item-3"]
+    assert data["note"] == html["note"]  # the page itself says it is partial
+    main(["batch", "report", sub["job_id"], "--no-thumbnails"])
+    assert html["note"] in capsys.readouterr().out.replace("\n", "")
 
 
 def test_bad_input_gets_a_clear_error(aws: Aws, s3_inputs: tuple[str, Path], monkeypatch: pytest.MonkeyPatch,

@@ -190,7 +190,7 @@ def _open(browser: Browser, url: str) -> tuple[Page, Any]:
 def test_the_report_loads_without_console_errors(browser: Browser, served: str) -> None:
     page, console = _open(browser, served)
     assert page.locator("article.card").count() == 3
-    assert page.locator("#file-note").is_hidden()
+    assert page.locator("#file-note").is_hidden() and page.locator("#batch-note").is_hidden()
     assert page.locator('[data-fact="failed"]').inner_text().endswith("1")
     broken = page.evaluate("[...document.images].filter(i => !i.naturalWidth).map(i => i.src)")
     assert broken == []
@@ -276,6 +276,19 @@ def test_the_report_command_rebuilds_and_serves(batch: Path, tmp_path: Path, bro
         process.send_signal(signal.SIGINT)
         assert process.wait(10) == 0
     assert _entries(copy)["object-0"]["thumbnail"] is None  # the placeholder is shown instead
+
+
+def test_a_note_on_the_batch_shows_above_the_cards(browser: Browser, batch: Path, tmp_path: Path) -> None:
+    """A page built while the batch still runs (``trellis-box batch report``) says it is partial."""
+    folder = tmp_path / "out"
+    shutil.copytree(batch, folder, ignore=shutil.ignore_patterns("report.html"))
+    note = "partial: job j is RUNNING <b>(1 of 3 children not finished)</b>"
+    build_report(LocalStorage(folder), folder=str(folder), render_thumbnails=False, note=note)
+    assert _data(folder)["note"] == note
+    page, console = _open(browser, (folder / "report.html").as_uri())
+    assert page.locator("#batch-note").is_visible()
+    assert page.locator("#batch-note").inner_text() == note  # as text: a name is never markup
+    assert console.errors == [], console
 
 
 def test_a_link_to_one_input_opens_its_3d_view(browser: Browser, served: str) -> None:

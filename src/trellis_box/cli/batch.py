@@ -10,11 +10,13 @@ from rich.console import Console
 from rich.table import Table
 
 from trellis_box.cli._errors import EXIT_OK, EXIT_PARTIAL
-from trellis_box.cli._output import JsonOption, emit
+from trellis_box.cli._output import JsonOption, emit, err, styled
+from trellis_box.cli.report import render_report, thumbnail_progress
 from trellis_box.cli.serve import _log, _settings
 from trellis_box.cloud import awsbatch
 from trellis_box.cloud.child import run_child
 from trellis_box.comfyui.workflow import DEFAULT_PRESET, PRESETS, RESOLUTIONS, WorkflowOptions
+from trellis_box.errors import TrellisBoxError
 
 EXAMPLES = """\
 Examples:
@@ -24,7 +26,9 @@ Examples:
 
   trellis-box batch status JOB_ID
 
-  trellis-box batch report JOB_ID --json > report.json
+  trellis-box batch report JOB_ID --json > report.json   # and OUT/report.html
+
+  trellis-box batch report JOB_ID --no-html              # the table only
 """
 
 _DEFAULTS = WorkflowOptions()
@@ -65,11 +69,11 @@ def submit(
         workflow=WorkflowOptions(preset=preset, resolution=resolution, seed=seed), auto_resolution=auto_resolution,
         job_timeout=timeout, job_role_arn=job_role_arn, log_group=log_group, job_name=job_name)
     done = awsbatch.submit(request)
-    emit(asdict(done), as_json=as_json, render=lambda console: console.print(
-        f"submitted [bold]{done.job_name}[/] ({done.job_id}): {done.inputs} inputs in {done.shards} "
+    emit(asdict(done), as_json=as_json, render=lambda console: console.print(styled(
+        "submitted ", (done.job_name, "bold"), f" ({done.job_id}): {done.inputs} inputs in {done.shards} "
         f"shard(s), job definition {done.job_definition}"
         f"{' (registered)' if done.registered_definition else ' (reused)'}\n"
-        f"follow it: trellis-box batch status {done.job_id}", highlight=False))
+        f"follow it: trellis-box batch status {done.job_id}"), highlight=False))
     return EXIT_OK
 
 
@@ -79,8 +83,8 @@ def _status_data(s: awsbatch.JobStatus) -> dict[str, Any]:
 
 
 def _render_status(console: Console, s: awsbatch.JobStatus) -> None:
-    console.print(f"[bold]{s.job_name}[/] ({s.job_id}): {s.status}"
-                  f"{f' ({s.reason})' if s.reason else ''}", highlight=False)
+    console.print(styled((s.job_name, "bold"), f" ({s.job_id}): {s.status}"
+                         f"{f' ({s.reason})' if s.reason else ''}"), highlight=False)
     table = Table(title="children")
     for state in s.children:
         table.add_column(state.lower(), justify="right")
@@ -100,11 +104,31 @@ def status(job_id: str = typer.Argument(..., help="The job id submit printed."),
     return EXIT_OK
 
 
-@app.command("report")
+@app.command("report", epilog=EXAMPLES)
 def report(job_id: str = typer.Argument(..., help="The job id submit printed."),
+           html: bool = typer.Option(True, "--html/--no-html",
+                                     help="Build the job's report.html at its output prefix "
+                                          "(as `trellis-box report OUT`)."),
+           thumbnails: bool = typer.Option(True, "--thumbnails/--no-thumbnails",
+                                           help="Render missing thumbnails (needs the thumbnails "
+                                                "extra: f3d)."),
+           workers: int | None = typer.Option(None, "--workers", min=1,
+                                              help="Processes rendering thumbnails (default: one a core)."),
            as_json: bool = JsonOption) -> int:
-    """Every input's report (from the output prefix); exit 3 when any input failed."""
+    """Every input's report (from the output prefix) and the job's report.html beside them;
+    exit 3 when any input failed."""
     r = awsbatch.report(job_id)
+    page: awsbatch.JobPage | None = None
+    failure: TrellisBoxError | None = None
+    if html:
+        try:
+            with thumbnail_progress(quiet=as_json) as advance:
+                page = awsbatch.write_page(r, thumbnails=thumbnails, workers=workers,
+                                           on_thumbnail=advance)
+        except TrellisBoxError as exc:  # the reports still stand (a reader may not write there)
+            failure = exc
+            err.print(styled(("warning:", "yellow"), f" no report.html: {exc}\n  (--no-html skips it)"),
+                      highlight=False)
 
     def render(console: Console) -> None:
         _render_status(console, r.status)
@@ -121,9 +145,24 @@ def report(job_id: str = typer.Argument(..., help="The job id submit printed."),
                           f"{stats['faces']:,}" if stats.get("faces") else "",
                           f"{server_ms / 1000:.1f}" if server_ms else "", str(result))
         console.print(table)
+        if page is not None:
+            if page.result is not None:
+                render_report(console, r.status.out, page.result)
+            if page.note:
+                console.print(page.note, highlight=False)
 
-    emit({**_status_data(r.status), "reports": r.reports}, as_json=as_json, render=render)
+    emit({**_status_data(r.status), "reports": r.reports, "html": _page_data(page, failure)},
+         as_json=as_json, render=render)
     return EXIT_PARTIAL if r.status.counts["failed"] else EXIT_OK
+
+
+def _page_data(page: awsbatch.JobPage | None, failure: TrellisBoxError | None) -> dict[str, Any] | None:
+    if failure is not None:
+        return {"report": None, "error": failure.to_dict()}
+    if page is None:  # --no-html
+        return None
+    return {**(page.result.as_dict() if page.result else {}), "report": page.url,
+            "partial": page.partial, "note": page.note}
 
 
 @app.command("child")

@@ -4,6 +4,8 @@ and serve a local folder for the 3D view."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -56,7 +58,7 @@ def report(
     result = write_report(location, thumbnails=thumbnails, workers=workers, quiet=as_json)
     data = {**result.as_dict(), "report": open_storage(location).url(result.page)}
     if not serve:
-        emit(data, as_json=as_json, render=lambda out: _render(out, location, result))
+        emit(data, as_json=as_json, render=lambda out: render_report(out, location, result))
         return 0
     with ReportServer(Path(location), port) as server:
         emit({**data, "url": server.url}, as_json=as_json,
@@ -69,9 +71,9 @@ def report(
     return 0
 
 
-def write_report(location: str, *, thumbnails: bool = True, workers: int | None = None,
-                 quiet: bool = False) -> ReportResult:
-    """Build the report with a progress bar on stderr while thumbnails render."""
+@contextmanager
+def thumbnail_progress(*, quiet: bool) -> Iterator[Callable[[str, int], None]]:
+    """A progress bar on stderr while thumbnails render; yields ``build_report``'s ``on_thumbnail``."""
     progress = Progress(TextColumn("thumbnails", markup=False), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, transient=True, disable=quiet)
     task = progress.add_task("thumbnails", total=None)
@@ -80,6 +82,12 @@ def write_report(location: str, *, thumbnails: bool = True, workers: int | None 
         progress.update(task, total=total, advance=1)
 
     with progress:
+        yield advance
+
+
+def write_report(location: str, *, thumbnails: bool = True, workers: int | None = None,
+                 quiet: bool = False) -> ReportResult:
+    with thumbnail_progress(quiet=quiet) as advance:
         return build_report(open_storage(location), folder=location,
                             render_thumbnails=thumbnails, workers=workers, on_thumbnail=advance)
 
@@ -94,15 +102,18 @@ def report_batch(location: str, *, thumbnails: bool, quiet: bool) -> None:
         err.print(styled(("warning:", "yellow"), f" no report.html: {exc.message}"), highlight=False)
         return
     if not quiet:
-        _render(err, location, result)
+        render_report(err, location, result)
 
 
-def _render(out: Console, location: str, result: ReportResult) -> None:
+def render_report(out: Console, location: str, result: ReportResult) -> None:
+    """Where the page is, its counts, and how to open it for the 3D view."""
     # Plain text: paths and the install hint ('trellis-box[thumbnails]') hold brackets.
     out.print(f"report: {open_storage(location).url(result.page)} ({result.counts['inputs']} inputs, "
               f"{result.thumbnails} thumbnails)", highlight=False, markup=False)
     if result.thumbnails_note:
         out.print(f"  thumbnails: {result.thumbnails_note}", highlight=False, markup=False)
-    view = ("open it from an S3 static website or CloudFront (its links are relative)"
+    view = (f"open it through S3 static website hosting or CloudFront (its links are relative; a "
+            f"presigned URL shows the page without its files), or `aws s3 sync {location} DIR` "
+            f"and `trellis-box report DIR --serve`"
             if is_remote(location) else f"trellis-box report {location} --serve")
     out.print(f"  for the 3D view: {view}", highlight=False, markup=False)

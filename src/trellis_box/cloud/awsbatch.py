@@ -4,7 +4,8 @@ Submit lists the inputs once and writes the job's manifest (:mod:`trellis_box.cl
 to the outputs, registers a job definition for the image unless one with the same content exists
 (its name carries a hash of that content), and submits one array job whose child ``i`` runs
 ``trellis-box batch child MANIFEST`` on shard ``i``. Status and report read the job from Batch and
-the per-input reports from the output prefix: S3 is the record of what is done.
+the per-input reports from the output prefix: S3 is the record of what is done. The job's
+``report.html`` is the page ``trellis-box report`` builds over that prefix.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ from trellis_box.errors import (
     UsageError,
 )
 from trellis_box.gpu import profiles
+from trellis_box.report.build import ReportResult, build_report
 from trellis_box.storage import is_remote
 from trellis_box.storage.s3 import S3Storage, parse_url, s3_client
 
@@ -45,6 +48,7 @@ LOW_VRAM_HOST_MIB = 24 * 1024
 #: memory would wait in RUNNABLE for ever.
 HOST_RESERVE = 0.10
 BATCH_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+ENDED = ("SUCCEEDED", "FAILED")
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,18 @@ class JobStatus:
 class JobReport:
     status: JobStatus
     reports: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+
+@dataclass
+class JobPage:
+    """The job's ``report.html`` at its output prefix."""
+    #: ``s3://`` URL of the page; ``None`` while no input has a report (nothing to show).
+    url: str | None
+    #: Some inputs of the job are not on the page yet (their child has not written them).
+    partial: bool
+    #: Why the page is partial, or why there is none; shown on the page too.
+    note: str | None = None
+    result: ReportResult | None = None
 
 
 BATCH = AwsService(
@@ -314,3 +330,32 @@ def report(job_id: str, *, batch: Any = None) -> JobReport:
     manifest = read_manifest(url)
     reports = _item_reports(manifest)
     return JobReport(_status(job, manifest, url, reports), reports)
+
+
+def _partial_note(s: JobStatus) -> str | None:
+    pending, total = s.counts["pending"], len(s.inputs)
+    if s.status not in ENDED:
+        unfinished = sum(n for state, n in s.children.items() if state not in ENDED)
+        return (f"partial: job {s.job_name} is {s.status} ({unfinished} of {sum(s.children.values())} "
+                f"children not finished), {pending} of {total} inputs not reported yet; build the "
+                f"report again when the job has ended")
+    if pending:
+        return (f"partial: job {s.job_name} {s.status}, but {pending} of {total} inputs have no report "
+                f"of this job (their child ended without one: see its log)")
+    return None
+
+
+def write_page(job: JobReport, *, thumbnails: bool = True, workers: int | None = None,
+               on_thumbnail: Callable[[str, int], None] | None = None) -> JobPage:
+    """Build the job's ``report.html`` at its output prefix from what is there now, as
+    ``trellis-box report OUT`` does (it shows every per-input report in that prefix); the page of
+    a job still running, or of one that left inputs without a report, says it is partial."""
+    s = job.status
+    if not s.counts["done"] + s.counts["failed"]:
+        return JobPage(None, partial=True,
+                       note=f"no report.html yet: no input of job {s.job_name} ({s.status}) has a report")
+    note = _partial_note(s)
+    store = S3Storage.from_url(s.out)
+    result = build_report(store, folder=s.out, render_thumbnails=thumbnails, workers=workers,
+                          note=note, on_thumbnail=on_thumbnail)
+    return JobPage(store.url(result.page), partial=note is not None, note=note, result=result)

@@ -44,11 +44,12 @@ def thumbnail_name(entry: Entry) -> str:
 
 
 def build_report(store: Storage, *, folder: str, render_thumbnails: bool = True,
-                 workers: int | None = None,
+                 workers: int | None = None, note: str | None = None,
                  on_thumbnail: Callable[[str, int], None] | None = None) -> ReportResult:
     """Write ``report.html`` (and ``report-files/``) for the batch in ``store``.
 
-    ``folder`` is how the page names the batch (``trellis-box report FOLDER --serve``).
+    ``folder`` is how the page names the batch (``trellis-box report FOLDER --serve``); ``note``
+    is shown above the cards (a batch still running: the page is partial).
     ``on_thumbnail(glb, total)`` is called as each thumbnail is done.
     """
     entries = read_entries(store)
@@ -60,17 +61,17 @@ def build_report(store: Storage, *, folder: str, render_thumbnails: bool = True,
     viewer = _copy_viewer(store)
     previews = {e.name: _preview(store, e) for e in entries}
     missing = [e for e in entries if e.glb and _stale(store, e.glb, thumbnail_name(e))]
-    note = None
+    unrendered = None
     if missing and not render_thumbnails:
-        note = f"{len(missing)} not rendered (--no-thumbnails)"
+        unrendered = f"{len(missing)} not rendered (--no-thumbnails)"
     elif missing:
         try:
             thumbnails.check_available()
         except ThumbnailsUnavailableError as exc:
-            note = f"{exc.message}; fix: {exc.fix}"
-    result = ReportResult(REPORT, summarise(entries).counts, thumbnails_note=note)
-    _write_page(store, entries, previews, viewer, folder, result)
-    if missing and note is None:
+            unrendered = f"{exc.message}; fix: {exc.fix}"
+    result = ReportResult(REPORT, summarise(entries).counts, thumbnails_note=unrendered)
+    _write_page(store, entries, previews, viewer, folder, note, result)
+    if missing and unrendered is None:
         total = len(missing)
         try:
             rendered = thumbnails.render_all(
@@ -82,12 +83,12 @@ def build_report(store: Storage, *, folder: str, render_thumbnails: bool = True,
             result.failed_thumbnails = rendered.failed
             if rendered.failed:
                 result.thumbnails_note = f"{len(rendered.failed)} could not be rendered"
-        _write_page(store, entries, previews, viewer, folder, result)
+        _write_page(store, entries, previews, viewer, folder, note, result)
     return result
 
 
 def _write_page(store: Storage, entries: list[Entry], previews: dict[str, str | None],
-                viewer: str | None, folder: str, result: ReportResult) -> None:
+                viewer: str | None, folder: str, note: str | None, result: ReportResult) -> None:
     thumbs_dir = f"{FILES_DIR}/thumbnails/"
     present = {thumbs_dir + n for n in store.list(thumbs_dir)}
     data = {
@@ -97,6 +98,7 @@ def _write_page(store: Storage, entries: list[Entry], previews: dict[str, str | 
                                               f"run `{page.VENDOR_COMMAND}` in its checkout",
         "summary": summarise(entries).as_dict(),
         "thumbnails_note": result.thumbnails_note,
+        "note": note,
         "entries": [e.for_page(thumbnail_name(e) if thumbnail_name(e) in present else None,
                                previews[e.name]) for e in entries],
     }

@@ -226,6 +226,7 @@
   }
 
   document.getElementById("file-note").hidden = !fromDisk;
+  if (REPORT.note) Object.assign(document.getElementById("batch-note"), { textContent: REPORT.note, hidden: false });
   addEventListener("hashchange", openFromHash);
   drawSummary();
   draw();

@@ -1,6 +1,6 @@
 """``TRELLIS_BOX_MAX_RESOLUTION``: a lower top resolution than the card's, applied once in
 preflight's profile step and seen by everything that reads the profile (worker sizing, the state
-file and ``/trellis-box/info``, ``generate``'s refusal, doctor); against the stand-in with a fake
+file and ``/trellis-box/info``, the refusals of ``generate`` and ``bench``, doctor); against the stand-in with a fake
 ``nvidia-smi``.
 """
 
@@ -57,6 +57,9 @@ def test_a_cap_at_1024_sizes_auto_at_1024_and_every_client_sees_it(
     assert ("use --resolution 1024, or --auto-resolution to step down to it; for 1536, restart the "
             "server with TRELLIS_BOX_MAX_RESOLUTION=1536 (or unset)") in err
     assert not (tmp_path / "out" / "photo.glb").exists()
+    code = main(["bench", "--server", serve.url, "--resolutions", "1536", "--images", "1"])
+    assert code == 2
+    assert "the server does not run resolution 1536" in capsys.readouterr().err
 
 
 def test_without_the_cap_the_same_card_sizes_at_1536(tmp_path: Path, start_serve: StartServe) -> None:

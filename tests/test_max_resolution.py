@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.photos import object_photo
-from tests.serve_support import L4_MIB, ServeSetup, make_setup
+from tests.serve_support import L4_MIB, ServeSetup, free_port, make_setup
 from tests.test_doctor import by_name, doctor
 from tests.test_serve import StartServe, get, read_state
 from trellis_box.cli.app import main
@@ -32,8 +32,10 @@ def profile_step(events: list[dict[str, object]]) -> dict[str, object]:
 def test_a_cap_at_1024_sizes_auto_at_1024_and_every_client_sees_it(
         tmp_path: Path, start_serve: StartServe, capsys: pytest.CaptureFixture[str]) -> None:
     setup = h200(tmp_path)
+    # On a machine with 16 cores auto starts 4 workers: their ports away from serve's neighbours.
     serve = start_serve(setup, "--no-warmup", env=setup.environment(
-        TRELLIS_BOX_WORKERS="auto", TRELLIS_BOX_MAX_RESOLUTION="1024"))
+        TRELLIS_BOX_WORKERS="auto", TRELLIS_BOX_MAX_RESOLUTION="1024",
+        TRELLIS_BOX_WORKER_PORT=str(free_port())))
     serve.wait_event("phase", phase="ready")
 
     # Memory is planned at 1024's peak: 6 fit (3 at 1536's); the cores here then decide.

@@ -14,9 +14,10 @@ from pathlib import Path
 import trellis_box
 
 PACKAGE = Path(trellis_box.__file__).parent
-#: Lowest first. ``errors``, ``pins`` and ``docker_engine`` are the base every layer may use; ``cli`` is the top.
-LAYERS = ("errors", "pins", "docker_engine", "weights", "comfyui", "gpu", "storage", "batch", "bench", "serve",
-          "swap", "publish", "report", "cloud", "cli")
+#: Lowest first. ``errors``, ``pins``, ``docker_engine`` and ``aws_errors`` are the base every layer may use;
+#: ``cli`` is the top.
+LAYERS = ("errors", "pins", "docker_engine", "aws_errors", "weights", "comfyui", "gpu", "storage", "batch", "bench",
+          "serve", "swap", "publish", "report", "cloud", "cli")
 #: Installed into ComfyUI's custom_nodes/ on its own: imports nothing of ours.
 STANDALONE = {"comfy_nodes"}
 

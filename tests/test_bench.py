@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -143,7 +144,11 @@ def test_a_failing_job_is_reported_and_the_run_goes_on(comfy_standin: StartStand
     assert run.jobs[2].gpu["torch_peak_allocated_bytes"] == ALLOCATED
     assert rows(run)[2].figures["torch_peak_reserved_bytes"] == RESERVED
     assert run.busy == {"measured": False, "reason": "not measured: no nvidia-smi on this machine",
-                        "note": run.busy["note"]}
+                        "note": run.busy["note"], "cpu_cores": len(os.sched_getaffinity(0)),
+                        "cpu_cores_busy": run.busy["cpu_cores_busy"]}
+    # /proc/stat is read whatever the GPU: the stand-in's jobs kept this machine's cores busy.
+    assert run.busy["cpu_cores_busy"] > 0
+    assert run.jobs[2].cpu["cpu_cores_busy"] is not None
     data = as_data(run)
     assert data["counts"] == {"ok": 2, "failed": 2, "not run": 0}
 

@@ -74,7 +74,7 @@ def test_a_large_glb_goes_up_in_parts(aws: Aws, tmp_path: Path) -> None:
     assert aws.get(f"s3://{bucket}/big/big.glb") == data
 
 
-def test_a_missing_bucket_is_named(aws: Aws) -> None:
+def test_a_missing_bucket_is_named(aws: Aws, tmp_path: Path) -> None:
     store = open_storage("s3://no-such-bucket-tb/in/")
     with pytest.raises(StorageMissingError, match="S3 bucket no-such-bucket-tb does not exist") as info:
         store.list()
@@ -82,6 +82,11 @@ def test_a_missing_bucket_is_named(aws: Aws) -> None:
     assert isinstance(store, S3Storage)
     with pytest.raises(StorageMissingError, match="does not exist"):
         store.check()
+    # upload_file wraps the refusal in its own S3UploadFailedError: still named, still ours.
+    glb = tmp_path / "a.glb"
+    glb.write_bytes(b"glTF")
+    with pytest.raises(StorageMissingError, match="S3 bucket no-such-bucket-tb does not exist"):
+        store.write("a.glb", glb)
     with pytest.raises(StorageMissingError, match="names no S3 bucket"):
         open_storage("s3:///key")
 

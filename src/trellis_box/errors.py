@@ -446,7 +446,7 @@ class PublishImageError(UsageError):
 
 
 class AwsCredentialsMissingError(TrellisBoxError):
-    """boto3 found no AWS credentials (or no region) for ECR."""
+    """boto3 found no AWS credentials or region, or could not load the credentials (ECR, S3, AWS Batch)."""
 
     reference = "aws-credentials-missing"
 

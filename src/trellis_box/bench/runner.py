@@ -26,7 +26,7 @@ from typing import Any
 from trellis_box import __version__
 from trellis_box.batch import glb
 from trellis_box.batch.engine import server_facts
-from trellis_box.bench.sampler import GpuSampler
+from trellis_box.bench.sampler import CpuSampler, GpuSampler
 from trellis_box.comfyui import workflow
 from trellis_box.comfyui.client import ComfyClient, JobResult, Timeouts
 from trellis_box.errors import (
@@ -107,6 +107,9 @@ class JobRecord:
     nodes: list[dict[str, Any]] = field(default_factory=list)
     cached_nodes: list[str] = field(default_factory=list)
     gpu: dict[str, Any] = field(default_factory=dict)
+    #: CPU cores kept busy during the job (the post-process is CPU work): ``cpu_cores_busy`` of
+    #: ``cpu_cores``, whole-machine, valid where the server runs on bench's machine.
+    cpu: dict[str, Any] = field(default_factory=dict)
     glb: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -127,7 +130,7 @@ class JobRecord:
             "server_seconds": self.server_seconds, "client_seconds": self.client_seconds,
             "client_overhead_seconds": self.client_overhead_seconds,
             "stages": self.stages, "nodes": self.nodes, "cached_nodes": self.cached_nodes,
-            "gpu": self.gpu, "glb": self.glb,
+            "gpu": self.gpu, "cpu": self.cpu, "glb": self.glb,
         }
 
 
@@ -168,11 +171,12 @@ async def run_bench(server: str, options: BenchOptions = BenchOptions(), *,
                                                     for i in range(options.images))]
         with GpuSampler(gpu_index=options.gpu_index,
                         interval_s=options.sample_interval_s) as sampler, \
+                CpuSampler(interval_s=options.sample_interval_s) as cpu, \
                 tempfile.TemporaryDirectory(prefix="trellis-box-bench-") as tmp:
             first = time.monotonic()
             for job in jobs:
                 try:
-                    await _run_job(comfy, job, options, sampler, Path(tmp))
+                    await _run_job(comfy, job, options, sampler, cpu, Path(tmp))
                 except ComfyUnreachableError as exc:
                     job.status, job.error = "failed", exc.to_dict()
                     if on_job is not None:
@@ -182,12 +186,16 @@ async def run_bench(server: str, options: BenchOptions = BenchOptions(), *,
                     job.status, job.error = "failed", exc.to_dict()
                 if on_job is not None:
                     on_job(job)
-            whole = sampler.window(first, time.monotonic())
+            last = time.monotonic()
+            whole = sampler.window(first, last)
+            whole_cpu = cpu.window(first, last)
         environment["device_total_bytes_nvidia_smi"] = sampler.total_bytes
     busy: dict[str, Any] = ({"measured": True, **whole.as_dict()} if whole.samples else
                             {"measured": False,
                              "reason": sampler.reason or "not measured: no sample during the run"})
-    busy["note"] = "nvidia-smi on the machine bench ran on: valid when the server runs there too"
+    busy.update(whole_cpu.as_dict())
+    busy["note"] = ("nvidia-smi and /proc/stat on the machine bench ran on: valid when the server "
+                    "runs there too")
     return BenchRun(jobs, environment, busy, time.monotonic() - started)
 
 
@@ -243,7 +251,7 @@ async def _environment(comfy: ComfyClient) -> tuple[dict[str, Any], Profile | No
 
 
 async def _run_job(comfy: ComfyClient, job: JobRecord, options: BenchOptions,
-                   sampler: GpuSampler, tmp: Path) -> None:
+                   sampler: GpuSampler, cpu: CpuSampler, tmp: Path) -> None:
     run_options = options.workflow.replace(
         resolution=job.resolution, seed=job.seed, low_vram=job.low_vram,
         glb_prefix=f"{OUTPUT_SUBFOLDER}/{job.resolution}-{job.index}",
@@ -273,6 +281,7 @@ async def _run_job(comfy: ComfyClient, job: JobRecord, options: BenchOptions,
         "torch_peak_reserved_bytes": torch_memory.get("max_reserved_bytes"),
         **sampler.window(start, end).as_dict(),
     }
+    job.cpu = cpu.window(start, end).as_dict()
     job.status = "ok"
 
 

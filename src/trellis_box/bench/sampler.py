@@ -175,8 +175,18 @@ class CpuSampler:
         return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
     def window(self, start: float, end: float) -> CpuWindow:
-        inside = [r for r in list(self.readings) if start <= r[0] <= end]
-        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+        """From the last reading at or before ``start`` to the first at or after ``end`` (read
+        now if the window just ended), so a job shorter than the interval still gets a figure;
+        ``None`` for a window that has not ended or with no reading to bound it."""
+        readings = list(self.readings)
+        if not readings:
             return CpuWindow(None, self.cores)
-        (t0, b0), (t1, b1) = inside[0], inside[-1]
-        return CpuWindow(round((b1 - b0) / (t1 - t0), 2), self.cores)
+        if readings[-1][0] < end:
+            busy = self._busy_seconds()
+            if busy is not None:
+                readings.append((time.monotonic(), busy))
+        before = next((r for r in reversed(readings) if r[0] <= start), readings[0])
+        after = next((r for r in readings if r[0] >= end), None)
+        if after is None or after[0] <= before[0]:
+            return CpuWindow(None, self.cores)
+        return CpuWindow(round((after[1] - before[1]) / (after[0] - before[0]), 2), self.cores)

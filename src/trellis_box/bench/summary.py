@@ -20,6 +20,7 @@ METRICS: dict[str, Any] = {
     "torch_peak_allocated_bytes": lambda j: j.gpu.get("torch_peak_allocated_bytes"),
     "device_peak_used_bytes": lambda j: j.gpu.get("device_peak_used_bytes"),
     "busy_share": lambda j: j.gpu.get("busy_share"),
+    "cpu_cores_busy": lambda j: j.cpu.get("cpu_cores_busy"),
     "glb_bytes": lambda j: j.glb.get("bytes"),
     "faces": lambda j: j.glb.get("faces"),
 }

@@ -136,6 +136,9 @@ def _footer(run: BenchRun) -> list[str | Text]:
     lines: list[str | Text] = [
         "GPU busy share over the run: " + (f"{busy['busy_share']:.0%}" if busy.get("measured")
                                            else str(busy.get("reason"))),
+        "CPU cores busy over the run: " + (f"{busy['cpu_cores_busy']:g} of {busy['cpu_cores']}"
+                                           if busy.get("cpu_cores_busy") is not None
+                                           else "not measured"),
         f"weights: {STAND_IN_LABEL if run.stand_in_weights else env.get('weights_mode')}; "
         f"preset {env['workflow']['preset']}; "
         f"low_vram {'on' if env['low_vram']['used'] else 'off'} ({env['low_vram']['requested']})",

@@ -12,22 +12,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
-import botocore.exceptions
 
+from trellis_box.aws_errors import AwsService, aws_call
 from trellis_box.batch.files import name_items, output_paths
 from trellis_box.batch.sources import remote_images
 from trellis_box.cloud.shard import Manifest, manifest_url, read_manifest, shard_count, write_manifest
 from trellis_box.comfyui.workflow import WorkflowOptions
 from trellis_box.errors import (
-    AwsCredentialsMissingError,
     BatchJobMissingError,
     BatchQueueMissingError,
     BatchRequestError,
@@ -125,37 +122,18 @@ class JobReport:
     reports: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
-def batch_client() -> Any:
-    # A session per use: boto3's default session would keep the first credentials it found.
-    return boto3.session.Session().client("batch")
-
-
-@contextmanager
-def batch_errors(action: str) -> Iterator[None]:
-    try:
-        yield
-    except (botocore.exceptions.NoCredentialsError,
-            botocore.exceptions.PartialCredentialsError) as exc:
-        raise AwsCredentialsMissingError(
-            f"no AWS credentials to {action}", detail=f"boto3: {exc}",
-            fix="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run on an "
-                "instance whose role may use AWS Batch") from exc
-    except botocore.exceptions.NoRegionError as exc:
-        raise AwsCredentialsMissingError(
-            f"no AWS region to {action}",
-            fix="set AWS_REGION or AWS_DEFAULT_REGION (the region of the job queue)") from exc
-    except botocore.exceptions.ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise BatchRequestError(
-            f"AWS Batch refused to {action} ({error.get('Code', '')})",
-            detail=str(error.get("Message", "")),
-            fix="check that these credentials may use AWS Batch in this region (batch:Describe*, "
+BATCH = AwsService(
+    "AWS Batch", BatchRequestError,
+    permissions="check that these credentials may use AWS Batch in this region (batch:Describe*, "
                 "RegisterJobDefinition, SubmitJob, and iam:PassRole on the job role)",
-            code=error.get("Code")) from exc
-    except botocore.exceptions.BotoCoreError as exc:
-        raise BatchRequestError(f"cannot {action}", detail=str(exc),
-                                fix="check the network path to AWS Batch (or AWS_ENDPOINT_URL_BATCH)"
-                                ) from exc
+    endpoint="AWS_ENDPOINT_URL_BATCH or AWS_ENDPOINT_URL",
+    region="set AWS_REGION or AWS_DEFAULT_REGION (the region of the job queue)")
+
+
+def batch_client() -> Any:
+    with aws_call(BATCH, "use AWS Batch"):
+        # A session per use: boto3's default session would keep the first credentials it found.
+        return boto3.session.Session().client("batch")
 
 
 def list_inputs(inputs: list[str]) -> list[str]:
@@ -218,7 +196,7 @@ def job_definition(request: SubmitRequest) -> dict[str, Any]:
 
 
 def _check_queue(batch: Any, queue: str) -> None:
-    with batch_errors(f"look up the job queue {queue}"):
+    with aws_call(BATCH, f"look up the job queue {queue}"):
         found = batch.describe_job_queues(jobQueues=[queue])["jobQueues"]
     if not found:
         raise BatchQueueMissingError(
@@ -230,11 +208,11 @@ def _check_queue(batch: Any, queue: str) -> None:
 
 def _ensure_definition(batch: Any, body: dict[str, Any]) -> tuple[str, bool]:
     name = body["jobDefinitionName"]
-    with batch_errors(f"look up the job definition {name}"):
+    with aws_call(BATCH, f"look up the job definition {name}"):
         found = batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
     if found:
         return str(max(found, key=lambda d: d["revision"])["jobDefinitionArn"]), False
-    with batch_errors(f"register the job definition {name}"):
+    with aws_call(BATCH, f"register the job definition {name}"):
         return str(batch.register_job_definition(**body)["jobDefinitionArn"]), True
 
 
@@ -271,13 +249,13 @@ def submit(request: SubmitRequest, *, batch: Any = None) -> Submitted:
                            "jobDefinition": definition, "parameters": {"manifest": url}}
     if manifest.shards > 1:  # an array job has 2 children at least; one shard is a plain job
         job["arrayProperties"] = {"size": manifest.shards}
-    with batch_errors(f"submit {name} to {request.job_queue}"):
+    with aws_call(BATCH, f"submit {name} to {request.job_queue}"):
         job_id = str(batch.submit_job(**job)["jobId"])
     return Submitted(job_id, name, definition, registered, manifest.shards, len(inputs), url)
 
 
 def _describe(batch: Any, job_id: str) -> dict[str, Any]:
-    with batch_errors(f"describe job {job_id}"):
+    with aws_call(BATCH, f"describe job {job_id}"):
         jobs = batch.describe_jobs(jobs=[job_id])["jobs"]
     if not jobs or not (jobs[0].get("parameters") or {}).get("manifest"):
         raise BatchJobMissingError(

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
-import botocore.exceptions
 import docker
 import docker.errors
 
+from trellis_box.aws_errors import AwsService, Refusal, aws_call
 from trellis_box.docker_engine import engine_call
 from trellis_box.errors import (
-    AwsCredentialsMissingError,
     EcrRepositoryMissingError,
     EcrRequestError,
     PublishImageError,
@@ -35,9 +33,12 @@ REVISION_LABEL = "org.opencontainers.image.revision"
 LOCK_DIGEST_LABEL = "io.trellis-box.weights.lock-digest"
 
 _TAG_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
-# ECR says the credentials themselves are bad with these codes (not "missing").
-_BAD_CREDENTIALS = {"UnrecognizedClientException", "InvalidSignatureException",
-                    "ExpiredTokenException", "InvalidClientTokenId"}
+ECR = AwsService(
+    "ECR", EcrRequestError,
+    permissions="check that these credentials may use ECR in this region (ecr:GetAuthorizationToken, "
+                "DescribeRepositories, CreateRepository, and the push actions)",
+    endpoint="--ecr-endpoint-url or AWS_ENDPOINT_URL_ECR",
+    region="pass --region us-west-2, or set AWS_REGION or AWS_DEFAULT_REGION, or region in ~/.aws/config")
 # How the engine words a registry's refusal, as opposed to not reaching it.
 _REFUSALS = ("401", "403", "unauthorized", "denied", "authentication required")
 
@@ -171,73 +172,35 @@ def _local_image(client: docker.DockerClient, ref: str) -> Any:
 
 
 def _ecr_client(request: PublishRequest) -> Any:
-    try:
+    with aws_call(ECR, "publish to ECR"):
         # A session per publish: boto3's default session would keep the first credentials found.
         return boto3.session.Session().client("ecr", region_name=request.region,
                                               endpoint_url=request.ecr_endpoint_url)
-    except botocore.exceptions.NoRegionError:
-        raise AwsCredentialsMissingError(
-            "no AWS region for ECR",
-            fix="pass --region us-west-2, or set AWS_REGION or AWS_DEFAULT_REGION, or region in "
-                "~/.aws/config",
-        ) from None
-
-
-@contextmanager
-def _ecr(action: str, request: PublishRequest | None = None) -> Iterator[None]:
-    try:
-        yield
-    except (botocore.exceptions.NoCredentialsError,
-            botocore.exceptions.PartialCredentialsError) as exc:
-        raise AwsCredentialsMissingError(
-            f"no AWS credentials to {action}",
-            detail=f"boto3: {exc}",
-            fix="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run on an "
-                "instance whose role may use ECR",
-        ) from exc
-    except botocore.exceptions.ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        message = exc.response.get("Error", {}).get("Message", "")
-        if code == "RepositoryNotFoundException" and request is not None:
-            raise EcrRepositoryMissingError(
-                f"ECR repository {request.repository} does not exist",
-                detail=message,
-                fix=f"pass --create-repository, or create it: aws ecr create-repository "
-                    f"--repository-name {request.repository}",
-                repository=request.repository,
-            ) from exc
-        bad_credentials = code in _BAD_CREDENTIALS
-        raise EcrRequestError(
-            f"ECR refused to {action} ({code})",
-            detail=message,
-            fix=("check the AWS credentials: they are unknown or expired" if bad_credentials else
-                 "check that these credentials may use ECR in this region (ecr:"
-                 "GetAuthorizationToken, DescribeRepositories, CreateRepository, and the push "
-                 "actions)"),
-            code=code,
-        ) from exc
-    except botocore.exceptions.BotoCoreError as exc:
-        raise EcrRequestError(f"cannot {action}", detail=str(exc),
-                              fix="check the network path to ECR (or --ecr-endpoint-url)") from exc
 
 
 def _ensure_repository(ecr: Any, request: PublishRequest) -> bool:
     """True when this call created the repository."""
+    missing = Refusal(
+        f"ECR repository {request.repository} does not exist",
+        fix=f"pass --create-repository, or create it: aws ecr create-repository "
+            f"--repository-name {request.repository}",
+        error=EcrRepositoryMissingError, facts={"repository": request.repository})
     try:
-        with _ecr(f"look up the repository {request.repository}", request):
+        with aws_call(ECR, f"look up the repository {request.repository}",
+                      {"RepositoryNotFoundException": missing}):
             ecr.describe_repositories(repositoryNames=[request.repository])
         return False
     except EcrRepositoryMissingError:
         if not request.create_repository:
             raise
-    with _ecr(f"create the repository {request.repository}"):
+    with aws_call(ECR, f"create the repository {request.repository}"):
         ecr.create_repository(repositoryName=request.repository,
                               imageScanningConfiguration={"scanOnPush": True})
     return True
 
 
 def _authorization(ecr: Any) -> tuple[str, str, str]:
-    with _ecr("get a registry token"):
+    with aws_call(ECR, "get a registry token"):
         data = ecr.get_authorization_token()["authorizationData"][0]
     username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
     return username, password, data["proxyEndpoint"]

@@ -11,22 +11,23 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import boto3
-import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 
-from trellis_box.errors import AwsCredentialsMissingError, StorageMissingError, StorageRequestError
+from trellis_box.aws_errors import AwsService, Refusal, aws_call
+from trellis_box.errors import StorageMissingError, StorageRequestError
 from trellis_box.storage.base import S3_SCHEME, content_type
 
 #: Above this a file goes up in parts of this size (GLBs at 1536 and 4k textures reach 100 MB+).
 MULTIPART_BYTES = 64 * 1024**2
-# The ways S3 says "these credentials are not valid", as opposed to "not allowed".
-_BAD_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
-                    "InvalidToken", "TokenRefreshRequired"}
+S3 = AwsService("S3", StorageRequestError,
+                permissions="check that these credentials may use this bucket (s3:ListBucket, s3:GetObject, "
+                            "s3:PutObject)",
+                endpoint="AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL")
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -39,43 +40,9 @@ def parse_url(url: str) -> tuple[str, str]:
 
 
 def s3_client() -> Any:
-    # A session per use: boto3's default session would keep the first credentials it found.
-    return boto3.session.Session().client("s3")
-
-
-@contextmanager
-def aws_errors(action: str, url: str, *, bucket: str) -> Iterator[None]:
-    """botocore's failures as our errors: no credentials, no bucket, refused, unreachable."""
-    try:
-        yield
-    except (botocore.exceptions.NoCredentialsError,
-            botocore.exceptions.PartialCredentialsError) as exc:
-        raise AwsCredentialsMissingError(
-            f"no AWS credentials to {action} {url}",
-            detail=f"boto3: {exc}",
-            fix="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an "
-                "instance or job role that may use the bucket",
-        ) from exc
-    except botocore.exceptions.ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        if code == "NoSuchBucket":
-            raise StorageMissingError(
-                f"S3 bucket {bucket} does not exist",
-                detail=f"while trying to {action} {url}",
-                fix=f"check the bucket name in {url}, or create it: aws s3 mb s3://{bucket}",
-                url=url, bucket=bucket) from exc
-        raise StorageRequestError(
-            f"S3 refused to {action} {url} ({code})",
-            detail=str(error.get("Message", "")),
-            fix=("check the AWS credentials: they are unknown or expired" if code in _BAD_CREDENTIALS
-                 else f"check that these credentials may use s3://{bucket} (s3:ListBucket, "
-                      "s3:GetObject, s3:PutObject)"),
-            url=url, code=code) from exc
-    except botocore.exceptions.BotoCoreError as exc:
-        raise StorageRequestError(f"cannot {action} {url}", detail=str(exc),
-                                  fix="check the network path to S3 (or AWS_ENDPOINT_URL_S3)",
-                                  url=url) from exc
+    with aws_call(S3, "use S3"):
+        # A session per use: boto3's default session would keep the first credentials it found.
+        return boto3.session.Session().client("s3")
 
 
 class S3Storage:
@@ -97,8 +64,13 @@ class S3Storage:
     def url(self, name: str = "") -> str:
         return f"{S3_SCHEME}{self.bucket}/{self.key(name)}"
 
-    def _errors(self, action: str, name: str = "") -> Any:
-        return aws_errors(action, self.url(name), bucket=self.bucket)
+    def _errors(self, action: str, name: str = "", *, missing_bucket: tuple[str, ...] = ("NoSuchBucket",)
+                ) -> AbstractContextManager[None]:
+        url = self.url(name)
+        missing = Refusal(f"S3 bucket {self.bucket} does not exist",
+                          fix=f"check the bucket name in {url}, or create it: aws s3 mb s3://{self.bucket}",
+                          error=StorageMissingError, facts={"bucket": self.bucket})
+        return aws_call(S3, f"{action} {url}", dict.fromkeys(missing_bucket, missing), url=url)
 
     def list(self, folder: str = "") -> list[str]:
         base = f"{self.prefix}/{folder}" if self.prefix else folder
@@ -164,13 +136,6 @@ class S3Storage:
 
     def check(self) -> None:
         """Fail now, clearly, when the bucket is missing or not ours (before any work)."""
-        try:
-            with self._errors("open"):
-                self.client.head_bucket(Bucket=self.bucket)
-        except StorageRequestError as exc:
-            if exc.facts.get("code") != "404":  # HEAD has no body to say NoSuchBucket
-                raise
-            raise StorageMissingError(
-                f"S3 bucket {self.bucket} does not exist",
-                fix=f"check the bucket name in {self.url()}, or create it: aws s3 mb s3://{self.bucket}",
-                url=self.url(), bucket=self.bucket) from exc
+        # HEAD has no body to say NoSuchBucket: a missing bucket is a bare 404.
+        with self._errors("open", missing_bucket=("NoSuchBucket", "404")):
+            self.client.head_bucket(Bucket=self.bucket)

@@ -221,6 +221,26 @@ def test_a_failed_job_makes_the_cli_exit_partial(comfy_standin: StartStandin,
     assert "512 cold #0 (box.png): ok" in shown.err
 
 
+def test_only_what_the_server_allows_is_run_and_more_is_refused_before_any_job(
+        comfy_standin: StartStandin, no_nvidia_smi: None, capsys: pytest.CaptureFixture[str]) -> None:
+    server = comfy_standin(exec_seconds=0.05)
+    # An H200 whose serve runs with TRELLIS_BOX_MAX_RESOLUTION=1024.
+    _state(server, allowed_resolutions=["512", "1024"],
+           profile={"gpu_name": "NVIDIA H200", "vram_bytes": 150_754_820_096, "low_vram": False,
+                    "max_resolution": "1024", "lowered_from": "1536"})
+    run = _bench(server, images=1)
+    assert [j.resolution for j in run.jobs] == ["512", "1024"]
+    made = sorted((server.output_dir / "trellis-box-bench").iterdir())
+
+    code = main(["bench", "--server", server.url, "--resolutions", "1024,1536", "--images", "1"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2
+    assert "error: the server does not run resolution 1536" in err
+    assert "lowered from 1536 by TRELLIS_BOX_MAX_RESOLUTION" in err
+    assert "fix: use --resolutions 512,1024, or leave it out for every one it allows" in err
+    assert sorted((server.output_dir / "trellis-box-bench").iterdir()) == made
+
+
 @pytest.mark.parametrize("args, said", [
     (["--resolutions", "768"], "unknown resolution '768'"),
     (["--low-vram", "maybe"], "--low-vram 'maybe' is not one of on, off, profile"),

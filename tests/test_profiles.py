@@ -11,6 +11,7 @@ from trellis_box.gpu.profiles import (
     MEASURED_PEAK_BYTES,
     UNPARKED_HEADROOM,
     choose_resolution,
+    lowered,
     profile_for,
 )
 
@@ -131,3 +132,32 @@ def test_every_profile_rests_on_the_measured_peaks(vram: int) -> None:
 def test_the_measured_peaks_grow_with_resolution_and_name_every_resolution() -> None:
     assert list(MEASURED_PEAK_BYTES) == list(RESOLUTIONS)
     assert sorted(MEASURED_PEAK_BYTES.values()) == list(MEASURED_PEAK_BYTES.values())
+
+
+def test_lowering_the_top_cuts_the_allowed_resolutions_and_keeps_the_rest() -> None:
+    h200 = profile_for(H200)
+    at_1024 = lowered(h200, "1024")
+    assert (at_1024.max_resolution, at_1024.allowed_resolutions) == ("1024", ("512", "1024"))
+    assert (at_1024.lowered_from, at_1024.low_vram, at_1024.name) == ("1536", False, "80gb-class")
+    assert lowered(h200, "512").allowed_resolutions == ("512",)
+    # The card's own top is no lowering: the profile is the card's, nothing to explain.
+    assert lowered(h200, "1536") == h200
+    assert "lowered from 1536 by TRELLIS_BOX_MAX_RESOLUTION" in at_1024.describe()
+
+
+def test_above_a_lowered_top_the_refusal_names_the_setting_not_the_gpu() -> None:
+    at_1024 = lowered(profile_for(H200), "1024")
+    assert choose_resolution("1536", at_1024, auto=True) == "1024"
+    with pytest.raises(ResolutionUnsupportedError) as caught:
+        choose_resolution("1536", at_1024)
+    text = str(caught.value)
+    assert text.startswith("resolution 1536 is above this server's limit of 1024")
+    assert "TRELLIS_BOX_MAX_RESOLUTION=1024" in text
+    assert ("fix: use --resolution 1024, or --auto-resolution to step down to it; for 1536, restart "
+            "the server with TRELLIS_BOX_MAX_RESOLUTION=1536 (or unset)") in text
+    assert caught.value.exit_code == 2
+    # Above what the card itself holds, the GPU is what refuses.
+    on_l4 = lowered(profile_for(L4), "512")
+    with pytest.raises(ResolutionUnsupportedError) as caught:
+        choose_resolution("1536", on_l4)
+    assert str(caught.value).startswith("resolution 1536 does not fit on this GPU")

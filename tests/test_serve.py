@@ -94,7 +94,7 @@ class TestReady:
         state = read_state(serve_setup)
         assert state["ready"] is True and state["error"] is None
         assert state["profile"] == {"gpu_name": "NVIDIA L40S", "vram_bytes": 46068 * 1024**2,
-                                    "low_vram": True, "max_resolution": "1536"}
+                                    "low_vram": True, "max_resolution": "1536", "lowered_from": None}
         assert state["allowed_resolutions"] == ["512", "1024", "1536"]
         assert state["pins"]["comfyui"]["commit"] == "a125cd84b054a57729b5eecab930ca9408719832"
         assert state["weights_mode"] == "real"
@@ -454,6 +454,8 @@ class TestPieces:
         ("TRELLIS_BOX_WORKERS", "0", "auto or an integer from 1 to 16"),
         ("TRELLIS_BOX_WORKERS", "many", "auto or an integer from 1 to 16"),
         ("TRELLIS_BOX_WORKER_RESTARTS", "-1", "an integer from 0 to 100"),
+        ("TRELLIS_BOX_MAX_RESOLUTION", "2048", "one of 512, 1024, 1536"),
+        ("TRELLIS_BOX_MAX_RESOLUTION", "1024_cascade", "one of 512, 1024, 1536"),
     ])
     def test_a_bad_setting_names_its_variable(self, name: str, value: str, expected: str) -> None:
         with pytest.raises(ConfigError) as caught:
@@ -478,6 +480,9 @@ class TestPieces:
         # others follow 8188.
         assert (s.workers, s.worker_restarts, s.worker_ports(3)) == (1, 3, [8188, 8189, 8190])
         assert settings.load({"TRELLIS_BOX_WORKERS": "auto"}).workers is None
+        # The VRAM profile's own top unless lowered.
+        assert s.max_resolution is None
+        assert settings.load({"TRELLIS_BOX_MAX_RESOLUTION": "1024"}).max_resolution == "1024"
         moved = settings.load({"TRELLIS_BOX_WORKERS": "2", "TRELLIS_BOX_WORKER_PORT": "9100"})
         assert (moved.workers, moved.worker_ports(2), moved.url_for(9100)) == (
             2, [8188, 9100], "http://127.0.0.1:9100")

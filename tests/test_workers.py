@@ -16,6 +16,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.comfy_standin.fixtures import StartStandin
 from tests.photos import object_photo
 from tests.serve_support import ServeProcess, ServeSetup, free_port
@@ -24,13 +26,21 @@ from trellis_box.batch import engine as batch
 from trellis_box.comfyui.client import ComfyClient
 from trellis_box.comfyui.workers import worker_urls
 from trellis_box.comfyui.workflow import build
-from trellis_box.gpu.profiles import GIB, MEASURED_PEAK_BYTES, profile_for, workers_for
+from trellis_box.gpu.profiles import (
+    GIB,
+    MEASURED_PEAK_BYTES,
+    lowered,
+    profile_for,
+    workers_for,
+    workers_in_memory,
+)
 from trellis_box.serve.warmup import warmup_options
 from trellis_box.swap.probes import Probes
 
 H200_BYTES = 143771 * 1024**2
 L4_BYTES = 23034 * 1024**2
 L40S_BYTES = 46068 * 1024**2
+H100_BYTES = 81559 * 1024**2
 
 
 def two_workers(setup: ServeSetup, **extra: str) -> tuple[dict[str, str], int]:
@@ -62,6 +72,27 @@ class TestSizing:
         assert workers_for(profile_for(L40S_BYTES), 16) == 1
         assert workers_for(h200, 4) == 1
         assert workers_for(profile_for(8 * GIB), 64) == 1
+
+    @pytest.mark.parametrize(("card", "vram", "top", "in_memory", "workers"), [
+        ("H200", H200_BYTES, "1536", 3, 3), ("H200", H200_BYTES, "1024", 6, 4),
+        ("H200", H200_BYTES, "512", 9, 4),
+        ("H100 80GB", H100_BYTES, "1536", 2, 2), ("H100 80GB", H100_BYTES, "1024", 3, 3),
+        ("H100 80GB", H100_BYTES, "512", 5, 4),
+        ("L40S", L40S_BYTES, "1536", 1, 1), ("L40S", L40S_BYTES, "1024", 1, 1),
+        ("L40S", L40S_BYTES, "512", 2, 2),
+        ("L4", L4_BYTES, "1024", 0, 1), ("L4", L4_BYTES, "512", 1, 1),
+    ])
+    def test_a_lowered_top_resolution_sizes_at_its_own_peak(
+            self, card: str, vram: int, top: str, in_memory: int, workers: int) -> None:
+        """TRELLIS_BOX_MAX_RESOLUTION's profile: each worker planned at ``top``'s measured peak
+        (with 16 cores, so the cores are not what limits)."""
+        profile = lowered(profile_for(vram), top)
+        assert profile.max_resolution == top, card
+        assert workers_in_memory(profile) == in_memory, card
+        assert workers_for(profile, 16) == workers, card
+        # The plan holds: every planned worker's peak at top fits beside the margin.
+        assert in_memory * MEASURED_PEAK_BYTES[top] + 4 * GIB <= vram < (
+            (in_memory + 1) * MEASURED_PEAK_BYTES[top] + 4 * GIB), card
 
     def test_worker_urls_keep_the_given_url_first_and_swap_the_port(self) -> None:
         info = {"workers": [{"index": 0, "port": 8188}, {"index": 1, "port": 8189},

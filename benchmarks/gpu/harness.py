@@ -156,6 +156,8 @@ def up(args: argparse.Namespace) -> dict[str, Any]:
     if args.low_vram is not None:
         env["TRELLIS_BOX_LOW_VRAM"] = args.low_vram
     env["TRELLIS_BOX_WORKERS"] = args.workers
+    if args.max_resolution is not None:
+        env["TRELLIS_BOX_MAX_RESOLUTION"] = args.max_resolution
     for d in ("triton", "flex_gemm", "hf"):
         (caches / d).mkdir(parents=True, exist_ok=True)
     serve_log = args.out / "serve.log"
@@ -195,8 +197,10 @@ def wait_ready(work: Path, timeout: float) -> dict[str, Any]:
 def bench(args: argparse.Namespace) -> int:
     state = wait_ready(args.work, args.ready_timeout)
     env = {**os.environ, "PYTHONPATH": state["box_env"]["PYTHONPATH"]}
-    cmd = [sys.executable, "-m", "trellis_box.cli.app", "bench", "--server", state["url"],
-           "--resolutions", args.resolutions, "--images", str(args.images), "--json", *args.bench_arg]
+    # Without --resolutions bench runs every one the server allows (its --max-resolution too).
+    asked = ["--resolutions", args.resolutions] if args.resolutions else []
+    cmd = [sys.executable, "-m", "trellis_box.cli.app", "bench", "--server", state["url"], *asked,
+           "--images", str(args.images), "--json", *args.bench_arg]
     log(" ".join(cmd[2:]))
     out = args.out / f"bench-{args.tag}.json"
     done = subprocess.run(cmd, env=env, stdout=out.open("w"), stderr=(args.out / f"bench-{args.tag}.log").open("w"))
@@ -242,8 +246,11 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--workers", default="1",
                            help="ComfyUI workers (TRELLIS_BOX_WORKERS: a number or auto); "
                                 "benchmarks/workers_throughput.py measures more than one")
+            s.add_argument("--max-resolution", choices=("512", "1024", "1536"),
+                           help="lower the profile's top resolution (TRELLIS_BOX_MAX_RESOLUTION): "
+                                "auto then sizes workers at its peak")
         if name in ("bench", "run"):
-            s.add_argument("--resolutions", default="512,1024,1536")
+            s.add_argument("--resolutions", help="comma-separated (default: every one the server allows)")
             s.add_argument("--images", type=int, default=2)
             s.add_argument("--tag", default="run", help="names the results files")
             s.add_argument("--ready-timeout", type=float, default=900.0)

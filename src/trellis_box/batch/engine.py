@@ -175,7 +175,8 @@ async def server_facts(comfy: ComfyClient) -> tuple[dict[str, Any], profiles.Pro
         top = p.get("max_resolution") or (allowed[-1] if allowed else None)
         return facts, profiles.Profile(
             str(p.get("gpu_name") or device.get("name") or "gpu"), int(p.get("vram_bytes") or 0),
-            bool(p.get("low_vram", True)), top, allowed)
+            bool(p.get("low_vram", True)), top, allowed,
+            str(p["lowered_from"]) if p.get("lowered_from") else None)
     if device.get("type") in (None, "cpu"):
         return facts, None
     return facts, profiles.profile_for(int(device.get("vram_total") or 0))

@@ -29,7 +29,13 @@ from trellis_box.batch.engine import server_facts
 from trellis_box.bench.sampler import CpuSampler, GpuSampler
 from trellis_box.comfyui import workflow
 from trellis_box.comfyui.client import ComfyClient, JobResult, Timeouts
-from trellis_box.errors import ComfyUnreachableError, OutputMissingError, TrellisBoxError, UsageError
+from trellis_box.errors import (
+    ComfyUnreachableError,
+    OutputMissingError,
+    ResolutionUnsupportedError,
+    TrellisBoxError,
+    UsageError,
+)
 from trellis_box.gpu.probe import driver_version
 from trellis_box.gpu.profiles import Profile
 from trellis_box.weights import standin
@@ -60,7 +66,8 @@ def sample_images() -> list[Path]:
 
 @dataclass(frozen=True)
 class BenchOptions:
-    resolutions: tuple[str, ...] = workflow.RESOLUTIONS
+    #: None: every resolution the server's profile allows (all on a server without one).
+    resolutions: tuple[str, ...] | None = None
     #: Jobs per resolution: the first cold, the rest warm.
     images: int = 3
     #: ``on``/``off`` forces the loader's low_vram; ``profile`` takes the server's GPU profile's.
@@ -73,7 +80,7 @@ class BenchOptions:
     sample_interval_s: float = 0.5
 
     def __post_init__(self) -> None:
-        for resolution in self.resolutions:
+        for resolution in self.resolutions or ():
             workflow.next_lower(resolution)  # raises, naming the valid ones
         if self.low_vram not in LOW_VRAM_CHOICES:
             raise UsageError(
@@ -158,8 +165,9 @@ async def run_bench(server: str, options: BenchOptions = BenchOptions(), *,
         low_vram = _low_vram(options.low_vram, profile)
         environment["low_vram"] = {"requested": options.low_vram, "used": low_vram}
         environment["workflow"] = options.workflow.as_dict()
+        resolutions = _resolutions(options.resolutions, profile)
         jobs = [JobRecord(resolution, i, images[i % len(images)].name, seed + n, low_vram)
-                for n, (resolution, i) in enumerate((r, i) for r in options.resolutions
+                for n, (resolution, i) in enumerate((r, i) for r in resolutions
                                                     for i in range(options.images))]
         with GpuSampler(gpu_index=options.gpu_index,
                         interval_s=options.sample_interval_s) as sampler, \
@@ -189,6 +197,24 @@ async def run_bench(server: str, options: BenchOptions = BenchOptions(), *,
     busy["note"] = ("nvidia-smi and /proc/stat on the machine bench ran on: valid when the server "
                     "runs there too")
     return BenchRun(jobs, environment, busy, time.monotonic() - started)
+
+
+def _resolutions(asked: tuple[str, ...] | None, profile: Profile | None) -> tuple[str, ...]:
+    """What the run measures: ``asked``, or every resolution the server's profile allows; one it
+    does not allow (its GPU, or its ``TRELLIS_BOX_MAX_RESOLUTION``) is refused before any job,
+    as ``generate`` refuses it."""
+    if profile is None:
+        return asked or workflow.RESOLUTIONS
+    allowed = profile.allowed_resolutions
+    above = [r for r in asked or workflow.RESOLUTIONS if r not in allowed]
+    if above and (asked or not allowed):
+        raise ResolutionUnsupportedError(
+            f"the server does not run resolution {', '.join(above)}",
+            detail=f"It allows {', '.join(allowed) or 'none'}: {profile.describe()}.",
+            fix=f"use --resolutions {','.join(allowed)}, or leave it out for every one it allows"
+                if allowed else "run on a GPU with at least 24 GB (A10G, L4, L40S, A100)",
+            resolutions=above, allowed_resolutions=list(allowed))
+    return asked or allowed
 
 
 def _low_vram(choice: str, profile: Profile | None) -> bool:

@@ -42,8 +42,9 @@ app = typer.Typer()
 def bench(
     server: str = typer.Option("http://127.0.0.1:8188", "--server", envvar="TRELLIS_BOX_SERVER",
                                help="ComfyUI base URL."),
-    resolutions: str = typer.Option(",".join(workflow.RESOLUTIONS), "--resolutions",
-                                    help=f"Comma-separated, from {', '.join(workflow.RESOLUTIONS)}."),
+    resolutions: str | None = typer.Option(None, "--resolutions",
+                                           help=f"Comma-separated, from {', '.join(workflow.RESOLUTIONS)} "
+                                                "(default: every one the server allows)."),
     images: int = typer.Option(3, "--images", min=1,
                                help="Jobs per resolution (the first is cold)."),
     preset: str = typer.Option(workflow.DEFAULT_PRESET, "--preset", metavar="|".join(workflow.PRESETS),
@@ -58,7 +59,8 @@ def bench(
     as_json: bool = JsonOption,
 ) -> int:
     """Time the image-to-GLB pipeline per stage on bundled photos, cold and warm, per resolution."""
-    options = BenchOptions(resolutions=tuple(r.strip() for r in resolutions.split(",") if r.strip()),
+    asked = tuple(r.strip() for r in resolutions.split(",") if r.strip()) if resolutions else None
+    options = BenchOptions(resolutions=asked,
                            images=images, low_vram=low_vram, seed=seed, job_timeout=timeout,
                            gpu_index=gpu_index, workflow=workflow.WorkflowOptions(preset=preset))
     on_job = None if as_json else _progress_line

@@ -21,7 +21,7 @@ Thresholds are in GiB of *reported* memory, below the marketing size: an A10G re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from trellis_box.comfyui.workflow import RESOLUTIONS, next_lower
 from trellis_box.errors import ResolutionUnsupportedError
@@ -56,6 +56,9 @@ class Profile:
     low_vram: bool
     max_resolution: str | None
     allowed_resolutions: tuple[str, ...]
+    #: The highest resolution the VRAM alone allows, when the server's ``TRELLIS_BOX_MAX_RESOLUTION``
+    #: lowered ``max_resolution`` below it (:func:`lowered`); None otherwise.
+    lowered_from: str | None = None
 
     @property
     def vram_gib(self) -> float:
@@ -63,7 +66,8 @@ class Profile:
 
     def describe(self) -> str:
         top = self.max_resolution or "none"
-        return f"{self.vram_gib:.1f} GiB of VRAM ({self.name}: highest resolution {top})"
+        why = f", lowered from {self.lowered_from} by TRELLIS_BOX_MAX_RESOLUTION" if self.lowered_from else ""
+        return f"{self.vram_gib:.1f} GiB of VRAM ({self.name}: highest resolution {top}{why})"
 
 
 def profile_for(vram_bytes: int) -> Profile:
@@ -79,6 +83,18 @@ def profile_for(vram_bytes: int) -> Profile:
                        allowed_resolutions=("512", "1024"))
     return Profile("below-minimum", vram_bytes, low_vram=True, max_resolution=None,
                    allowed_resolutions=())
+
+
+def lowered(profile: Profile, top: str) -> Profile:
+    """``profile`` with nothing above ``top``, one of its allowed resolutions: workers are then
+    sized at ``top``'s peak and clients refuse what lies above it. ``low_vram`` stays the card's
+    (only :data:`UNPARKED_VRAM_BYTES` was weighed for it). The caller has checked that ``top``
+    is allowed: a cap never raises what the card holds."""
+    if top == profile.max_resolution:
+        return profile
+    allowed = profile.allowed_resolutions[:profile.allowed_resolutions.index(top) + 1]
+    return replace(profile, max_resolution=top, allowed_resolutions=allowed,
+                   lowered_from=profile.max_resolution)
 
 
 def choose_resolution(requested: str, profile: Profile, *, auto: bool = False) -> str:
@@ -104,6 +120,16 @@ def choose_resolution(requested: str, profile: Profile, *, auto: bool = False) -
         if lower is not None:
             return lower
     top = profile.max_resolution
+    if profile.lowered_from is not None and requested in RESOLUTIONS[:RESOLUTIONS.index(profile.lowered_from) + 1]:
+        raise ResolutionUnsupportedError(
+            f"resolution {requested} is above this server's limit of {top}",
+            detail=f"The server's TRELLIS_BOX_MAX_RESOLUTION={top} lowers its highest resolution "
+                   f"below what its GPU holds: {profile.describe()}.",
+            fix=f"use --resolution {top}, or --auto-resolution to step down to it; for {requested}, "
+                f"restart the server with TRELLIS_BOX_MAX_RESOLUTION={requested} (or unset)",
+            resolution=requested, max_resolution=top, vram_bytes=profile.vram_bytes,
+            lowered_from=profile.lowered_from,
+        )
     raise ResolutionUnsupportedError(
         f"resolution {requested} does not fit on this GPU",
         detail=f"Resolution {requested} needs about {NEEDS_GB[requested]} GB of VRAM; the GPU reports "
@@ -130,10 +156,14 @@ def workers_for(profile: Profile, cores: int) -> int:
     peak of the profile's highest resolution (every model resident), never found by running out.
 
     ``floor((VRAM - margin) / peak)``, capped by ``cores // CORES_PER_WORKER`` and
-    :data:`MAX_WORKERS`, at least 1 (a 24 GB or 48 GB card keeps one; an H200 gets 3).
+    :data:`MAX_WORKERS`, at least 1 (a 24 GB or 48 GB card keeps one; an H200 gets 3, or 4 with
+    its top lowered to 1024 by :func:`lowered`).
     """
+    return max(1, min(workers_in_memory(profile), cores // CORES_PER_WORKER, MAX_WORKERS))
+
+
+def workers_in_memory(profile: Profile) -> int:
+    """How many workers' measured peaks at the profile's highest resolution fit in its memory."""
     if profile.max_resolution is None:
-        return 1
-    peak = MEASURED_PEAK_BYTES[profile.max_resolution]
-    by_memory = (profile.vram_bytes - WORKER_MARGIN_BYTES) // peak
-    return int(max(1, min(by_memory, cores // CORES_PER_WORKER, MAX_WORKERS)))
+        return 0
+    return int((profile.vram_bytes - WORKER_MARGIN_BYTES) // MEASURED_PEAK_BYTES[profile.max_resolution])

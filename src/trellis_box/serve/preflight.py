@@ -43,7 +43,16 @@ from trellis_box.gpu.probe import (
     nvidia_smi,
     parse_gpus,
 )
-from trellis_box.gpu.profiles import Profile, profile_for, workers_for
+from trellis_box.gpu.profiles import (
+    CORES_PER_WORKER,
+    MAX_WORKERS,
+    NEEDS_GB,
+    Profile,
+    lowered,
+    profile_for,
+    workers_for,
+    workers_in_memory,
+)
 from trellis_box.serve.node_imports import import_packs, node_pack_dirs
 from trellis_box.serve.runtime_packages import check_runtime_packages
 from trellis_box.serve.settings import OFFLINE_ENV, ServeSettings
@@ -156,20 +165,42 @@ def _profile(settings: ServeSettings, found: Findings) -> str:
                 f"({_known_gpus(settings.cuda_archs)})",
             vram_bytes=found.gpu.vram_bytes,
         )
+    # The one place the cap is applied: the state file, /trellis-box/info, every client's
+    # refusal and the worker sizing below all read this profile.
+    if settings.max_resolution is not None:
+        found.profile = profile = _capped(settings.max_resolution, profile, found.gpu)
     forced = " (TRELLIS_BOX_LOW_VRAM)" if settings.low_vram is not None else ""
-    found.workers = worker_count(settings, profile)
-    sized = "TRELLIS_BOX_WORKERS" if settings.workers is not None else "auto"
+    capped = " (TRELLIS_BOX_MAX_RESOLUTION)" if settings.max_resolution is not None else ""
+    found.workers, sized = worker_count(settings, profile)
     return f"{profile.name}: low_vram {'on' if profile.low_vram else 'off'}{forced}, resolutions " \
-           f"{', '.join(profile.allowed_resolutions)}, {found.workers} ComfyUI " \
+           f"{', '.join(profile.allowed_resolutions)}{capped}, {found.workers} ComfyUI " \
            f"worker{'s' if found.workers > 1 else ''} ({sized})"
 
 
-def worker_count(settings: ServeSettings, profile: Profile) -> int:
+def _capped(top: str, profile: Profile, gpu: Gpu) -> Profile:
+    if top not in profile.allowed_resolutions:
+        lower = ", ".join(profile.allowed_resolutions)
+        raise ConfigError(
+            f"TRELLIS_BOX_MAX_RESOLUTION={top} is above what GPU {gpu.name} holds",
+            detail=f"It reports {profile.describe()}; {top} needs about {NEEDS_GB[top]} GB. "
+                   "The setting only lowers the card's limit, never raises it.",
+            fix=f"set TRELLIS_BOX_MAX_RESOLUTION to one of {lower}, or unset it for the card's own "
+                f"limit ({profile.max_resolution})",
+            variable="TRELLIS_BOX_MAX_RESOLUTION", max_resolution=profile.max_resolution,
+            vram_bytes=gpu.vram_bytes,
+        )
+    return lowered(profile, top)
+
+
+def worker_count(settings: ServeSettings, profile: Profile) -> tuple[int, str]:
     """``TRELLIS_BOX_WORKERS``, or sized from the VRAM profile and the cores serve may use
-    (``taskset`` included)."""
+    (``taskset`` included); and how, in words."""
     if settings.workers is not None:
-        return settings.workers
-    return workers_for(profile, len(os.sched_getaffinity(0)))
+        return settings.workers, "TRELLIS_BOX_WORKERS"
+    cores = len(os.sched_getaffinity(0))
+    return workers_for(profile, cores), (
+        f"auto: {workers_in_memory(profile)} fit in memory at {profile.max_resolution}'s peak, "
+        f"{cores} cores allow {cores // CORES_PER_WORKER}, at most {MAX_WORKERS}, at least 1")
 
 
 def _driver(settings: ServeSettings, found: Findings) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from trellis_box.comfyui.workflow import RESOLUTIONS
 from trellis_box.errors import ConfigError
 from trellis_box.pins import load as load_pins
 
@@ -66,6 +67,10 @@ class ServeSettings:
     #: ``TRELLIS_BOX_WORKER_RESTARTS``: how often one worker may die after ready and be started
     #: again (with its warm-up) before serve gives up and exits non-zero (container unhealthy).
     worker_restarts: int = 3
+    #: ``TRELLIS_BOX_MAX_RESOLUTION``: lowers the VRAM profile's highest resolution (None: the
+    #: profile's own), so ``auto`` sizes workers at a lower resolution's peak and every client
+    #: refuses what lies above it. Never raises it: preflight refuses one above the card's.
+    max_resolution: str | None = None
 
     def worker_ports(self, count: int) -> list[int]:
         """Worker 0 keeps the public port, so a plain ComfyUI client still finds a ComfyUI there."""
@@ -124,6 +129,7 @@ def load(env: Mapping[str, str] | None = None) -> ServeSettings:
         workers=_workers(env, "TRELLIS_BOX_WORKERS"),
         worker_base_port=_int(env, "TRELLIS_BOX_WORKER_PORT", 0, low=1, high=65535) or None,
         worker_restarts=_int(env, "TRELLIS_BOX_WORKER_RESTARTS", 3, low=0, high=100),
+        max_resolution=_resolution(env, "TRELLIS_BOX_MAX_RESOLUTION"),
     )
 
 
@@ -140,6 +146,15 @@ def _workers(env: Mapping[str, str], name: str) -> int | None:
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_WORKERS:
         raise _bad(name, raw, f"auto or an integer from 1 to {MAX_WORKERS}")
     return int(raw)
+
+
+def _resolution(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    if raw not in RESOLUTIONS:
+        raise _bad(name, raw, f"one of {', '.join(RESOLUTIONS)}")
+    return raw
 
 
 def _bad(name: str, value: str, expected: str) -> ConfigError:

@@ -128,7 +128,8 @@ class StateFile:
     def set_profile(self, gpu_name: str, profile: Profile) -> None:
         self.update(
             profile={"gpu_name": gpu_name, "vram_bytes": profile.vram_bytes,
-                     "low_vram": profile.low_vram, "max_resolution": profile.max_resolution},
+                     "low_vram": profile.low_vram, "max_resolution": profile.max_resolution,
+                     "lowered_from": profile.lowered_from},
             allowed_resolutions=list(profile.allowed_resolutions),
         )
 

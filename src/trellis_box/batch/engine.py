@@ -275,6 +275,8 @@ class _Job:
     queued_at: float = 0.0
     #: Set when a stale cached answer named a deleted file and the export was run again.
     export_rerun: ExportRerun | None = None
+    #: Its report is in place (files first): the input is done even if a cancel lands now.
+    committed: JobReport | None = None
 
 
 class _Engine:
@@ -410,6 +412,12 @@ class _Engine:
                                seconds=time.monotonic() - job.queued_at))
         except TrellisBoxError as exc:
             self._failed_job(job, exc)
+        except asyncio.CancelledError:
+            # Resume skips an input whose report is in place: the interrupted run says so too.
+            if job.committed is not None:
+                self._done(Outcome(job.item, "ok", report=job.committed,
+                                   seconds=time.monotonic() - job.queued_at))
+            raise
         finally:
             if slot_held:
                 self.slots.release(_on(job))
@@ -480,7 +488,21 @@ class _Engine:
                               files=ReportFiles(self.options.store.url(paths["glb"].name),
                                                 self.options.store.url(paths["cutout"].name)))
         write_report(paths["report"], report)
-        await asyncio.to_thread(self._store, [paths["glb"], paths["cutout"], paths["report"]])
+        if self.options.outputs is None:
+            job.committed = report
+            return report
+        upload = asyncio.ensure_future(
+            asyncio.to_thread(self._store, [paths["glb"], paths["cutout"], paths["report"]]))
+        try:
+            await asyncio.shield(upload)
+        except asyncio.CancelledError:
+            # The thread cannot be stopped: let the upload land, so the store and the run's
+            # report agree on whether this input is done.
+            with contextlib.suppress(Exception):
+                await upload
+                job.committed = report
+            raise
+        job.committed = report
         return report
 
     def _store(self, paths: list[Path]) -> None:

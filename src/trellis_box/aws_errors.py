@@ -30,9 +30,10 @@ BAD_CREDENTIALS = frozenset({
 THROTTLED = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
     "TooManyRequestsException", "RequestLimitExceeded", "SlowDown"})
-# Credentials that are configured but could not be loaded (credential_process, SSO, a login).
+# Credentials that are configured but could not be loaded (credential_process, SSO). (botocore's
+# LoginError, for `aws login`, is newer than the lowest botocore we allow: it reads as a BotoCoreError.)
 _NOT_LOADED = (botocore.exceptions.CredentialRetrievalError, botocore.exceptions.SSOError,
-               botocore.exceptions.TokenRetrievalError, botocore.exceptions.LoginError)
+               botocore.exceptions.TokenRetrievalError)
 _USERINFO = re.compile(r"(?<=://)[^/@\s\"']+@")
 
 

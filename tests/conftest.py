@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 COMFY_RECORDINGS = REPO_ROOT / "tests" / "recordings" / "comfyui"
 
 _ISOLATED_PREFIXES = ("HF_", "HUGGING_FACE_", "TRELLIS_BOX_", "AWS_")
+
+# A shell starts a background command (`bash .ci/run &`, nohup) with SIGINT ignored, and children
+# inherit an ignored signal: the Ctrl-C tests would send SIGINT to a trellis-box that cannot get
+# it. A handler here is reset to the default in every child, as in a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

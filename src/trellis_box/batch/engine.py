@@ -488,20 +488,18 @@ class _Engine:
                               files=ReportFiles(self.options.store.url(paths["glb"].name),
                                                 self.options.store.url(paths["cutout"].name)))
         write_report(paths["report"], report)
-        if self.options.outputs is None:
-            job.committed = report
-            return report
-        upload = asyncio.ensure_future(
-            asyncio.to_thread(self._store, [paths["glb"], paths["cutout"], paths["report"]]))
-        try:
-            await asyncio.shield(upload)
-        except asyncio.CancelledError:
-            # The thread cannot be stopped: let the upload land, so the store and the run's
-            # report agree on whether this input is done.
-            with contextlib.suppress(Exception):
-                await upload
-                job.committed = report
-            raise
+        if self.options.outputs is not None:
+            upload = asyncio.ensure_future(
+                asyncio.to_thread(self._store, [paths["glb"], paths["cutout"], paths["report"]]))
+            try:
+                await asyncio.shield(upload)
+            except asyncio.CancelledError:
+                # The thread cannot be stopped: let the upload land, so the store and the run's
+                # report agree on whether this input is done.
+                with contextlib.suppress(Exception):
+                    await upload
+                    job.committed = report
+                raise
         job.committed = report
         return report
 

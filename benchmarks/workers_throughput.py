@@ -23,6 +23,13 @@ durations; it shows the scheduling works, not GPU figures)::
     python benchmarks/workers_throughput.py --standin --workers 2 --images 8 \\
         --gen-seconds 0.5 --post-seconds 2
 
+With the cores limited (a g6e.xlarge's 4 vCPUs), pin the server's processes and this script
+(``taskset -a -p -c 0-3 PID`` for serve and each worker) and compare every worker against the
+one-worker run of an earlier, unpinned run, without priming again::
+
+    taskset -c 0-3 python benchmarks/workers_throughput.py --server http://127.0.0.1:8188 \
+        --images 20 --baseline results.json --no-prime [--json-out pinned.json]
+
 Goal (issue 13, GPU machine): busy share >= 85 %, wall <= 0.6x one worker's, per-image latency
 <= 1.3x.
 """
@@ -37,6 +44,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean, median
@@ -73,9 +81,16 @@ class Run:
                 "server_s_mean": round(fmean(self.server_s), 2),
                 "server_s_median": round(median(self.server_s), 2),
                 "server_s": [round(v, 2) for v in self.server_s],
-                "client_s_mean": round(fmean(self.client_s), 2), "busy_share": self.busy_share,
+                "client_s_mean": round(fmean(self.client_s), 2),
+                "client_s": [round(v, 2) for v in self.client_s], "busy_share": self.busy_share,
                 "failed": self.failed,
                 "device_peak_bytes": self.device_peak_bytes, "cpu_cores_busy": self.cpu_cores_busy}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], label: str) -> Run:
+        return cls(label, data["workers"], data["wall_s"], data["failed"], data["server_s"],
+                   data["client_s"], data["busy_share"], data["device_peak_bytes"],
+                   data["cpu_cores_busy"])
 
 
 async def run_once(label: str, url: str, inputs: list[Path], out: Path, options: WorkflowOptions,
@@ -117,33 +132,68 @@ def inputs_for(args: argparse.Namespace, folder: Path) -> list[Path]:
     return inputs
 
 
-async def measure(args: argparse.Namespace, url: str, work: Path) -> tuple[list[Run], dict[str, Any]]:
+def baseline_run(path: str, args: argparse.Namespace) -> Run:
+    """The one-worker run of an earlier run's ``--json-out``, when it measured the same batch."""
+    earlier = json.loads(Path(path).read_text())
+    same = {k: earlier.get(k) for k in ("images", "resolution", "preset")}
+    if same != {"images": args.images, "resolution": args.resolution, "preset": args.preset}:
+        raise SystemExit(f"{path}: measured {same}, not this batch: run with the same --images, "
+                         "--resolution and --preset, or without --baseline")
+    single = next((r for r in earlier["runs"] if r["workers"] == 1), None)
+    if single is None:
+        raise SystemExit(f"{path}: has no one-worker run (it was itself run with --baseline)")
+    return Run.from_dict(single, f"one worker ({Path(path).name})")
+
+
+async def measure(args: argparse.Namespace, url: str, work: Path,
+                  progress: Callable[[list[Run], dict[str, Any]], None],
+                  ) -> tuple[list[Run], dict[str, Any]]:
     inputs = inputs_for(args, work / "in")
     base = WorkflowOptions(resolution=args.resolution, preset=args.preset)
+    runs = [baseline_run(args.baseline, args)] if args.baseline else []
     with GpuSampler(interval_s=0.5) as gpu, CpuSampler(interval_s=0.5) as cpu:
         async with ComfyClient(url) as comfy:
             info = await comfy.http.trellis_info()
             workers = len(worker_urls(url, info))
-        # Untimed, one image per worker (slots go round): each loads the resolution's models
-        # (serve's warm-up loaded 512's).
-        await batch.run_batch(url, (inputs * workers)[:workers], batch.BatchOptions(
-            work / "prime", workflow=base.replace(seed=1001)))
-        print(f"primed {workers} workers", flush=True)
-        single = await run_once("one worker", url, inputs, work / "one", base.replace(seed=1),
-                                1, gpu, cpu)
-        every = await run_once(f"{workers} workers", url, inputs, work / "all",
-                               base.replace(seed=2), None, gpu, cpu)
+        facts = {"server": info, "cpu_cores": cpu.cores}
+        if args.prime:
+            # Untimed, one image per worker (slots go round): each loads the resolution's models
+            # (serve's warm-up loaded 512's).
+            await batch.run_batch(url, (inputs * workers)[:workers], batch.BatchOptions(
+                work / "prime", workflow=base.replace(seed=1001)))
+            print(f"primed {workers} workers", flush=True)
+        if not runs:
+            runs.append(await run_once("one worker", url, inputs, work / "one",
+                                       base.replace(seed=1), 1, gpu, cpu))
+            progress(runs, facts)
+        runs.append(await run_once(f"{workers} workers", url, inputs, work / "all",
+                                   base.replace(seed=2), None, gpu, cpu))
     for sampler in (gpu, cpu):
         if sampler.reason:
             print(f"{type(sampler).__name__}: {sampler.reason}")
-    return [single, every], {"server": info, "cpu_cores": cpu.cores}
+    return runs, facts
+
+
+def figures(runs: list[Run], facts: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """What ``--json-out`` holds: the runs so far, and the ratios once both are in."""
+    weights = (facts["server"] or {}).get("weights_mode") or "unknown"
+    out: dict[str, Any] = {
+        "images": args.images, "resolution": args.resolution, "preset": args.preset,
+        "weights": weights, "cpu_cores": facts["cpu_cores"], "runs": [r.as_dict() for r in runs],
+        "goal": {"busy_share": GOAL_BUSY, "wall_ratio": GOAL_WALL, "latency_ratio": GOAL_LATENCY},
+        "server": facts["server"], "baseline": args.baseline}
+    if len(runs) == 2:
+        single, every = runs
+        out["wall_ratio"] = round(every.wall_s / single.wall_s, 3)
+        out["latency_ratio"] = round(fmean(every.server_s) / fmean(single.server_s), 3)
+    else:
+        out["partial"] = "the every-worker run did not finish"
+    return out
 
 
 def report(runs: list[Run], facts: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    single, every = runs
-    wall = every.wall_s / single.wall_s
-    latency = fmean(every.server_s) / fmean(single.server_s)
-    weights = (facts["server"] or {}).get("weights_mode") or "unknown"
+    out = figures(runs, facts, args)
+    wall, latency, weights = out["wall_ratio"], out["latency_ratio"], out["weights"]
     print(f"{args.images} images at {args.resolution} ({args.preset}), weights: {weights}, "
           f"{facts['cpu_cores']} CPU cores")
     for run in runs:
@@ -155,12 +205,7 @@ def report(runs: list[Run], facts: dict[str, Any], args: argparse.Namespace) -> 
               f"CPU cores busy {run.cpu_cores_busy}")
     print(f"  wall {wall:.2f}x one worker's (goal <= {GOAL_WALL}), per-image latency "
           f"{latency:.2f}x (goal <= {GOAL_LATENCY}), busy share goal >= {GOAL_BUSY:.0%}")
-    return {"images": args.images, "resolution": args.resolution, "preset": args.preset,
-            "weights": weights, "cpu_cores": facts["cpu_cores"],
-            "runs": [r.as_dict() for r in runs], "wall_ratio": round(wall, 3),
-            "latency_ratio": round(latency, 3),
-            "goal": {"busy_share": GOAL_BUSY, "wall_ratio": GOAL_WALL, "latency_ratio": GOAL_LATENCY},
-            "server": facts["server"]}
+    return out
 
 
 def standin_server(args: argparse.Namespace, work: Path) -> ServeProcess:
@@ -188,19 +233,29 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="--standin: workers serve runs")
     parser.add_argument("--gen-seconds", type=float, default=0.5, help="--standin: generator")
     parser.add_argument("--post-seconds", type=float, default=2.0, help="--standin: post-process")
-    parser.add_argument("--json-out", help="write the figures here as JSON")
+    parser.add_argument("--json-out", help="write the figures here as JSON (the one-worker run "
+                        "as soon as it is done)")
+    parser.add_argument("--baseline", metavar="JSON", help="take the one-worker run from an "
+                        "earlier --json-out of the same batch instead of running it")
+    parser.add_argument("--prime", action=argparse.BooleanOptionalAction, default=True,
+                        help="first one untimed image per worker, to load the resolution's models")
     args = parser.parse_args()
+
+    def write(runs: list[Run], facts: dict[str, Any]) -> None:
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(figures(runs, facts, args), indent=2) + "\n")
+
     with tempfile.TemporaryDirectory(prefix="workers-throughput-") as tmp:
         work = Path(tmp)
         serve = standin_server(args, work) if args.standin else None
         try:
             url = serve.url if serve is not None else args.server
-            figures = report(*asyncio.run(measure(args, url, work)), args)
+            runs, facts = asyncio.run(measure(args, url, work, write))
+            report(runs, facts, args)
+            write(runs, facts)
         finally:
             if serve is not None:
                 serve.close()
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.serve_support import ServeProcess, free_port, make_setup  # noqa: E402
+from tests.serve_support import H200_MIB, ServeProcess, free_port, make_setup  # noqa: E402
 from trellis_box.batch import engine as batch  # noqa: E402
 from trellis_box.bench.runner import sample_images  # noqa: E402
 from trellis_box.bench.sampler import CpuSampler, GpuSampler  # noqa: E402
@@ -209,7 +209,7 @@ def report(runs: list[Run], facts: dict[str, Any], args: argparse.Namespace) -> 
 
 
 def standin_server(args: argparse.Namespace, work: Path) -> ServeProcess:
-    setup = make_setup(work / "serve")
+    setup = make_setup(work / "serve", memory_mib=H200_MIB)
     env = setup.environment(
         TRELLIS_BOX_WORKERS=str(args.workers), TRELLIS_BOX_WORKER_PORT=str(free_port()),
         COMFY_STANDIN_EXEC_SECONDS=str(args.gen_seconds),

@@ -36,6 +36,7 @@ DRIVER_ERROR = (
 
 L40S_MIB = 46068  # nvidia-smi's memory.total of an L40S (48 GB card)
 L4_MIB = 23034  # an L4 (24 GB card)
+H200_MIB = 143771  # an H200: the card whose memory holds more than one worker
 
 _SCRIPT = """#!/bin/sh
 # Fake nvidia-smi written by tests/serve_support.py (there is no GPU on this machine).
@@ -137,6 +138,10 @@ class ServeSetup:
             else:
                 env[name] = value
         return env
+
+    def fake_gpu(self, **gpu: Any) -> None:
+        """Replace the fake nvidia-smi's card (``write_fake_nvidia_smi``'s arguments)."""
+        write_fake_nvidia_smi(self.bin_dir, **gpu)
 
     def without_gpu(self) -> dict[str, str]:
         """PATH without the fake nvidia-smi (and without any real one)."""

@@ -20,12 +20,13 @@ import pytest
 
 from tests.comfy_standin.fixtures import StartStandin
 from tests.photos import object_photo
-from tests.serve_support import ServeProcess, ServeSetup, free_port
+from tests.serve_support import H200_MIB, ServeProcess, ServeSetup, free_port
 from tests.test_serve import StartServe, get, phases, process_gone, read_state
 from trellis_box.batch import engine as batch
 from trellis_box.comfyui.client import ComfyClient
 from trellis_box.comfyui.workers import worker_urls
 from trellis_box.comfyui.workflow import build
+from trellis_box.errors import ConfigError
 from trellis_box.gpu.profiles import (
     GIB,
     MEASURED_PEAK_BYTES,
@@ -34,6 +35,8 @@ from trellis_box.gpu.profiles import (
     workers_for,
     workers_in_memory,
 )
+from trellis_box.serve.preflight import worker_count
+from trellis_box.serve.settings import load as load_settings
 from trellis_box.serve.warmup import warmup_options
 from trellis_box.swap.probes import Probes
 
@@ -44,6 +47,8 @@ H100_BYTES = 81559 * 1024**2
 
 
 def two_workers(setup: ServeSetup, **extra: str) -> tuple[dict[str, str], int]:
+    """serve's environment for two workers, on a card whose memory holds two at 1536."""
+    setup.fake_gpu(memory_mib=H200_MIB)
     port = free_port()
     return setup.environment(TRELLIS_BOX_WORKERS="2", TRELLIS_BOX_WORKER_PORT=str(port),
                              **extra), port
@@ -94,6 +99,29 @@ class TestSizing:
         assert in_memory * MEASURED_PEAK_BYTES[top] + 4 * GIB <= vram < (
             (in_memory + 1) * MEASURED_PEAK_BYTES[top] + 4 * GIB), card
 
+    @pytest.mark.parametrize(("card", "vram", "asked", "top", "fit", "lower"), [
+        ("H200", H200_BYTES, 4, "1536", 3, "TRELLIS_BOX_MAX_RESOLUTION=1024 (6 fit at its peak)"),
+        ("L40S", L40S_BYTES, 2, "1536", 1, "TRELLIS_BOX_MAX_RESOLUTION=512 (2 fit at its peak)"),
+        ("L4", L4_BYTES, 2, "1024", 1, None),
+    ])
+    def test_a_count_set_by_hand_is_held_to_the_memory_plan(
+            self, card: str, vram: int, asked: int, top: str, fit: int, lower: str | None) -> None:
+        profile = profile_for(vram)
+        with pytest.raises(ConfigError) as caught:
+            worker_count(load_settings({"TRELLIS_BOX_WORKERS": str(asked)}), profile)
+        error = caught.value
+        assert error.facts["variable"] == "TRELLIS_BOX_WORKERS", card
+        assert (error.facts["fit"], error.facts["max_resolution"]) == (fit, top), card
+        assert f"{asked} workers do not fit in this GPU's memory at {top}" in str(error), card
+        fix = error.fix or ""
+        assert (lower in fix) if lower else ("TRELLIS_BOX_MAX_RESOLUTION" not in fix), card
+        # As many as fit are taken as set; one always is (low_vram decides whether it fits).
+        assert worker_count(load_settings({"TRELLIS_BOX_WORKERS": str(fit)}), profile) == (fit, "TRELLIS_BOX_WORKERS")
+        if lower:
+            resolution = lower.split("=")[1].split()[0]
+            assert worker_count(load_settings({"TRELLIS_BOX_WORKERS": str(asked)}),
+                                lowered(profile, resolution))[0] == asked
+
     def test_worker_urls_keep_the_given_url_first_and_swap_the_port(self) -> None:
         info = {"workers": [{"index": 0, "port": 8188}, {"index": 1, "port": 8189},
                             {"index": 2, "port": 8190}]}
@@ -135,6 +163,7 @@ class TestServe:
             other.bind(("127.0.0.1", 0))
             other.listen()
             taken = other.getsockname()[1]
+            serve_setup.fake_gpu(memory_mib=H200_MIB)
             env = serve_setup.environment(TRELLIS_BOX_WORKERS="2",
                                           TRELLIS_BOX_WORKER_PORT=str(taken))
             serve = start_serve(serve_setup, env=env)

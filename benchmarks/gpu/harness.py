@@ -158,6 +158,8 @@ def up(args: argparse.Namespace) -> dict[str, Any]:
     env["TRELLIS_BOX_WORKERS"] = args.workers
     if args.max_resolution is not None:
         env["TRELLIS_BOX_MAX_RESOLUTION"] = args.max_resolution
+    if not args.warmup:
+        env["TRELLIS_BOX_WARMUP"] = "0"
     for d in ("triton", "flex_gemm", "hf"):
         (caches / d).mkdir(parents=True, exist_ok=True)
     serve_log = args.out / "serve.log"
@@ -246,6 +248,10 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--workers", default="1",
                            help="ComfyUI workers (TRELLIS_BOX_WORKERS: a number or auto); "
                                 "benchmarks/workers_throughput.py measures more than one")
+            # Stand-in models load slowly (every parameter drawn at random on the CPU): a
+            # benchmark that primes each worker itself need not wait for the 512 warm-up first.
+            s.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
+                           help="serve's warm-up job before ready (TRELLIS_BOX_WARMUP)")
             s.add_argument("--max-resolution", choices=("512", "1024", "1536"),
                            help="lower the profile's top resolution (TRELLIS_BOX_MAX_RESOLUTION): "
                                 "auto then sizes workers at its peak")

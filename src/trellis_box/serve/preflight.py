@@ -45,8 +45,11 @@ from trellis_box.gpu.probe import (
 )
 from trellis_box.gpu.profiles import (
     CORES_PER_WORKER,
+    GIB,
     MAX_WORKERS,
+    MEASURED_PEAK_BYTES,
     NEEDS_GB,
+    WORKER_MARGIN_BYTES,
     Profile,
     lowered,
     profile_for,
@@ -194,13 +197,36 @@ def _capped(top: str, profile: Profile, gpu: Gpu) -> Profile:
 
 def worker_count(settings: ServeSettings, profile: Profile) -> tuple[int, str]:
     """``TRELLIS_BOX_WORKERS``, or sized from the VRAM profile and the cores serve may use
-    (``taskset`` included); and how, in words."""
+    (``taskset`` included); and how, in words. A number set by hand is held to the same memory
+    plan: more workers than fit would run out of memory when each gets a top-resolution job."""
     if settings.workers is not None:
+        fit = max(1, workers_in_memory(profile))
+        if settings.workers > fit:
+            raise _workers_over_memory(settings.workers, fit, profile)
         return settings.workers, "TRELLIS_BOX_WORKERS"
     cores = len(os.sched_getaffinity(0))
     return workers_for(profile, cores), (
         f"auto: {workers_in_memory(profile)} fit in memory at {profile.max_resolution}'s peak, "
         f"{cores} cores allow {cores // CORES_PER_WORKER}, at most {MAX_WORKERS}, at least 1")
+
+
+def _workers_over_memory(asked: int, fit: int, profile: Profile) -> ConfigError:
+    top = profile.max_resolution
+    assert top is not None
+    lower = [(r, n) for r in profile.allowed_resolutions
+             if r != top and (n := workers_in_memory(lowered(profile, r))) >= asked]
+    fixes = [f"set TRELLIS_BOX_WORKERS to {fit if fit == 1 else f'{fit} or fewer'}, or to auto"]
+    if lower:
+        fixes.append(f"or keep {asked} and lower the top resolution: TRELLIS_BOX_MAX_RESOLUTION="
+                     f"{lower[-1][0]} ({lower[-1][1]} fit at its peak)")
+    return ConfigError(
+        f"TRELLIS_BOX_WORKERS={asked}: {asked} workers do not fit in this GPU's memory at {top}",
+        detail=f"It reports {profile.describe()}. Every worker is planned at the measured peak of "
+               f"the highest resolution it accepts ({MEASURED_PEAK_BYTES[top] / 1e9:.1f} GB at {top}, "
+               f"every model resident) with {WORKER_MARGIN_BYTES / GIB:.0f} GiB kept free: {fit} "
+               f"fit. More would run out of memory when each gets a {top} job at once.",
+        fix="\n".join(fixes), variable="TRELLIS_BOX_WORKERS", workers=asked, fit=fit,
+        max_resolution=top, vram_bytes=profile.vram_bytes)
 
 
 def _driver(settings: ServeSettings, found: Findings) -> str:

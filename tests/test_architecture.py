@@ -83,7 +83,7 @@ def test_every_command_module_registers_the_same_way() -> None:
 
 #: Sub-packages whose texts speak of parameters (`drain_timeout`), never of flags: the CLI maps
 #: them (``cli/_flags.py``).
-SPEAK_OF_PARAMETERS = ("swap", "bench")
+SPEAK_OF_PARAMETERS = ("swap", "bench", "cloud")
 #: Flags of other programs (nvidia-smi), not of ours.
 FOREIGN_FLAGS = {"--query-gpu", "--format"}
 

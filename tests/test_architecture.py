@@ -83,9 +83,9 @@ def test_every_command_module_registers_the_same_way() -> None:
 
 #: Sub-packages whose texts speak of parameters (`drain_timeout`), never of flags: the CLI maps
 #: them (``cli/_flags.py``).
-SPEAK_OF_PARAMETERS = ("swap", "bench", "cloud")
-#: Flags of other programs (nvidia-smi), not of ours.
-FOREIGN_FLAGS = {"--query-gpu", "--format"}
+SPEAK_OF_PARAMETERS = ("swap", "bench", "cloud", "publish")
+#: Flags of other programs (nvidia-smi, the AWS CLI), not of ours.
+FOREIGN_FLAGS = {"--query-gpu", "--format", "--repository-name"}
 
 
 def test_the_library_spells_no_command_line_flags() -> None:

@@ -25,7 +25,7 @@ from trellis_box.bench.sampler import CpuSampler, GpuSampler
 from trellis_box.bench.summary import as_data, compare_with_upstream, rows
 from trellis_box.cli.app import main
 from trellis_box.cli.bench import render
-from trellis_box.errors import UsageError
+from trellis_box.errors import ResolutionUnsupportedError, UsageError
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -232,6 +232,10 @@ def test_only_what_the_server_allows_is_run_and_more_is_refused_before_any_job(
     assert [j.resolution for j in run.jobs] == ["512", "1024"]
     made = sorted((server.output_dir / "trellis-box-bench").iterdir())
 
+    # The library names its parameter; the command line, its flag.
+    with pytest.raises(ResolutionUnsupportedError) as info:
+        _bench(server, resolutions=("1024", "1536"), images=1)
+    assert info.value.fix == "use `resolutions` 512,1024, or leave it out for every one it allows"
     code = main(["bench", "--server", server.url, "--resolutions", "1024,1536", "--images", "1"])
     err = " ".join(capsys.readouterr().err.split())
     assert code == 2
@@ -250,6 +254,19 @@ def test_bad_options_are_usage_errors(args: list[str], said: str,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--server", "http://127.0.0.1:9", *args]) == UsageError.exit_code
     assert said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, said, fix", [
+    ({"low_vram": "maybe"}, "`low_vram` 'maybe' is not one of on, off, profile",
+     "use on, off, or profile (the server's GPU profile decides)"),
+    ({"images": 0}, "`images` 0: at least one job per resolution",
+     "use `images` 2 or more to see warm jobs"),
+])
+def test_bad_options_name_the_parameter_to_a_python_caller(options: dict[str, object], said: str,
+                                                           fix: str) -> None:
+    with pytest.raises(UsageError) as info:
+        BenchOptions(**options)  # type: ignore[arg-type]
+    assert (info.value.message, info.value.fix) == (said, fix)
 
 
 def test_sampler_reads_a_window_and_says_when_it_cannot(fake_nvidia_smi: Path,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import typer
 
 from trellis_box.cli._errors import report
+from trellis_box.cli._flags import errors_in_flags
 from trellis_box.cli.app import main
 from trellis_box.errors import TrellisBoxError
 
@@ -33,3 +35,29 @@ def test_json_error_carries_reference_and_fix(capsys: pytest.CaptureFixture[str]
     report(exc, as_json=True)
     data = json.loads(capsys.readouterr().out)
     assert data["error"] == "trellis-box-error" and data["fix"] == "do this" and data["path"] == "/x"
+
+
+def test_parameter_names_in_an_error_become_what_the_user_typed() -> None:
+    """One command's error through the one translation: every part of the error, options with and
+    without a placeholder, a flag, an argument, another command, and names left as they are."""
+    app = typer.Typer()
+
+    @app.command()
+    def command(ctx: typer.Context,
+                out: str = typer.Argument(...),
+                wait: float = typer.Option(1.0, "--wait", metavar="SECONDS"),
+                preset: str = typer.Option("a", "--preset", metavar="a|b"),
+                overwrite: bool = typer.Option(False, "--force")) -> None:
+        with errors_in_flags(ctx, write_template="trellis-box swap init-config PATH"):
+            raise TrellisBoxError(
+                "`preset` 'c' is unknown", detail="parameter `preset` sets `nothing`",
+                fix="give `wait` or `overwrite`, write `out`, or run `write_template`",
+                note="`low_vram` and parameter `seed` are not options here")
+
+    with pytest.raises(TrellisBoxError) as info:
+        typer.main.get_command(app).main(["o"], standalone_mode=False)
+    assert str(info.value) == (
+        "--preset 'c' is unknown\n"
+        "  --preset sets `nothing`\n"  # a list of values (a|b) is not a placeholder
+        "  fix: give --wait SECONDS or --force, write OUT, or run trellis-box swap init-config PATH\n"
+        "  note: `low_vram` and parameter `seed` are not options here")

@@ -21,6 +21,7 @@ from tests.photos import object_photo
 from tests.registry_support import REGION
 from tests.serve_support import cli_command, free_port, make_setup
 from trellis_box.cli.app import main
+from trellis_box.cloud import awsbatch
 from trellis_box.cloud import shard as shard_mod
 from trellis_box.cloud.child import Shard, run_shard
 from trellis_box.errors import ShardError, UsageError
@@ -44,12 +45,23 @@ def test_shard_counts_from_either_option() -> None:
     assert shard_mod.shard_count(10, shards=4) == 4
     assert shard_mod.shard_count(10, per_shard=3) == 4
     assert shard_mod.shard_count(3, shards=8) == 3  # never a child without inputs
-    with pytest.raises(UsageError, match="either --shards or --per-shard"):
+    # The library names its parameters (the command line its flags and arguments:
+    # test_bad_input_gets_a_clear_error).
+    with pytest.raises(UsageError, match="either `shards` or `per_shard`"):
         shard_mod.shard_count(10, shards=2, per_shard=2)
-    with pytest.raises(UsageError, match="more than an AWS Batch array job holds"):
+    with pytest.raises(UsageError, match="more than an AWS Batch array job holds") as info:
         shard_mod.shard_count(20_001, per_shard=1)
+    assert info.value.fix == "pass `per_shard` 3 or more"
     with pytest.raises(ShardError, match="outside 0..2"):
         shard_mod.bounds(10, 3, 3)
+
+
+def test_a_local_output_is_refused_naming_the_parameter(tmp_path: Path) -> None:
+    request = awsbatch.SubmitRequest(inputs=["s3://bucket/in/"], out=str(tmp_path), job_queue="q",
+                                     image="i")
+    with pytest.raises(UsageError, match="batch output must be in S3") as info:
+        awsbatch.submit(request)
+    assert info.value.fix == "pass s3://BUCKET/PREFIX as `out`: the children write there"
 
 
 # --- submit, status, report against moto ---------------------------------------------------------
@@ -204,12 +216,13 @@ def test_bad_input_gets_a_clear_error(aws: Aws, s3_inputs: tuple[str, Path], mon
 
     code, err = submit(f"s3://{bucket}/in/", f"s3://{bucket}/out", "no-such-queue")
     assert code == 2 and "AWS Batch job queue no-such-queue does not exist" in err
+    assert "or check --job-queue and AWS_REGION" in err
     code, err = submit(f"s3://{bucket}/in/", "s3://no-such-bucket-tb/out", queue)
     assert code == 2 and "S3 bucket no-such-bucket-tb does not exist" in err
     code, err = submit(f"s3://{bucket}/nothing-here/", f"s3://{bucket}/out", queue)
     assert code == 2 and "no images to generate from" in err and "nothing-here" in err
     code, err = submit(f"s3://{bucket}/in/", f"s3://{bucket}/out", queue, "--instance-type", "g6.xlarge")
-    assert code == 2 and "too little memory" in err and "g6.2xlarge" in err
+    assert code == 2 and "too little memory" in err and "use --instance-type g6.2xlarge" in err
     code, err = submit(f"s3://{bucket}/in/", f"s3://{bucket}/out", queue, "--instance-type", "g5.2xlarge",
                        "--resolution", "1536")
     assert code == 2 and "resolution 1536 does not fit" in err
@@ -217,6 +230,11 @@ def test_bad_input_gets_a_clear_error(aws: Aws, s3_inputs: tuple[str, Path], mon
     assert code == 2 and "batch inputs must be in S3" in err and "aws s3 sync" in err
     code, err = submit(f"s3://{bucket}/in/", str(tmp_path / "out"), queue)
     assert code == 2 and "batch output must be in S3" in err
+    assert "fix: pass s3://BUCKET/PREFIX as OUT: the children write there" in err
+    code, err = submit(f"s3://{bucket}/in/", f"s3://{bucket}/out", queue, "--per-shard", "2")
+    assert code == 2 and "error: give either --shards or --per-shard" in err
+    assert "fix: --shards N splits the inputs into N children; --per-shard K gives" in err
+    assert "`" not in err
     assert main(["batch", "status", "no-such-job"]) == 2
     assert "no trellis-box job no-such-job" in capsys.readouterr().err
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")

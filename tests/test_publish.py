@@ -44,13 +44,15 @@ def test_options_override_labels_and_odd_characters_become_dashes() -> None:
     assert tags == ["1.0-cu126", "git-abc-dirty", "weights-unlocked"]
 
 
-def test_missing_label_names_it_and_the_option() -> None:
+def test_missing_label_names_it_and_the_parameter() -> None:
     labels = {k: v for k, v in LABELS.items() if k != "org.opencontainers.image.revision"}
     with pytest.raises(PublishImageError) as info:
         image_tags(labels, image="comfyui-trellis2:latest")
     text = str(info.value)
     assert "image comfyui-trellis2:latest has no label org.opencontainers.image.revision" in text
-    assert "--revision $(git rev-parse HEAD)" in text
+    # The library names its parameter; the command line, its flag
+    # (test_missing_label_on_the_command_line_names_the_flag).
+    assert "or pass `revision` $(git rev-parse HEAD)" in text
 
 
 def test_invalid_extra_tag_is_refused() -> None:
@@ -61,9 +63,8 @@ def test_invalid_extra_tag_is_refused() -> None:
 
 # ---- against the registry and ECR ------------------------------------------------------------
 
-@pytest.fixture
-def labelled_image(docker_client: docker.DockerClient) -> Iterator[str]:
-    """A one-file image with the three labels, made locally (no base image needed)."""
+def _image(client: docker.DockerClient, labels: dict[str, str]) -> Iterator[str]:
+    """A one-file image with ``labels``, made locally (no base image needed)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         data = f"trellis-box publish test {uuid.uuid4()}\n".encode()
@@ -71,12 +72,23 @@ def labelled_image(docker_client: docker.DockerClient) -> Iterator[str]:
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     ref = f"tbpub-{uuid.uuid4().hex[:10]}/comfyui-trellis2:latest"
-    docker_client.api.import_image_from_data(
+    client.api.import_image_from_data(
         buffer.getvalue(), repository=ref.split(":")[0], tag="latest",
-        changes=[f"LABEL {k}={v}" for k, v in LABELS.items()])
-    image_id = docker_client.images.get(ref).id
+        changes=[f"LABEL {k}={v}" for k, v in labels.items()])
+    image_id = client.images.get(ref).id
     yield ref
-    docker_client.images.remove(image_id, force=True)
+    client.images.remove(image_id, force=True)
+
+
+@pytest.fixture
+def labelled_image(docker_client: docker.DockerClient) -> Iterator[str]:
+    yield from _image(docker_client, LABELS)
+
+
+@pytest.fixture
+def image_without_revision(docker_client: docker.DockerClient) -> Iterator[str]:
+    yield from _image(docker_client, {k: v for k, v in LABELS.items()
+                                      if k != "org.opencontainers.image.revision"})
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -141,9 +153,21 @@ def test_missing_repository_is_an_error_without_create_repository(
                              "--registry", registry.host)
     assert code == 1
     assert f"ECR repository {repository} does not exist" in err
-    assert "fix: pass --create-repository" in err
+    # Our flag, as the command line spells the library's `create_repository`; the AWS CLI's own.
+    assert "fix: pass --create-repository, or create it: aws ecr create-repository " \
+        f"--repository-name {repository}" in err
     with pytest.raises(Exception, match="RepositoryNotFoundException"):
         aws_env.client().describe_repositories(repositoryNames=[repository])
+
+
+@pytest.mark.docker
+def test_missing_label_on_the_command_line_names_the_flag(
+        aws_env: EcrApi, image_without_revision: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "publish", image_without_revision, "--repository", repo_name())
+    assert code == 2
+    assert f"image {image_without_revision} has no label org.opencontainers.image.revision" in err
+    assert "or pass --revision $(git rev-parse HEAD)" in err
+    assert "`" not in err
 
 
 @pytest.mark.docker

@@ -84,11 +84,11 @@ class BenchOptions:
             workflow.next_lower(resolution)  # raises, naming the valid ones
         if self.low_vram not in LOW_VRAM_CHOICES:
             raise UsageError(
-                f"--low-vram {self.low_vram!r} is not one of {', '.join(LOW_VRAM_CHOICES)}",
+                f"`low_vram` {self.low_vram!r} is not one of {', '.join(LOW_VRAM_CHOICES)}",
                 fix="use on, off, or profile (the server's GPU profile decides)")
         if self.images < 1:
-            raise UsageError(f"--images {self.images}: at least one job per resolution",
-                                  fix="use --images 2 or more to see warm jobs")
+            raise UsageError(f"`images` {self.images}: at least one job per resolution",
+                             fix="use `images` 2 or more to see warm jobs")
 
 
 @dataclass
@@ -211,7 +211,7 @@ def _resolutions(asked: tuple[str, ...] | None, profile: Profile | None) -> tupl
         raise ResolutionUnsupportedError(
             f"the server does not run resolution {', '.join(above)}",
             detail=f"It allows {', '.join(allowed) or 'none'}: {profile.describe()}.",
-            fix=f"use --resolutions {','.join(allowed)}, or leave it out for every one it allows"
+            fix=f"use `resolutions` {','.join(allowed)}, or leave it out for every one it allows"
                 if allowed else "run on a GPU with at least 24 GB (A10G, L4, L40S, A100)",
             resolutions=above, allowed_resolutions=list(allowed))
     return asked or allowed

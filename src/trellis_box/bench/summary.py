@@ -80,7 +80,7 @@ def compare_with_upstream(run: BenchRun) -> list[dict[str, Any]]:
 
 
 def as_data(run: BenchRun) -> dict[str, Any]:
-    """The results document (``--json`` and ``--out``)."""
+    """The results document: what the command prints as JSON and writes to its results file."""
     return {
         **({"label": STAND_IN_LABEL} if run.stand_in_weights else {}),
         "weights_mode": run.environment.get("weights_mode"),

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trellis_box.cli._errors import EXIT_OK, EXIT_PARTIAL
+from trellis_box.cli._flags import errors_in_flags
 from trellis_box.cli._output import JsonOption, emit, err, styled
 from trellis_box.cli.report import render_report, thumbnail_progress
 from trellis_box.cli.serve import _log, _settings
@@ -39,6 +40,7 @@ app = typer.Typer(name="batch", help="Many machines: AWS Batch array jobs over S
 
 @app.command("submit", epilog=EXAMPLES)
 def submit(
+    ctx: typer.Context,
     inputs: list[str] = typer.Argument(..., help="s3://bucket/prefix (its images) or s3://bucket/key."),
     out: str = typer.Argument(..., help="s3://bucket/prefix for <name>.glb, .cutout.png, .json."),
     job_queue: str = typer.Option(..., "--job-queue", help="AWS Batch job queue (deploy/aws-batch.yaml)."),
@@ -63,12 +65,14 @@ def submit(
     as_json: bool = JsonOption,
 ) -> int:
     """Submit one AWS Batch array job: each child generates its shard from S3 to S3."""
-    request = awsbatch.SubmitRequest(
-        inputs=inputs, out=out, job_queue=job_queue, image=image, shards=shards,
-        per_shard=per_shard, instance_type=instance_type,
-        workflow=WorkflowOptions(preset=preset, resolution=resolution, seed=seed), auto_resolution=auto_resolution,
-        job_timeout=timeout, job_role_arn=job_role_arn, log_group=log_group, job_name=job_name)
-    done = awsbatch.submit(request)
+    with errors_in_flags(ctx):
+        request = awsbatch.SubmitRequest(
+            inputs=inputs, out=out, job_queue=job_queue, image=image, shards=shards,
+            per_shard=per_shard, instance_type=instance_type,
+            workflow=WorkflowOptions(preset=preset, resolution=resolution, seed=seed),
+            auto_resolution=auto_resolution, job_timeout=timeout, job_role_arn=job_role_arn,
+            log_group=log_group, job_name=job_name)
+        done = awsbatch.submit(request)
     emit(asdict(done), as_json=as_json, render=lambda console: console.print(styled(
         "submitted ", (done.job_name, "bold"), f" ({done.job_id}): {done.inputs} inputs in {done.shards} "
         f"shard(s), job definition {done.job_definition}"

@@ -15,6 +15,7 @@ from rich.text import Text
 from trellis_box.bench.runner import LOW_VRAM_CHOICES, STAND_IN_LABEL, BenchOptions, BenchRun, JobRecord, run_bench
 from trellis_box.bench.summary import as_data, compare_with_upstream, rows
 from trellis_box.cli._errors import EXIT_OK, EXIT_PARTIAL
+from trellis_box.cli._flags import errors_in_flags
 from trellis_box.cli._output import JsonOption, emit, err, styled
 from trellis_box.comfyui import workflow
 from trellis_box.comfyui.explain import write_failed
@@ -40,6 +41,7 @@ app = typer.Typer()
 
 @app.command("bench", epilog=EXAMPLES)
 def bench(
+    ctx: typer.Context,
     server: str = typer.Option("http://127.0.0.1:8188", "--server", envvar="TRELLIS_BOX_SERVER",
                                help="ComfyUI base URL."),
     resolutions: str | None = typer.Option(None, "--resolutions",
@@ -60,11 +62,12 @@ def bench(
 ) -> int:
     """Time the image-to-GLB pipeline per stage on bundled photos, cold and warm, per resolution."""
     asked = tuple(r.strip() for r in resolutions.split(",") if r.strip()) if resolutions else None
-    options = BenchOptions(resolutions=asked,
-                           images=images, low_vram=low_vram, seed=seed, job_timeout=timeout,
-                           gpu_index=gpu_index, workflow=workflow.WorkflowOptions(preset=preset))
-    on_job = None if as_json else _progress_line
-    run = asyncio.run(run_bench(server, options, on_job=on_job))
+    with errors_in_flags(ctx):
+        options = BenchOptions(resolutions=asked,
+                               images=images, low_vram=low_vram, seed=seed, job_timeout=timeout,
+                               gpu_index=gpu_index, workflow=workflow.WorkflowOptions(preset=preset))
+        on_job = None if as_json else _progress_line
+        run = asyncio.run(run_bench(server, options, on_job=on_job))
     data = as_data(run)
     if out is not None:
         try:

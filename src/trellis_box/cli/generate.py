@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import re
 import signal
 import time
 from collections.abc import Callable
@@ -33,11 +32,11 @@ from trellis_box.batch.engine import (
 from trellis_box.batch.files import Item
 from trellis_box.batch.sources import locations
 from trellis_box.cli._errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_TERMINATED
+from trellis_box.cli._flags import errors_in_flags, flags_of, in_flags
 from trellis_box.cli._output import JsonOption, emit, err, styled
 from trellis_box.cli.report import report_batch
 from trellis_box.comfyui import protocol, workflow
 from trellis_box.comfyui.client import Connection
-from trellis_box.errors import TrellisBoxError, WorkflowInvalidError
 from trellis_box.weights import standin
 
 EXAMPLES = """\
@@ -59,23 +58,20 @@ _SHORTHANDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _flag(name: str) -> str | None:
-    """The option of ``generate`` that sets parameter (or batch option) ``name``."""
-    if name in ("preset", "auto_resolution"):
-        return "--" + name.replace("_", "-")
-    found = next((p for p in workflow.PARAMETERS if p.name == name), None)
-    if found is None or found.flag is None:
-        return None
-    return "--" + (found.flag or found.name.replace("_", "-"))
+def _declared(p: workflow.Parameter) -> str | None:
+    """The option ``generate`` declares for a parameter of the table (None: it offers none)."""
+    return None if p.flag is None else "--" + (p.flag or p.name.replace("_", "-"))
 
 
 def _preset_help() -> str:
     presets = "; ".join(
-        f"{name}: " + ", ".join(f"{_flag(k) or k} {v}" for k, v in workflow.preset_values(name).items())
+        f"{name}: " + ", ".join(f"{_declared(workflow.parameter(k)) or k} {v}"
+                                for k, v in workflow.preset_values(name).items())
         for name in workflow.PRESETS)
     return f"Output size and detail ({presets}). Options given as well win."
 
 def generate(
+    ctx: typer.Context,
     inputs: list[str] = typer.Argument(..., help="Image files and directories of images, or "
                                                "s3://bucket/prefix (its images) and s3://bucket/key."),
     server: str = typer.Option("http://127.0.0.1:8188", "--server", envvar="TRELLIS_BOX_SERVER",
@@ -99,22 +95,22 @@ def generate(
     for shorthand, value in shorthands.items():
         if value is not None:
             given |= dict.fromkeys(_SHORTHANDS[shorthand], value)
-    used = {name: shorthand for shorthand, value in shorthands.items() if value is not None
-            for name in _SHORTHANDS[shorthand]}
-    try:
+    # A parameter a shorthand set is named by the shorthand: the option the user typed.
+    flags = flags_of(ctx)
+    set_by = {name: flags[shorthand] for shorthand, value in shorthands.items() if value is not None
+              for name in _SHORTHANDS[shorthand]}
+    with errors_in_flags(ctx, **set_by):
         options = workflow.WorkflowOptions(preset=preset, **given)
         batch = BatchOptions(out_dir=Path(out), workflow=options, auto_resolution=auto_resolution,
                              job_timeout=timeout)
         with locations(inputs, out, batch) as (items, batch), _Display(err) as display:
             report, terminated = _run(server, items, batch, display.on_event)
-    except TrellisBoxError as exc:
-        raise _in_flags(exc, used) from exc.__cause__
     if report is None:
         err.print("terminated (SIGTERM) before any image was queued", highlight=False)
         return EXIT_TERMINATED
     for outcome in report.outcomes:
         if outcome.error is not None:
-            _in_flags(outcome.error, used)
+            in_flags(outcome.error, flags | set_by)
     emit(_as_data(report), as_json=as_json,
          render=lambda console: _render(console, report, requested=options.resolution,
                                         terminated=terminated))
@@ -130,7 +126,7 @@ def _parameter_options() -> list[inspect.Parameter]:
     preset_set = {name for values in workflow.PRESETS.values() for name in values}
     options = []
     for p in workflow.PARAMETERS:
-        flag = _flag(p.name)
+        flag = _declared(p)
         if flag is None:
             continue
         from_preset = p.name in preset_set
@@ -160,31 +156,6 @@ def command() -> Callable[..., int]:
         fixed[:at] + _parameter_options() + fixed[at:], return_annotation=int)
     run.__doc__ = generate.__doc__
     return run
-
-
-_MENTION = re.compile(r"parameter `(\w+)`")
-
-
-def _in_flags(exc: TrellisBoxError, shorthands: dict[str, str]) -> TrellisBoxError:
-    """``exc`` worded for this command: parameters named by the option that set them."""
-    def flag(name: str) -> str | None:
-        return f"--{shorthands[name]}" if name in shorthands else _flag(name)
-
-    def speak(text: str) -> str:
-        return _MENTION.sub(lambda m: flag(m.group(1)) or m.group(0), text)
-
-    problems = exc.facts.get("problems")
-    if isinstance(exc, WorkflowInvalidError) and isinstance(problems, list):
-        lines: dict[tuple[str, str, str], list[str]] = {}
-        for problem in problems:
-            where = flag(problem.get("parameter") or "") or problem["path"]
-            lines.setdefault((where, problem["fact"], speak(problem["fix"])), []).append(
-                problem["path"])
-        exc.detail = "\n".join(f"{where}: {fact} ({', '.join(paths)})\n  fix: {fix}"
-                               for (where, fact, fix), paths in lines.items())
-    if exc.fix:
-        exc.fix = speak(exc.fix)
-    return exc
 
 
 def _run(server: str, items: list[Item], batch: BatchOptions, on_event: Observer

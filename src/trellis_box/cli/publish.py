@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 
+from trellis_box.cli._flags import errors_in_flags
 from trellis_box.cli._output import JsonOption, emit, err, styled
 from trellis_box.docker_engine import docker_client
 from trellis_box.publish.push import PublishRequest, PublishResult, PushProgress, publish
@@ -33,6 +34,7 @@ app = typer.Typer()
 @app.command("publish", epilog=EXAMPLES,
              short_help="Tag IMAGE with version, commit and weights lock; push it to ECR.")
 def publish_command(
+    ctx: typer.Context,
     image: str = typer.Argument("comfyui-trellis2:latest", help="The local image to publish."),
     repository: str | None = typer.Option(
         None, "--repository", help="ECR repository name (default: the image's name)."),
@@ -65,13 +67,14 @@ def publish_command(
         region=region, version=version, revision=revision, lock_digest=lock_digest,
         extra_tags=tuple(tag), create_repository=create_repository, registry=registry,
         ecr_endpoint_url=ecr_endpoint_url)
-    # A push of a multi-GB layer is one API call: minutes, not the default seconds.
-    client = docker_client(timeout=600)
-    if as_json:
-        result = publish(request, client=client)
-    else:
-        with _PushDisplay(err) as display:
-            result = publish(request, client=client, on_progress=display.on_progress)
+    with errors_in_flags(ctx):
+        # A push of a multi-GB layer is one API call: minutes, not the default seconds.
+        client = docker_client(timeout=600)
+        if as_json:
+            result = publish(request, client=client)
+        else:
+            with _PushDisplay(err) as display:
+                result = publish(request, client=client, on_progress=display.on_progress)
     emit(asdict(result), as_json=as_json, render=lambda console: _render(console, result))
 
 

@@ -186,7 +186,7 @@ def container_resources(instance_type: str, workflow: WorkflowOptions, *, auto_r
             f"{instance_type} has too little memory for a child ({instance.memory_mib // 1024} GiB)",
             detail=f"on its {instance.gpu} the models wait in host memory between stages "
                    f"(low_vram): about {LOW_VRAM_HOST_MIB // 1024} GiB are needed",
-            fix=f"use --instance-type {bigger} (and the same type in the compute environment)",
+            fix=f"use `instance_type` {bigger} (and the same type in the compute environment)",
             instance_type=instance_type)
     return [{"type": "GPU", "value": "1"}, {"type": "VCPU", "value": str(instance.vcpus)},
             {"type": "MEMORY", "value": str(memory)}]
@@ -218,7 +218,7 @@ def _check_queue(batch: Any, queue: str) -> None:
         raise BatchQueueMissingError(
             f"AWS Batch job queue {queue} does not exist",
             detail="in the account and region of these credentials",
-            fix="create it with deploy/aws-batch.yaml (output JobQueue), or check --job-queue and "
+            fix="create it with deploy/aws-batch.yaml (output JobQueue), or check `job_queue` and "
                 "AWS_REGION", queue=queue)
 
 
@@ -245,7 +245,7 @@ def submit(request: SubmitRequest, *, batch: Any = None) -> Submitted:
     """Check everything, write the manifest, register or reuse the definition, submit the job."""
     if not is_remote(request.out):
         raise UsageError(f"batch output must be in S3: {request.out}",
-                         fix="pass s3://BUCKET/PREFIX as OUT: the children write there")
+                         fix="pass s3://BUCKET/PREFIX as `out`: the children write there")
     out = S3Storage.from_url(request.out)
     body = job_definition(request)  # refuses an instance that cannot run it, before any request
     batch = batch if batch is not None else batch_client()

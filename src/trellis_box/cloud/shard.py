@@ -32,17 +32,17 @@ def shard_count(inputs: int, *, shards: int | None = None, per_shard: int | None
     """How many shards: ``shards`` as asked, or enough for ``per_shard`` inputs each; never more
     shards than inputs (a child with nothing to do still pays its cold start)."""
     if (shards is None) == (per_shard is None):
-        raise UsageError("give either --shards or --per-shard",
-                         fix="--shards N splits the inputs into N children; --per-shard K gives "
+        raise UsageError("give either `shards` or `per_shard`",
+                         fix="`shards` N splits the inputs into N children; `per_shard` K gives "
                              "each child about K inputs")
     if (shards or per_shard or 0) < 1:
-        raise UsageError("--shards and --per-shard must be at least 1",
+        raise UsageError("`shards` and `per_shard` must be at least 1",
                          fix="pass a positive number", shards=shards, per_shard=per_shard)
     count = shards if shards is not None else math.ceil(inputs / (per_shard or 1))
     count = min(count, inputs)
     if count > MAX_SHARDS:
         raise UsageError(f"{count} shards is more than an AWS Batch array job holds ({MAX_SHARDS})",
-                         fix=f"pass --per-shard {math.ceil(inputs / MAX_SHARDS)} or more",
+                         fix=f"pass `per_shard` {math.ceil(inputs / MAX_SHARDS)} or more",
                          shards=count)
     return count
 

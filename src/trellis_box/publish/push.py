@@ -37,8 +37,8 @@ ECR = AwsService(
     "ECR", EcrRequestError,
     permissions="check that these credentials may use ECR in this region (ecr:GetAuthorizationToken, "
                 "DescribeRepositories, CreateRepository, and the push actions)",
-    endpoint="--ecr-endpoint-url or AWS_ENDPOINT_URL_ECR",
-    region="pass --region us-west-2, or set AWS_REGION or AWS_DEFAULT_REGION, or region in ~/.aws/config")
+    endpoint="`ecr_endpoint_url` or AWS_ENDPOINT_URL_ECR",
+    region="pass `region` us-west-2, or set AWS_REGION or AWS_DEFAULT_REGION, or region in ~/.aws/config")
 # How the engine words a registry's refusal, as opposed to not reaching it.
 _REFUSALS = ("401", "403", "unauthorized", "denied", "authentication required")
 
@@ -85,10 +85,10 @@ def image_tags(labels: Mapping[str, str], *, image: str, version: str | None = N
                revision: str | None = None, lock_digest: str | None = None,
                extra: tuple[str, ...] = ()) -> list[str]:
     """The tags for an image: ``<version>``, ``git-<commit:12>``, ``weights-<lock:12>``, extras."""
-    version = version or _label(labels, VERSION_LABEL, image, "--version 0.1.0")
-    revision = revision or _label(labels, REVISION_LABEL, image, "--revision $(git rev-parse HEAD)")
+    version = version or _label(labels, VERSION_LABEL, image, "`version` 0.1.0")
+    revision = revision or _label(labels, REVISION_LABEL, image, "`revision` $(git rev-parse HEAD)")
     lock_digest = lock_digest or _label(labels, LOCK_DIGEST_LABEL, image,
-                                        "--lock-digest $(python -c 'from trellis_box.weights.lock import "
+                                        "`lock_digest` $(python -c 'from trellis_box.weights.lock import "
                                         "lock_digest; print(lock_digest())')")
     lock = lock_digest.removeprefix("sha256:")
     tags = [_tag(version), _tag(f"git-{revision[:12]}"), _tag(f"weights-{lock[:12]}")]
@@ -182,7 +182,7 @@ def _ensure_repository(ecr: Any, request: PublishRequest) -> bool:
     """True when this call created the repository."""
     missing = Refusal(
         f"ECR repository {request.repository} does not exist",
-        fix=f"pass --create-repository, or create it: aws ecr create-repository "
+        fix=f"pass `create_repository`, or create it: aws ecr create-repository "
             f"--repository-name {request.repository}",
         error=EcrRepositoryMissingError, facts={"repository": request.repository})
     try:
@@ -216,14 +216,14 @@ def _login(client: docker.DockerClient, host: str, username: str, password: str)
                 f"the Docker engine could not reach registry {host}",
                 detail=f"the engine said: {said}",
                 fix="check the engine's DNS and network path to the registry (proxy settings of "
-                    "dockerd), or pass --registry with an endpoint it can reach",
+                    "dockerd), or pass `registry` with an endpoint it can reach",
                 registry=host,
             ) from exc
         raise RegistryLoginRefusedError(
             f"registry {host} refused the ECR login",
             detail=f"the engine said: {said}",
             fix="check that the registry belongs to the account and region of the credentials "
-                "(or that --registry points at that account's ECR endpoint)",
+                "(or that `registry` points at that account's ECR endpoint)",
             registry=host,
         ) from exc
 

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
+from tests.cloud_support import Aws, HeldRequest
 from tests.comfy_standin.fixtures import StartStandin
 from tests.comfy_standin.launcher import StandinServer
 from tests.extra_parameter import add_floaters
@@ -38,6 +39,7 @@ from trellis_box.errors import (
 )
 from trellis_box.serve.warmup import warmup_options
 from trellis_box.storage.local import LocalStorage
+from trellis_box.storage.s3 import S3Storage
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -409,6 +411,61 @@ async def test_an_interrupted_batch_keeps_what_finished_and_resumes(
     assert sorted(o.item.name for o in resumed.outcomes if o.status == "skipped") == sorted(finished)
     assert all(o.status in ("ok", "skipped") for o in resumed.outcomes)
     assert len(list(out.glob("*.glb"))) == 5
+
+
+def _batch_to_s3(server: StandinServer, tmp_path: Path, bucket: str, relay: HeldRequest,
+                 done: set[str]) -> asyncio.Task[batch.BatchReport]:
+    """The batch of ``in/`` to ``s3://bucket/out`` through ``relay``; ``done`` gathers the inputs
+    that end ok."""
+    def on_event(event: batch.Event) -> None:
+        if isinstance(event, batch.Done) and event.outcome.status == "ok":
+            done.add(event.item.name)
+
+    outputs = S3Storage(bucket, "out", client=Aws(relay.url).client("s3"))
+    return asyncio.create_task(batch.run_batch(
+        server.url, [tmp_path / "in"], _opts(tmp_path / "staging", outputs=outputs),
+        timeouts=FAST, on_event=on_event))
+
+
+async def _while_running(task: asyncio.Task[batch.BatchReport], check: Callable[[], bool]) -> None:
+    async def met() -> bool:
+        assert not task.done(), task.result()
+        return check()
+    await _eventually(met)
+
+
+async def _resume_from_s3(server: StandinServer, tmp_path: Path, bucket: str) -> dict[str, str]:
+    resumed = await batch.run_batch(server.url, [tmp_path / "in"],
+                                    _opts(tmp_path / "staging-2", outputs=S3Storage(bucket, "out")),
+                                    timeouts=FAST)
+    return {o.item.name: o.status for o in resumed.outcomes}
+
+
+async def test_an_upload_to_s3_that_fails_after_a_cancel_leaves_its_input_to_redo(
+        aws: Aws, comfy_standin: StartStandin, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # One attempt: boto3 would retry the dropped upload four more times (each dropped too).
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1)
+    _photos(tmp_path / "in", 3)
+    bucket = aws.bucket()
+    done: set[str] = set()
+    with HeldRequest(aws.endpoint_url, f"PUT /{bucket}/out/object-1.glb ".encode()) as relay:
+        task = _batch_to_s3(server, tmp_path, bucket, relay, done)
+        await _while_running(task, lambda: done == {"object-0", "object-2"} and relay.holding.is_set())
+        # task.cancel() cancels, before it returns, the job's wait on its upload: the job sees
+        # the cancel before the upload fails.
+        task.cancel()
+        relay.drop()
+        report = await task
+    assert report.interrupted
+    assert {o.item.name: o.status for o in report.outcomes} == {
+        "object-0": "ok", "object-1": "interrupted", "object-2": "ok"}
+    # Nothing of it in the store: not the GLB whose upload broke, nor the files after it.
+    assert aws.keys(bucket, "out/object-1") == []
+    assert await _resume_from_s3(server, tmp_path, bucket) == {
+        "object-0": "skipped", "object-1": "ok", "object-2": "skipped"}
+    assert json.loads(aws.get(f"s3://{bucket}/out/object-1.json"))["status"] == "ok"
 
 
 async def test_a_server_restart_mid_batch_loses_no_image(comfy_standin: StartStandin,

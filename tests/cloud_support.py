@@ -7,11 +7,16 @@ and marked SUCCEEDED without running a container; the children themselves are ru
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import boto3
@@ -66,6 +71,84 @@ class Aws:
         batch.create_job_queue(jobQueueName=name, state="ENABLED", priority=1, computeEnvironmentOrder=[
             {"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}])
         return name
+
+
+class HeldRequest:
+    """A TCP relay to the moto server that holds every request whose bytes hold ``marker`` (``PUT
+    /bucket/key ``) until the test lets it through or drops its connection: an upload stays in
+    flight for exactly as long as a test needs, on real sockets, with boto3 unaware.
+
+    A held request has not reached moto (it is held before its first byte is passed on, unless
+    its request line straddles two reads). After :meth:`drop` every later request naming it is
+    dropped as well (boto3's retries), after :meth:`let_through` every one passes.
+    """
+
+    def __init__(self, upstream: str, marker: bytes) -> None:
+        target = urllib.parse.urlsplit(upstream)
+        assert target.hostname and target.port, upstream
+        self._upstream = (target.hostname, target.port)
+        self._marker = marker
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        #: Set when a request naming the marker arrived and is being held.
+        self.holding = threading.Event()
+        self._decided = threading.Event()
+        self._drop = False
+        self._open: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="held-request", daemon=True).start()
+
+    def let_through(self) -> None:
+        self._decided.set()
+
+    def drop(self) -> None:
+        self._drop = True
+        self._decided.set()
+
+    def close(self) -> None:
+        self._decided.set()
+        for sock in [self._listener, *self._open]:
+            _close(sock)
+
+    def __enter__(self) -> HeldRequest:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                server = socket.create_connection(self._upstream)
+            except OSError:
+                return  # closed
+            self._open += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, watched: bool) -> None:
+        tail = b""  # the marker may straddle two reads
+        try:
+            while data := source.recv(65536):
+                if watched and self._marker in tail + data:
+                    self.holding.set()
+                    self._decided.wait()
+                    if self._drop:
+                        break
+                sink.sendall(data)
+                tail = data[-len(self._marker):]
+        except OSError:
+            pass  # the other side or close() ended the connection
+        finally:
+            _close(source)
+            _close(sink)
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
 
 
 @pytest.fixture

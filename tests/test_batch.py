@@ -7,7 +7,8 @@ import contextlib
 import hashlib
 import json
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
+from tests.cloud_support import Aws, HeldRequest
 from tests.comfy_standin.fixtures import StartStandin
 from tests.comfy_standin.launcher import StandinServer
 from tests.extra_parameter import add_floaters
@@ -38,6 +40,7 @@ from trellis_box.errors import (
 )
 from trellis_box.serve.warmup import warmup_options
 from trellis_box.storage.local import LocalStorage
+from trellis_box.storage.s3 import S3Storage
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -409,6 +412,101 @@ async def test_an_interrupted_batch_keeps_what_finished_and_resumes(
     assert sorted(o.item.name for o in resumed.outcomes if o.status == "skipped") == sorted(finished)
     assert all(o.status in ("ok", "skipped") for o in resumed.outcomes)
     assert len(list(out.glob("*.glb"))) == 5
+
+
+@dataclass
+class _HeldUpload:
+    server: StandinServer
+    bucket: str
+    relay: HeldRequest
+    task: asyncio.Task[batch.BatchReport]
+
+    async def resume(self, tmp_path: Path) -> dict[str, str]:
+        """A second run to the same prefix, as resume: each input's status."""
+        resumed = await batch.run_batch(
+            self.server.url, [tmp_path / "in"],
+            _opts(tmp_path / "staging-2", outputs=S3Storage(self.bucket, "out")), timeouts=FAST)
+        return {o.item.name: o.status for o in resumed.outcomes}
+
+
+@contextlib.asynccontextmanager
+async def _upload_held(aws: Aws, comfy_standin: StartStandin, tmp_path: Path, *, inputs: int,
+                       exec_seconds: float, once_done: set[str]) -> AsyncIterator[_HeldUpload]:
+    """A batch of ``inputs`` images to ``s3://BUCKET/out``, running, with object-1's GLB upload
+    held by a relay in front of moto and the inputs of ``once_done`` ended ok."""
+    server = _start(comfy_standin, tmp_path, exec_seconds=exec_seconds)
+    _photos(tmp_path / "in", inputs)
+    bucket = aws.bucket()
+    done: set[str] = set()
+
+    def on_event(event: batch.Event) -> None:
+        if isinstance(event, batch.Done) and event.outcome.status == "ok":
+            done.add(event.item.name)
+
+    async def held() -> bool:
+        assert not task.done(), task.result()
+        return done == once_done and relay.holding.is_set()
+
+    with HeldRequest(aws.endpoint_url, f"PUT /{bucket}/out/object-1.glb ".encode()) as relay:
+        outputs = S3Storage(bucket, "out", client=Aws(relay.url).client("s3"))
+        task = asyncio.create_task(batch.run_batch(
+            server.url, [tmp_path / "in"], _opts(tmp_path / "staging", outputs=outputs),
+            timeouts=FAST, on_event=on_event))
+        await _eventually(held)
+        yield _HeldUpload(server, bucket, relay, task)
+
+
+async def test_an_upload_to_s3_that_fails_after_a_cancel_leaves_its_input_to_redo(
+        aws: Aws, comfy_standin: StartStandin, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # One attempt: boto3 would retry the dropped upload four more times (each dropped too).
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    async with _upload_held(aws, comfy_standin, tmp_path, inputs=3, exec_seconds=0.1,
+                            once_done={"object-0", "object-2"}) as held:
+        # task.cancel() cancels, before it returns, the job's wait on its upload: the job sees
+        # the cancel before the upload fails.
+        held.task.cancel()
+        held.relay.drop()
+        report = await held.task
+    assert report.interrupted
+    assert {o.item.name: o.status for o in report.outcomes} == {
+        "object-0": "ok", "object-1": "interrupted", "object-2": "ok"}
+    # Nothing of it in the store: not the GLB whose upload broke, nor the files after it.
+    assert aws.keys(held.bucket, "out/object-1") == []
+    assert await held.resume(tmp_path) == {
+        "object-0": "skipped", "object-1": "ok", "object-2": "skipped"}
+    assert json.loads(aws.get(f"s3://{held.bucket}/out/object-1.json"))["status"] == "ok"
+
+
+async def test_an_upload_to_s3_in_flight_at_a_cancel_lands_and_our_prompts_go_meanwhile(
+        aws: Aws, comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """The upload thread cannot be stopped: its input is done, in the run's report as in the
+    store, however many inputs are cancelled with it. Our prompts are withdrawn without waiting
+    for it (SIGTERM from docker stop or AWS Batch kills after a grace period)."""
+    async with _upload_held(aws, comfy_standin, tmp_path, inputs=4, exec_seconds=2.0,
+                            once_done={"object-0"}) as held:
+        # object-2 runs, object-3 waits: now a step a second, so neither ends unless withdrawn.
+        held.server.set_faults(exec_seconds=36.0)
+        held.task.cancel()
+        await _eventually(lambda: _queue_empty(held.server.url), deadline=15)  # withdrawn, at once
+        assert not held.task.done(), (
+            "the run ended before object-1's upload landed: "
+            f"{[(o.item.name, o.status) for o in held.task.result().outcomes]}")
+        held.relay.let_through()
+        report = await held.task
+    assert report.interrupted
+    assert {o.item.name: o.status for o in report.outcomes} == {
+        "object-0": "ok", "object-1": "ok", "object-2": "interrupted", "object-3": "interrupted"}
+    assert aws.keys(held.bucket, "out/object-1") == [
+        f"out/object-1{ext}" for ext in (".cutout.png", ".glb", ".json")]
+    landed = json.loads(aws.get(f"s3://{held.bucket}/out/object-1.json"))
+    assert len(aws.get(f"s3://{held.bucket}/out/object-1.glb")) == landed["glb"]["bytes"]  # whole
+    with urllib.request.urlopen(f"{held.server.url}/history", timeout=10) as response:
+        ran = [h["status"]["status_str"] for h in json.load(response).values()]
+    assert ran.count("success") == 2, ran
+    held.server.set_faults(exec_seconds=0.1)
+    assert await held.resume(tmp_path) == {
+        "object-0": "skipped", "object-1": "skipped", "object-2": "ok", "object-3": "ok"}
 
 
 async def test_a_server_restart_mid_batch_loses_no_image(comfy_standin: StartStandin,

@@ -320,8 +320,10 @@ class _Engine:
                 current.uncancel()  # the cancel is handled here: clean up, then report
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Before the jobs end: one letting its upload land must not keep the GPU on prompts
+            # nobody will collect.
             await self._withdraw()
+            await asyncio.gather(*tasks, return_exceptions=True)
         outcomes = [self.outcomes.get(i) or Outcome(i, "interrupted") for i in items]
         return BatchReport(outcomes, self.run_options.resolution, self.facts, interrupted,
                            time.monotonic() - started)
@@ -495,9 +497,12 @@ class _Engine:
                 await asyncio.shield(upload)
             except asyncio.CancelledError:
                 # The thread cannot be stopped: let the upload land, so the store and the run's
-                # report agree on whether this input is done.
-                with contextlib.suppress(Exception):
-                    await upload
+                # report agree on whether this input is done. Through every cancel: the run
+                # cancels its jobs again when another job's cancel reaches it first.
+                while not upload.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait([upload])
+                if upload.exception() is None:
                     job.committed = report
                 raise
         job.committed = report

@@ -28,20 +28,22 @@ class LocalStorage:
     def read(self, name: str) -> bytes:
         return (self.root / name).read_bytes()
 
-    def size(self, name: str) -> int | None:
+    def _stat(self, name: str) -> os.stat_result | None:
         try:
-            return (self.root / name).stat().st_size
+            return (self.root / name).stat()
         except OSError:
             return None
+
+    def size(self, name: str) -> int | None:
+        stat = self._stat(name)
+        return None if stat is None else stat.st_size
 
     def exists(self, name: str) -> bool:
         return (self.root / name).is_file()
 
     def modified(self, name: str) -> float | None:
-        try:
-            return (self.root / name).stat().st_mtime
-        except OSError:
-            return None
+        stat = self._stat(name)
+        return None if stat is None else stat.st_mtime
 
     def write(self, name: str, source: Path) -> None:
         if source.resolve() == (self.root / name).resolve():

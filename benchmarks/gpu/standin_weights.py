@@ -165,7 +165,7 @@ def write(root: Path, configs: Path, *, checkpoints: str, device: str,
         sys.path.insert(0, str(path.parent.parent))
         from briarmbg import BriaRMBG  # the RMBG pack's own network
 
-        # Built on the CPU from a fixed seed: with most random weights the network's mask peaks in a
+        # Built on the CPU from a fixed seed: with many random weights the network's mask peaks in a
         # point, and the Trellis2 pack's crop (pixels above 0.8 of the maximum) comes out empty;
         # this seed keeps 65-80 % of every bundled picture (warm-up and bench photos) above it.
         torch.manual_seed(RMBG_SEED)

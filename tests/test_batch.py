@@ -444,6 +444,9 @@ async def _upload_held(aws: Aws, comfy_standin: StartStandin, tmp_path: Path, *,
             done.add(event.item.name)
 
     async def held() -> bool:
+        assert not relay.ran_out.is_set(), (
+            "the upload of object-1.glb was held until the relay gave up, and only then did the batch "
+            f"go on (ok so far: {sorted(done)}): something waited on it with the event loop blocked")
         assert not task.done(), task.result()
         return done == once_done and relay.holding.is_set()
 
@@ -452,7 +455,8 @@ async def _upload_held(aws: Aws, comfy_standin: StartStandin, tmp_path: Path, *,
         task = asyncio.create_task(batch.run_batch(
             server.url, [tmp_path / "in"], _opts(tmp_path / "staging", outputs=outputs),
             timeouts=FAST, on_event=on_event))
-        await _eventually(held)
+        # Longer than the relay's hold: a blocked loop runs this check again once the hold ends.
+        await _eventually(held, deadline=45)
         yield _HeldUpload(server, bucket, relay, task)
 
 

@@ -490,23 +490,34 @@ class _Engine:
                               files=ReportFiles(self.options.store.url(paths["glb"].name),
                                                 self.options.store.url(paths["cutout"].name)))
         write_report(paths["report"], report)
-        if self.options.outputs is not None:
-            upload = asyncio.ensure_future(
-                asyncio.to_thread(self._store, [paths["glb"], paths["cutout"], paths["report"]]))
-            try:
-                await asyncio.shield(upload)
-            except asyncio.CancelledError:
-                # The thread cannot be stopped: let the upload land, so the store and the run's
-                # report agree on whether this input is done. Through every cancel: the run
-                # cancels its jobs again when another job's cancel reaches it first.
-                while not upload.done():
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await asyncio.wait([upload])
-                if upload.exception() is None:
-                    job.committed = report
-                raise
-        job.committed = report
+
+        def committed() -> None:
+            job.committed = report
+
+        await self._upload([paths["glb"], paths["cutout"], paths["report"]], landed=committed)
         return report
+
+    async def _upload(self, paths: list[Path], *, landed: Callable[[], None] = lambda: None
+                      ) -> None:
+        """:meth:`_store` in a thread, so every other job goes on meanwhile; ``landed`` runs once
+        every file is in place (at once where there is no output storage)."""
+        if self.options.outputs is None:
+            landed()
+            return
+        upload = asyncio.ensure_future(asyncio.to_thread(self._store, paths))
+        try:
+            await asyncio.shield(upload)
+        except asyncio.CancelledError:
+            # The thread cannot be stopped: let the upload land, so the store and the run's
+            # report agree on whether this input is done. Through every cancel: the run
+            # cancels its jobs again when another job's cancel reaches it first.
+            while not upload.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([upload])
+            if upload.exception() is None:
+                landed()
+            raise
+        landed()
 
     def _store(self, paths: list[Path]) -> None:
         """Hand finished files to the output storage in order, the report last: a report says

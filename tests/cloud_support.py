@@ -81,9 +81,13 @@ class HeldRequest:
     A held request has not reached moto (it is held before its first byte is passed on, unless
     its request line straddles two reads). After :meth:`drop` every later request naming it is
     dropped as well (boto3's retries), after :meth:`let_through` every one passes.
+
+    A hold lasts ``hold_at_most`` seconds at most, then every request passes and :attr:`ran_out`
+    is set: code that waits on the held request with the event loop blocked makes its test fail
+    (the test's own checks run again once the hold ends) instead of hanging it.
     """
 
-    def __init__(self, upstream: str, marker: bytes) -> None:
+    def __init__(self, upstream: str, marker: bytes, *, hold_at_most: float = 20.0) -> None:
         target = urllib.parse.urlsplit(upstream)
         assert target.hostname and target.port, upstream
         self._upstream = (target.hostname, target.port)
@@ -92,6 +96,9 @@ class HeldRequest:
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         #: Set when a request naming the marker arrived and is being held.
         self.holding = threading.Event()
+        #: Set when a hold lasted ``hold_at_most`` before the test decided.
+        self.ran_out = threading.Event()
+        self._hold_at_most = hold_at_most
         self._decided = threading.Event()
         self._drop = False
         self._open: list[socket.socket] = []
@@ -133,7 +140,9 @@ class HeldRequest:
             while data := source.recv(65536):
                 if watched and self._marker in tail + data:
                     self.holding.set()
-                    self._decided.wait()
+                    if not self._decided.wait(self._hold_at_most):
+                        self.ran_out.set()
+                        self._decided.set()
                     if self._drop:
                         break
                 sink.sendall(data)

@@ -419,7 +419,20 @@ class _HeldUpload:
     server: StandinServer
     bucket: str
     relay: HeldRequest
+    #: The file whose upload the relay holds.
+    name: str
     task: asyncio.Task[batch.BatchReport]
+
+    async def cancel_then_let_through(self) -> batch.BatchReport:
+        """Cancel the run: our prompts go at once, with the upload still held, and the run
+        waits for that upload. Then let it through: the run's report."""
+        self.task.cancel()
+        await _eventually(lambda: _queue_empty(self.server.url), deadline=15)
+        assert not self.task.done(), (
+            f"the run ended before the upload of {self.name} did: "
+            f"{[(o.item.name, o.status) for o in self.task.result().outcomes]}")
+        self.relay.let_through()
+        return await self.task
 
     async def resume(self, tmp_path: Path) -> dict[str, str]:
         """A second run to the same prefix, as resume: each input's status."""
@@ -431,9 +444,11 @@ class _HeldUpload:
 
 @contextlib.asynccontextmanager
 async def _upload_held(aws: Aws, comfy_standin: StartStandin, tmp_path: Path, *, inputs: int,
-                       exec_seconds: float, once_done: set[str]) -> AsyncIterator[_HeldUpload]:
-    """A batch of ``inputs`` images to ``s3://BUCKET/out``, running, with object-1's GLB upload
-    held by a relay in front of moto and the inputs of ``once_done`` ended ok."""
+                       exec_seconds: float, once_done: set[str],
+                       name: str = "object-1.glb") -> AsyncIterator[_HeldUpload]:
+    """A batch of ``inputs`` images (and whatever else ``in/`` holds) to ``s3://BUCKET/out``,
+    running, with the upload of ``out/<name>`` held by a relay in front of moto and the inputs of
+    ``once_done`` ended ok."""
     server = _start(comfy_standin, tmp_path, exec_seconds=exec_seconds)
     _photos(tmp_path / "in", inputs)
     bucket = aws.bucket()
@@ -444,16 +459,21 @@ async def _upload_held(aws: Aws, comfy_standin: StartStandin, tmp_path: Path, *,
             done.add(event.item.name)
 
     async def held() -> bool:
+        assert not relay.ran_out.is_set(), (
+            f"the upload of {name} was held until the relay gave up (ok so far: {sorted(done)}): "
+            "the batch waited for it instead of going on (a blocked event loop, or inputs queued "
+            "behind it)")
         assert not task.done(), task.result()
         return done == once_done and relay.holding.is_set()
 
-    with HeldRequest(aws.endpoint_url, f"PUT /{bucket}/out/object-1.glb ".encode()) as relay:
+    with HeldRequest(aws.endpoint_url, f"PUT /{bucket}/out/{name} ".encode()) as relay:
         outputs = S3Storage(bucket, "out", client=Aws(relay.url).client("s3"))
         task = asyncio.create_task(batch.run_batch(
             server.url, [tmp_path / "in"], _opts(tmp_path / "staging", outputs=outputs),
             timeouts=FAST, on_event=on_event))
-        await _eventually(held)
-        yield _HeldUpload(server, bucket, relay, task)
+        # Longer than the relay's hold: a blocked loop runs this check again once the hold ends.
+        await _eventually(held, deadline=45)
+        yield _HeldUpload(server, bucket, relay, name, task)
 
 
 async def test_an_upload_to_s3_that_fails_after_a_cancel_leaves_its_input_to_redo(
@@ -487,13 +507,7 @@ async def test_an_upload_to_s3_in_flight_at_a_cancel_lands_and_our_prompts_go_me
                             once_done={"object-0"}) as held:
         # object-2 runs, object-3 waits: now a step a second, so neither ends unless withdrawn.
         held.server.set_faults(exec_seconds=36.0)
-        held.task.cancel()
-        await _eventually(lambda: _queue_empty(held.server.url), deadline=15)  # withdrawn, at once
-        assert not held.task.done(), (
-            "the run ended before object-1's upload landed: "
-            f"{[(o.item.name, o.status) for o in held.task.result().outcomes]}")
-        held.relay.let_through()
-        report = await held.task
+        report = await held.cancel_then_let_through()
     assert report.interrupted
     assert {o.item.name: o.status for o in report.outcomes} == {
         "object-0": "ok", "object-1": "ok", "object-2": "interrupted", "object-3": "interrupted"}
@@ -507,6 +521,52 @@ async def test_an_upload_to_s3_in_flight_at_a_cancel_lands_and_our_prompts_go_me
     held.server.set_faults(exec_seconds=0.1)
     assert await held.resume(tmp_path) == {
         "object-0": "skipped", "object-1": "skipped", "object-2": "ok", "object-3": "ok"}
+
+
+def _not_an_image(folder: Path) -> None:
+    """``in/broken.png``: it fails at its check, before anything is queued, and sorts first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "broken.png").write_bytes(b"not an image")
+
+
+async def test_a_failed_inputs_report_upload_held_in_s3_stops_no_other_input(
+        aws: Aws, comfy_standin: StartStandin, tmp_path: Path) -> None:
+    _not_an_image(tmp_path / "in")
+    async with _upload_held(aws, comfy_standin, tmp_path, inputs=2, exec_seconds=0.1,
+                            once_done={"object-0", "object-1"}, name="broken.json") as held:
+        assert aws.keys(held.bucket, "out/broken") == []
+        held.relay.let_through()
+        report = await held.task
+    assert {o.item.name: o.status for o in report.outcomes} == {
+        "broken": "failed", "object-0": "ok", "object-1": "ok"}
+    landed = json.loads(aws.get(f"s3://{held.bucket}/out/broken.json"))
+    assert landed["status"] == "failed" and landed["error"]["error"] == "image-invalid"
+
+
+async def test_a_cancel_during_a_failed_inputs_report_upload_withdraws_at_once_and_lets_it_land(
+        aws: Aws, comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """As for a finished input's files: our prompts go without waiting for the upload, the run
+    waits for it, and its report in the run says what the bucket says."""
+    _not_an_image(tmp_path / "in")
+    async with _upload_held(aws, comfy_standin, tmp_path, inputs=3, exec_seconds=36.0,
+                            once_done=set(), name="broken.json") as held:
+        async def all_queued() -> bool:
+            assert not held.relay.ran_out.is_set(), "the images waited for broken's report upload"
+            async with ComfyClient(held.server.url) as comfy:
+                state = await comfy.http.queue()
+            return len(state.running) + len(state.pending) == 3
+
+        await _eventually(all_queued)
+        report = await held.cancel_then_let_through()
+    assert report.interrupted
+    assert {o.item.name: o.status for o in report.outcomes} == {
+        "broken": "failed", "object-0": "interrupted", "object-1": "interrupted",
+        "object-2": "interrupted"}
+    assert json.loads(aws.get(f"s3://{held.bucket}/out/broken.json"))["status"] == "failed"
+    assert aws.keys(held.bucket, "out/object") == []
+    held.server.set_faults(exec_seconds=0.1)
+    assert await held.resume(tmp_path) == {
+        "broken": "failed", "object-0": "ok", "object-1": "ok", "object-2": "ok"}
 
 
 async def test_a_server_restart_mid_batch_loses_no_image(comfy_standin: StartStandin,

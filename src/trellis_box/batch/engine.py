@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -299,19 +299,9 @@ class _Engine:
         interrupted = False
         try:
             for item in items:
-                if self.broken is not None:
-                    self._fail(item, self.broken, key=None,
-                               input_facts=InputFacts(item.where))
-                    continue
-                job = await self._prepare(item)
-                if job is None:
-                    continue
-                job.comfy = await self.slots.acquire()
-                # Queued here, one after the other, so the servers run inputs in their order.
-                if await self._submit_or_fail(job):
-                    tasks.append(asyncio.create_task(self._follow(job), name=f"job {item.name}"))
-                else:
-                    self.slots.release(job.comfy)
+                rest = await self._start(item)
+                if rest is not None:
+                    tasks.append(asyncio.create_task(rest, name=f"job {item.name}"))
             await asyncio.gather(*tasks)
         except asyncio.CancelledError:
             interrupted = True
@@ -332,20 +322,31 @@ class _Engine:
         self.outcomes[outcome.item] = outcome
         self.emit(Done(outcome))
 
-    async def _prepare(self, item: Item) -> _Job | None:
-        """Check the image and decide whether it must run; records skips and bad files."""
+    async def _start(self, item: Item) -> Coroutine[Any, Any, None] | None:
+        """Check an input, skip it if done, else queue it: here, one input after the other, so
+        the servers run inputs in their order. What is left of it (following its prompt, or
+        uploading its failure report) is returned, for the run to do beside the next inputs and
+        to cancel with the others; ``None`` where nothing is (a skip)."""
+        if self.broken is not None:
+            return self._fail(item, self.broken, key=None, input_facts=InputFacts(item.where))
         try:
             image = await asyncio.to_thread(images.normalise, item.source)
         except TrellisBoxError as exc:
-            self._fail(item, exc, key=None, input_facts=InputFacts(item.where))
-            return None
+            return self._fail(item, exc, key=None, input_facts=InputFacts(item.where))
         key = job_key(image.sha256, self.requested)
         report = await asyncio.to_thread(finished_report, self.options.store, item.name, key,
                                          legacy_key_v1(image.sha256, self.requested))
         if report is not None:
             self._done(Outcome(item, "skipped", report=report))
             return None
-        return _Job(item, image, key, self.run_options)
+        job = _Job(item, image, key, self.run_options)
+        job.comfy = await self.slots.acquire()
+        try:
+            await self._submit(job)
+        except TrellisBoxError as exc:
+            self.slots.release(job.comfy)
+            return self._failed_job(job, exc)
+        return self._follow(job)
 
     async def _submit(self, job: _Job) -> None:
         comfy = _on(job)
@@ -369,23 +370,17 @@ class _Engine:
         node_class = (job.graph.get(node) or {}).get("class_type") if node else None
         self.emit(NodeEvent(job.item, msg, node_class=node_class))
 
-    async def _submit_or_fail(self, job: _Job) -> bool:
-        try:
-            await self._submit(job)
-        except TrellisBoxError as exc:
-            self._failed_job(job, exc)
-            return False
-        return True
-
-    def _failed_job(self, job: _Job, exc: TrellisBoxError) -> None:
+    def _failed_job(self, job: _Job, exc: TrellisBoxError) -> Coroutine[Any, Any, None]:
+        """:meth:`_fail` for a job. Not a coroutine itself: a server found gone must count at
+        once, before the next input is tried on it, not when the report's upload begins."""
         if isinstance(exc, ComfyUnreachableError):
             self.broken = exc
         if isinstance(exc, NoObjectFoundError):
             f = exc.facts
             exc = no_object(f["prompt_id"], f["node"], f["class_type"], f["cause"],
                             source=str(job.item.source))
-        self._fail(job.item, exc, key=job.key, input_facts=self._input_facts(job),
-                   prompt_id=job.prompt_id, job=job)
+        return self._fail(job.item, exc, key=job.key, input_facts=self._input_facts(job),
+                          prompt_id=job.prompt_id, job=job)
 
     async def _follow(self, job: _Job) -> None:
         """Follow a queued job to its end on the server (queueing it again where that helps),
@@ -413,7 +408,7 @@ class _Engine:
             self._done(Outcome(job.item, "ok", report=report,
                                seconds=time.monotonic() - job.queued_at))
         except TrellisBoxError as exc:
-            self._failed_job(job, exc)
+            await self._failed_job(job, exc)
         except asyncio.CancelledError:
             # Resume skips an input whose report is in place: the interrupted run says so too.
             if job.committed is not None:
@@ -490,31 +485,42 @@ class _Engine:
                               files=ReportFiles(self.options.store.url(paths["glb"].name),
                                                 self.options.store.url(paths["cutout"].name)))
         write_report(paths["report"], report)
-        if self.options.outputs is not None:
-            upload = asyncio.ensure_future(
-                asyncio.to_thread(self._store, [paths["glb"], paths["cutout"], paths["report"]]))
-            try:
-                await asyncio.shield(upload)
-            except asyncio.CancelledError:
-                # The thread cannot be stopped: let the upload land, so the store and the run's
-                # report agree on whether this input is done. Through every cancel: the run
-                # cancels its jobs again when another job's cancel reaches it first.
-                while not upload.done():
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await asyncio.wait([upload])
-                if upload.exception() is None:
-                    job.committed = report
-                raise
-        job.committed = report
+
+        def committed() -> None:
+            job.committed = report
+
+        await self._upload([paths["glb"], paths["cutout"], paths["report"]], landed=committed)
         return report
 
-    def _store(self, paths: list[Path]) -> None:
+    async def _upload(self, paths: list[Path], *, landed: Callable[[], None] = lambda: None
+                      ) -> None:
+        """:meth:`_store` in a thread, so every other job goes on meanwhile; ``landed`` runs once
+        every file is in place (at once where there is no output storage)."""
+        outputs = self.options.outputs
+        if outputs is None:
+            landed()
+            return
+        upload = asyncio.ensure_future(asyncio.to_thread(self._store, outputs, paths))
+        try:
+            await asyncio.shield(upload)
+        except asyncio.CancelledError:
+            # The thread cannot be stopped: let the upload land, so the store and the run's
+            # report agree on whether this input is done. Through every cancel: the run
+            # cancels its jobs again when another job's cancel reaches it first.
+            while not upload.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([upload])
+            if upload.exception() is None:
+                landed()
+            raise
+        landed()
+
+    @staticmethod
+    def _store(outputs: Storage, paths: list[Path]) -> None:
         """Hand finished files to the output storage in order, the report last: a report says
         the input is done, so it must never arrive before its files."""
-        if self.options.outputs is None:
-            return
         for path in paths:
-            self.options.outputs.write(path.name, path)
+            outputs.write(path.name, path)
             path.unlink(missing_ok=True)
 
     def _report(self, status: str, key: str | None, input_facts: InputFacts, *,
@@ -536,16 +542,20 @@ class _Engine:
         i = job.image
         return InputFacts(job.item.where, i.sha256, i.width, i.height, i.mode, i.changes)
 
-    def _fail(self, item: Item, exc: TrellisBoxError, *, key: str | None,
-              input_facts: InputFacts, prompt_id: str | None = None,
-              job: _Job | None = None) -> None:
+    async def _fail(self, item: Item, exc: TrellisBoxError, *, key: str | None,
+                    input_facts: InputFacts, prompt_id: str | None = None,
+                    job: _Job | None = None) -> None:
         report = self._report("failed", key, input_facts, job=job, prompt_id=prompt_id,
                               error=exc.to_dict())
-        with contextlib.suppress(TrellisBoxError):
-            path = output_paths(self.options.out_dir, item.name)["report"]
-            write_report(path, report)
-            self._store([path])
-        self._done(Outcome(item, "failed", error=exc, report=report))
+        try:
+            with contextlib.suppress(TrellisBoxError):
+                path = output_paths(self.options.out_dir, item.name)["report"]
+                write_report(path, report)
+                await self._upload([path])
+        finally:
+            # After a cancel too, once the upload has ended: the input failed whether or not
+            # its report landed, and a failed report never makes a re-run skip it.
+            self._done(Outcome(item, "failed", error=exc, report=report))
 
     async def _withdraw(self) -> None:
         """After Ctrl-C: on every worker at once, stop our running prompt and drop our queued

@@ -226,6 +226,7 @@ def test_bad_input_gets_a_clear_error(aws: Aws, s3_inputs: tuple[str, Path], mon
     code, err = submit(f"s3://{bucket}/in/", f"s3://{bucket}/out", queue, "--instance-type", "g5.2xlarge",
                        "--resolution", "1536")
     assert code == 2 and "resolution 1536 does not fit" in err
+    assert "fix: use --resolution 1024, or --auto-resolution to step down to what fits" in err
     code, err = submit(str(tmp_path), f"s3://{bucket}/out", queue)
     assert code == 2 and "batch inputs must be in S3" in err and "aws s3 sync" in err
     code, err = submit(f"s3://{bucket}/in/", str(tmp_path / "out"), queue)

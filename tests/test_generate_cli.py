@@ -112,7 +112,8 @@ def test_a_resolution_the_gpu_cannot_hold_is_refused_with_exit_2(
     err = capsys.readouterr().err
     assert code == 2
     assert "error: resolution 1536 does not fit on this GPU" in err
-    assert "use --resolution 1024, or --auto-resolution" in err
+    assert "use --resolution 1024, or --auto-resolution to step down to what fits" in err
+    assert "`" not in err
 
 
 def test_bad_parameters_fail_before_anything_is_sent(tmp_path: Path,

@@ -1,18 +1,20 @@
 """The library names a command's parameters in backticks (`drain_timeout`, or ``parameter
 `texture_size``` through :func:`trellis_box.comfyui.workflow.mention`); a user of the command line
 reads them as what they typed (``--drain-timeout SECONDS``, ``--texture-size``, ``OUT``). The one
-place that translates, for every command."""
+place that translates, for every command (and for image/build_extensions.py, which runs where
+typer is not installed: typer is only named here for types)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from trellis_box.errors import TrellisBoxError, WorkflowInvalidError
+
+if TYPE_CHECKING:
+    import typer
 
 _MENTION = re.compile(r"(?:parameter )?`([A-Za-z_][A-Za-z0-9_]*)`")
 

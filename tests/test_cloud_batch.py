@@ -144,7 +144,7 @@ def test_submit_registers_once_and_status_and_report_follow_the_reports(
     page = f"s3://{bucket}/out/report.html"
     assert (report["html"]["report"], report["html"]["partial"], report["html"]["note"]) == (page, False, None)
     assert report["html"]["counts"] == {"inputs": 5, "ok": 4, "failed": 1}
-    assert "--no-thumbnails" in report["html"]["thumbnails_note"]
+    assert f"(skipped; `trellis-box report s3://{bucket}/out" in report["html"]["thumbnails_note"]
     data = _page_data(aws, page)
     entries = {e["name"]: e for e in data["entries"]}
     assert set(entries) == set(report["reports"]) == {"item-0", "item-1", "item-2", "item-3", "item-9"}

@@ -83,7 +83,7 @@ def test_every_command_module_registers_the_same_way() -> None:
 
 #: Sub-packages whose texts speak of parameters (`drain_timeout`), never of flags: the CLI maps
 #: them (``cli/_flags.py``).
-SPEAK_OF_PARAMETERS = ("swap", "bench", "cloud", "publish", "gpu", "comfyui", "report")
+SPEAK_OF_PARAMETERS = ("swap", "bench", "cloud", "publish", "gpu", "comfyui", "report", "weights")
 #: Flags of other programs in a text, not of ours: nvidia-smi's query, the AWS CLI's, pip's,
 #: docker build's.
 FOREIGN_FLAGS = {"--query-gpu", "--repository-name", "--no-deps", "--build-arg"}

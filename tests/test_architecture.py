@@ -83,10 +83,10 @@ def test_every_command_module_registers_the_same_way() -> None:
 
 #: Sub-packages whose texts speak of parameters (`drain_timeout`), never of flags: the CLI maps
 #: them (``cli/_flags.py``).
-SPEAK_OF_PARAMETERS = ("swap", "bench", "cloud", "publish", "gpu", "comfyui", "report", "weights")
+SPEAK_OF_PARAMETERS = ("swap", "bench", "cloud", "publish", "gpu", "comfyui", "report", "weights", "serve")
 #: Flags of other programs in a text, not of ours: nvidia-smi's query, the AWS CLI's, pip's,
-#: docker build's.
-FOREIGN_FLAGS = {"--query-gpu", "--repository-name", "--no-deps", "--build-arg"}
+#: docker build's, ComfyUI's.
+FOREIGN_FLAGS = {"--query-gpu", "--repository-name", "--no-deps", "--build-arg", "--cpu", "--lowvram"}
 _FLAG = re.compile(r"(?<![\w-])(--[a-z][\w-]*)")
 #: A command line shown in backticks for the user to run (`trellis-box models fetch --from DIR`,
 #: ``docker run --gpus all``): its flags are its program's, and a suggestion may name them.

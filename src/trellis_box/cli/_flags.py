@@ -56,6 +56,18 @@ def in_flags(exc: TrellisBoxError, flags: Mapping[str, str]) -> TrellisBoxError:
     return exc
 
 
+def data_in_flags(data: Any, flags: Mapping[str, str]) -> Any:
+    """``data`` with each parameter its texts name spelled as in ``flags``: a record that carries
+    errors (a log line's fields, a check's detail), worded as :func:`in_flags` words an error."""
+    if isinstance(data, str):
+        return _spell(data, flags)
+    if isinstance(data, dict):
+        return {key: data_in_flags(value, flags) for key, value in data.items()}
+    if isinstance(data, list):
+        return [data_in_flags(value, flags) for value in data]
+    return data
+
+
 def _problems(problems: list[dict[str, Any]], flags: Mapping[str, str]) -> str:
     """A workflow's problems by the option that set each input (graph paths after it), those an
     option set more than once (``--steps``: three inputs) on one line."""

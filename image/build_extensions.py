@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from trellis_box.cli._flags import in_flags
 from trellis_box.errors import TrellisBoxError
 from trellis_box.gpu import extensions
 
@@ -33,6 +34,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def flags(p: argparse.ArgumentParser) -> dict[str, str]:
+    """Each option by its destination, as typed: the library's texts name ``sources``, the user
+    typed ``--sources``."""
+    return {a.dest: a.option_strings[-1] for a in p._actions if a.option_strings}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
@@ -41,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         built = extensions.build(args.out, args.archs, sources=args.sources, work=args.work, jobs=args.jobs,
                                  only=args.only, progress=lambda line: print(line, file=sys.stderr, flush=True))
     except TrellisBoxError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {in_flags(exc, flags(parser()))}", file=sys.stderr)
         return exc.exit_code
     rows = [{"name": b.name, "wheel": str(b.wheel), "seconds": round(b.seconds, 1),
              "unstripped_bytes": b.unstripped_bytes, "bytes": b.wheel.stat().st_size} for b in built]

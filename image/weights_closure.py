@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = "trellis_box"
-KEEP_CLI = {"__init__", "app", "models", "_errors", "_output"}
+KEEP_CLI = {"__init__", "app", "models", "_errors", "_flags", "_output"}
 DATA = ("catalog.toml", "pins.toml", "weights.lock.json")
 STUB = '"""Not part of the weights stage."""\n\nimport typer\n\napp = typer.Typer()\n'
 # pyproject tables that build and install the package; the rest (test extras, pytest and linter

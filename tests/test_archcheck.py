@@ -137,6 +137,21 @@ def test_a_missing_extension_package_is_named() -> None:
     assert "pip --no-deps" in str(caught.value)
 
 
+def test_an_interpreter_that_cannot_list_packages_is_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trellis_box.cli import archcheck as cli
+
+    python = str(tmp_path / "no-python")
+    with pytest.raises(ExtensionNotFoundError) as caught:
+        archcheck.installed_packages(["o_voxel"], python=python)
+    # The library names its parameter; the command line, its flag.
+    assert str(caught.value).startswith(f"cannot list the packages of the Python at {python}")
+    assert caught.value.fix == "pass `python` the interpreter ComfyUI runs with, e.g. /opt/venv/bin/python"
+    assert cli.main(["--python", python, "--archs", "sm_86"]) == 1
+    err = capsys.readouterr().err
+    assert "fix: pass --python the interpreter ComfyUI runs with" in err and "`" not in err
+
+
 def test_damaged_files_are_reported_not_passed(sos: dict[str, Path], tmp_path: Path) -> None:
     not_elf = tmp_path / "readme.so"
     not_elf.write_text("not an ELF file")

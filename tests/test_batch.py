@@ -663,7 +663,7 @@ async def test_a_24gb_gpu_refuses_1536_or_steps_down(comfy_standin: StartStandin
         await batch.run_batch(server.url, [tmp_path / "in"],
                               _opts(out, workflow=WorkflowOptions(resolution="1536")),
                               timeouts=FAST)
-    assert "fix: use --resolution 1024, or --auto-resolution" in str(info.value)
+    assert "fix: use `resolution` 1024, or `auto_resolution`" in str(info.value)
     assert list(server.input_dir.iterdir()) == []  # refused before any upload
     report = await batch.run_batch(server.url, [tmp_path / "in"],
                                    _opts(out, workflow=WorkflowOptions(resolution="1536"),
@@ -681,7 +681,7 @@ async def test_the_container_state_decides_the_allowed_resolutions(
     server = _start(comfy_standin, tmp_path, exec_seconds=0.1,
                     env={"TRELLIS_BOX_STATE": str(state)})
     _photos(tmp_path / "in", 1)
-    with pytest.raises(ResolutionUnsupportedError, match="fix: use --resolution 512"):
+    with pytest.raises(ResolutionUnsupportedError, match="fix: use `resolution` 512"):
         await batch.run_batch(server.url, [tmp_path / "in"], _opts(tmp_path / "out"),
                               timeouts=FAST)
 

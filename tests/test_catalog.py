@@ -103,9 +103,10 @@ def test_a_missing_root_suggests_a_real_one_never_itself(tmp_path: Path, monkeyp
     absent = tmp_path / "opt" / "comfyui"
     with pytest.raises(NotAComfyRoot) as caught:
         comfy_root(absent)
-    assert f"--comfy-root {absent}" not in str(caught.value)
-    assert "--comfy-root DIR (or TRELLIS_BOX_COMFY_ROOT)" in str(caught.value)
+    # The library names its parameter; models, serve and doctor their flag (test_verify, test_serve).
+    assert f"`comfy_root` {absent}" not in str(caught.value)
+    assert "`comfy_root` DIR (or TRELLIS_BOX_COMFY_ROOT)" in str(caught.value)
     real = make_comfy_root(tmp_path / "ComfyUI")
     with pytest.raises(NotAComfyRoot) as caught:
         comfy_root(absent)
-    assert caught.value.fix == f"pass the directory that holds ComfyUI's main.py: --comfy-root {real}"
+    assert caught.value.fix == f"pass the directory that holds ComfyUI's main.py: `comfy_root` {real}"

@@ -8,7 +8,7 @@ import pytest
 import typer
 
 from trellis_box.cli._errors import report
-from trellis_box.cli._flags import errors_in_flags
+from trellis_box.cli._flags import data_in_flags, errors_in_flags
 from trellis_box.cli.app import main
 from trellis_box.errors import TrellisBoxError
 
@@ -61,3 +61,15 @@ def test_parameter_names_in_an_error_become_what_the_user_typed() -> None:
         "  --preset sets `nothing`\n"  # a list of values (a|b) is not a placeholder
         "  fix: give --wait SECONDS or --force, write OUT, or run trellis-box swap init-config PATH\n"
         "  note: `low_vram` and parameter `seed` are not options here")
+
+
+def test_a_record_of_texts_is_worded_as_an_error_is() -> None:
+    """A log line's fields: every text in it, however deep; numbers and other names untouched."""
+    flags = {"port": "--port", "warmup": "--no-warmup"}
+    record = {"reason": "disabled (`warmup`)", "duration_s": 1.5,
+              "error": {"fix": "choose another port: TRELLIS_BOX_PORT / `port`", "port": 8188,
+                        "paths": ["a `port` b", "`seed`"], "note": None}}
+    assert data_in_flags(record, flags) == {
+        "reason": "disabled (--no-warmup)", "duration_s": 1.5,
+        "error": {"fix": "choose another port: TRELLIS_BOX_PORT / --port", "port": 8188,
+                  "paths": ["a --port b", "`seed`"], "note": None}}

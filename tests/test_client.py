@@ -214,11 +214,13 @@ async def test_a_job_over_its_timeout_is_interrupted_on_the_server(
     async with ComfyClient(server.url, timeouts=FAST) as comfy:
         prompt_id = await comfy.queue_prompt(await _graph(comfy, tmp_path))
         with pytest.raises(JobTimeoutError, match=r"ran \d+\.\d s, over its limit of 0.5 s, and was "
-                                                  "interrupted"):
+                                                  "interrupted") as info:
             await comfy.wait(prompt_id, timeout=0.5)
         entry = await comfy.http.history(prompt_id)
         assert (await comfy.http.queue()).running == ()
     assert entry is not None and entry["status"]["status_str"] == "error"
+    # The parameter of the batch, the benchmark and doctor; generate's flag: test_generate_cli.
+    assert info.value.fix == "raise the limit (`job_timeout`), or lower `resolution` or the step counts"
     assert entry["status"]["messages"][-1][0] == "execution_interrupted"
 
 

@@ -144,7 +144,7 @@ def test_submit_registers_once_and_status_and_report_follow_the_reports(
     page = f"s3://{bucket}/out/report.html"
     assert (report["html"]["report"], report["html"]["partial"], report["html"]["note"]) == (page, False, None)
     assert report["html"]["counts"] == {"inputs": 5, "ok": 4, "failed": 1}
-    assert "--no-thumbnails" in report["html"]["thumbnails_note"]
+    assert f"(skipped; `trellis-box report s3://{bucket}/out" in report["html"]["thumbnails_note"]
     data = _page_data(aws, page)
     entries = {e["name"]: e for e in data["entries"]}
     assert set(entries) == set(report["reports"]) == {"item-0", "item-1", "item-2", "item-3", "item-9"}
@@ -226,6 +226,7 @@ def test_bad_input_gets_a_clear_error(aws: Aws, s3_inputs: tuple[str, Path], mon
     code, err = submit(f"s3://{bucket}/in/", f"s3://{bucket}/out", queue, "--instance-type", "g5.2xlarge",
                        "--resolution", "1536")
     assert code == 2 and "resolution 1536 does not fit" in err
+    assert "fix: use --resolution 1024, or --auto-resolution to step down to what fits" in err
     code, err = submit(str(tmp_path), f"s3://{bucket}/out", queue)
     assert code == 2 and "batch inputs must be in S3" in err and "aws s3 sync" in err
     code, err = submit(f"s3://{bucket}/in/", str(tmp_path / "out"), queue)

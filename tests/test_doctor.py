@@ -103,6 +103,9 @@ def test_a_mistyped_root_is_named_and_nothing_is_created_under_it(
     checks = by_name(json.loads(capsys.readouterr().out))
     assert code == 1
     assert checks["comfyui root"]["detail"] == f"not a ComfyUI root: {wrong}"
+    # The library's `comfy_root` (test_catalog), as doctor's option.
+    assert checks["comfyui root"]["error"]["fix"].startswith(
+        "pass the directory that holds ComfyUI's main.py: --comfy-root ")
     for name in ("directories", "weights", "node imports"):
         assert checks[name]["status"] == "skipped"
     assert not wrong.exists()

@@ -138,6 +138,22 @@ def test_missing_sources_name_the_folder_the_pins_expect(tmp_path: Path) -> None
     with pytest.raises(ExtensionBuildError, match="no flex_gemm sources") as caught:
         extensions.build(tmp_path / "out", "sm_90", sources=sources)
     assert "FlexGEMM" in str(caught.value) and pins.load().extensions["flex_gemm"].commit in str(caught.value)
+    # The library names its parameter; the script, its flag (test_the_script_names_its_flags).
+    assert caught.value.fix.endswith("or leave out `sources` to clone it")
+
+
+def test_the_script_names_its_flags_without_typer(tmp_path: Path) -> None:
+    """Through cli/_flags.py, in an interpreter where typer cannot be imported (ComfyUI's)."""
+    sources = fake_sources(tmp_path / "src")
+    (sources / "FlexGEMM" / "setup.py").unlink()
+    run = ("import runpy, sys; sys.modules['typer'] = None; "
+           f"sys.argv = ['build_extensions.py', '--archs', 'sm_90', '--out', {str(tmp_path / 'out')!r}, "
+           f"'--sources', {str(sources)!r}]; runpy.run_path({str(SCRIPT)!r}, run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")})
+    assert done.returncode == 1, done.stderr
+    assert "error: no flex_gemm sources in" in done.stderr
+    assert "or leave out --sources to clone it" in done.stderr and "`" not in done.stderr
 
 
 def git_repo(path: Path, files: Path, subdir: str = "") -> str:

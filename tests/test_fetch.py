@@ -25,6 +25,7 @@ from tests.hub_mirror import (
     make_comfy_root,
     write_local_tree,
 )
+from trellis_box.errors import LocalSourceMissing
 from trellis_box.weights import fetch as fetch_module
 from trellis_box.weights.catalog import load_catalog
 from trellis_box.weights.verify import sha256_file, verify
@@ -267,6 +268,11 @@ def test_a_missing_file_in_the_local_tree_is_named(root: Path, tmp_path: Path, r
     assert result.code == 1
     assert f"error: --from {tree} lacks files of {TRELLIS}" in result.err
     assert f"{tree}/{TRELLIS}/pipeline.json" in result.err
+    # The library names its parameter (source_for's).
+    trellis = next(m for m in load_catalog() if m.pin.repo == TRELLIS)
+    with pytest.raises(LocalSourceMissing) as caught:
+        fetch_module.source_for(tree).resolve(trellis, "main")
+    assert caught.value.message == f"`from_dir` {tree} lacks files of {TRELLIS}"
 
 
 def test_a_wrong_comfy_root_is_refused(hub: HubMirror, root: Path, tmp_path: Path, run_cli: RunCli) -> None:
@@ -541,6 +547,7 @@ def test_a_root_the_user_cannot_write_is_refused_before_anything_is_resolved(hub
         for place in ("models/.trellis-box", "models/microsoft", "custom_nodes/ComfyUI-BRIA_AI-RMBG/RMBG-1.4"):
             assert str(root / place) in done.stderr
         assert "Nothing was resolved or downloaded." in done.stderr
+        assert "(a --lock FILE must be in a writable directory)" in done.stderr
         assert hub.requests[since:] == []
         assert not (root / "models/.trellis-box").exists()
     finally:

@@ -112,7 +112,21 @@ def test_a_resolution_the_gpu_cannot_hold_is_refused_with_exit_2(
     err = capsys.readouterr().err
     assert code == 2
     assert "error: resolution 1536 does not fit on this GPU" in err
-    assert "use --resolution 1024, or --auto-resolution" in err
+    assert "use --resolution 1024, or --auto-resolution to step down to what fits" in err
+    assert "`" not in err
+
+
+def test_an_input_over_its_time_limit_names_the_flag_that_raises_it(
+        comfy_standin: StartStandin, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    server = _start(comfy_standin, tmp_path, exec_seconds=30)
+    code = main(["generate", str(_inputs(tmp_path, 1)), "--server", server.url,
+                 "--out", str(tmp_path / "out"), "--timeout", "1"])
+    out = capsys.readouterr()
+    assert code == 3, out.err
+    said = " ".join((out.out + out.err).split())
+    assert "over its limit of 1 s, and was interrupted" in said
+    assert "fix: raise the limit (--timeout), or lower --resolution or the step counts" in said
+    assert "`" not in said
 
 
 def test_bad_parameters_fail_before_anything_is_sent(tmp_path: Path,

@@ -72,7 +72,7 @@ def test_allowed_resolution_is_returned_unchanged() -> None:
 
 
 def test_auto_downgrades_1536_to_1024_on_a_24gb_card() -> None:
-    assert choose_resolution("1536", profile_for(A10G), auto=True) == "1024"
+    assert choose_resolution("1536", profile_for(A10G), auto_resolution=True) == "1024"
 
 
 def test_1536_on_a_24gb_card_is_refused_with_the_way_out() -> None:
@@ -82,20 +82,22 @@ def test_1536_on_a_24gb_card_is_refused_with_the_way_out() -> None:
     assert text.startswith("resolution 1536 does not fit on this GPU")
     assert ("needs about 40 GB of VRAM; the GPU reports 22.0 GiB of VRAM "
             "(24gb-class: highest resolution 1024)") in text
-    assert "fix: use --resolution 1024, or --auto-resolution to step down to what fits" in text
+    # The library names its parameters; generate and batch submit their flags
+    # (test_generate_cli, test_cloud_batch).
+    assert "fix: use `resolution` 1024, or `auto_resolution` to step down to what fits" in text
     assert caught.value.exit_code == 2
 
 
 def test_too_small_a_gpu_is_refused_even_with_auto() -> None:
     with pytest.raises(ResolutionUnsupportedError) as caught:
-        choose_resolution("512", profile_for(RTX_4000_ADA_20), auto=True)
+        choose_resolution("512", profile_for(RTX_4000_ADA_20), auto_resolution=True)
     assert str(caught.value).startswith("this GPU is too small for TRELLIS.2")
     assert "TRELLIS.2 needs about 24 GB at any resolution" in str(caught.value)
 
 
 def test_unknown_resolution_names_the_valid_ones() -> None:
     with pytest.raises(ResolutionUnsupportedError) as caught:
-        choose_resolution("2048", profile_for(H100_80), auto=True)
+        choose_resolution("2048", profile_for(H100_80), auto_resolution=True)
     assert "unknown resolution '2048'" in str(caught.value)
     assert "fix: use one of 512, 1024, 1536" in str(caught.value)
     with pytest.raises(ResolutionUnsupportedError):
@@ -147,13 +149,13 @@ def test_lowering_the_top_cuts_the_allowed_resolutions_and_keeps_the_rest() -> N
 
 def test_above_a_lowered_top_the_refusal_names_the_setting_not_the_gpu() -> None:
     at_1024 = lowered(profile_for(H200), "1024")
-    assert choose_resolution("1536", at_1024, auto=True) == "1024"
+    assert choose_resolution("1536", at_1024, auto_resolution=True) == "1024"
     with pytest.raises(ResolutionUnsupportedError) as caught:
         choose_resolution("1536", at_1024)
     text = str(caught.value)
     assert text.startswith("resolution 1536 is above this server's limit of 1024")
     assert "TRELLIS_BOX_MAX_RESOLUTION=1024" in text
-    assert ("fix: use --resolution 1024, or --auto-resolution to step down to it; for 1536, restart "
+    assert ("fix: use `resolution` 1024, or `auto_resolution` to step down to it; for 1536, restart "
             "the server with TRELLIS_BOX_MAX_RESOLUTION=1536 (or unset)") in text
     assert caught.value.exit_code == 2
     # Above what the card itself holds, the GPU is what refuses.

@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -29,6 +30,7 @@ from tests.comfy_standin.launcher import StandinServer
 from tests.components import require
 from tests.photos import object_photo
 from trellis_box.cli.app import main
+from trellis_box.errors import PortInUseError, ReportInputError
 from trellis_box.report import page as report_page
 from trellis_box.report.build import build_report
 from trellis_box.report.serve import ReportServer
@@ -168,8 +170,31 @@ def test_the_report_of_an_s3_batch_is_uploaded_beside_it(
 
 
 def test_a_folder_without_reports_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fix = "name the output folder of a generate run (`trellis-box generate ... --out DIR`)"
+    with pytest.raises(ReportInputError) as caught:
+        build_report(LocalStorage(tmp_path), folder=str(tmp_path))
+    assert caught.value.fix == fix  # a command to run: the same for every caller
     assert main(["report", str(tmp_path)]) == 2
-    assert f"no per-input reports in {tmp_path}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"no per-input reports in {tmp_path}" in err and f"fix: {fix}" in err
+
+
+def test_a_port_in_use_names_the_parameter_and_the_flag(batch: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(batch, copy)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortInUseError) as caught:
+            ReportServer(copy, port)
+        assert caught.value.fix == "choose another `port`, or 0 for any free one"
+        code = main(["report", str(copy), "--serve", "--port", str(port), "--no-thumbnails"])
+    err = capsys.readouterr().err
+    assert code == caught.value.exit_code
+    assert f"cannot serve the report on 127.0.0.1:{port}" in err
+    assert "fix: choose another --port, or 0 for any free one" in err and "`" not in err
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +287,8 @@ def test_the_report_command_rebuilds_and_serves(batch: Path, tmp_path: Path, bro
             lines.append(line)
         printed = json.loads("".join(lines))
         assert printed["url"].startswith("http://127.0.0.1:")
-        assert printed["thumbnails"] == 0 and "--no-thumbnails" in printed["thumbnails_note"]
+        assert printed["thumbnails"] == 0
+        assert printed["thumbnails_note"] == f"2 not rendered (skipped; `trellis-box report {copy}` renders them)"
         with urllib.request.urlopen(printed["url"]) as answer:
             assert b'id="report-data"' in answer.read()
         with urllib.request.urlopen(printed["url"].replace("report.html", "object-0.glb")) as answer:

@@ -27,7 +27,7 @@ from tests.serve_support import ServeProcess, ServeSetup, make_setup
 from trellis_box import pins
 from trellis_box.comfyui.workflow import build
 from trellis_box.errors import ConfigError
-from trellis_box.serve import settings
+from trellis_box.serve import preflight, settings
 from trellis_box.serve.supervise import StateFile, comfy_command, required_classes
 from trellis_box.serve.warmup import warmup_options
 
@@ -276,11 +276,13 @@ class TestRefusesToStart:
         err = serve.stderr
         assert "error: warm-up job failed; the server will not report ready" in err
         assert "Trellis2MeshWithVoxelGenerator" in err
-        assert "--no-warmup (TRELLIS_BOX_WARMUP=0) starts without it" in err
+        assert "TRELLIS_BOX_WARMUP=0 (--no-warmup) starts without it" in err and "`warmup`" not in err
         comfy = serve.comfy_pid()
         assert comfy is not None and process_gone(comfy)
         assert_never_ready(serve, serve_setup)
+        # The state file is the library's record: the setting, by its name.
         assert "warm-up job failed" in read_state(serve_setup)["error"]
+        assert "TRELLIS_BOX_WARMUP=0 (`warmup`) starts without it" in read_state(serve_setup)["error"]
 
     def test_no_gpu(self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
         serve = start_serve(serve_setup, env=serve_setup.without_gpu())
@@ -335,7 +337,8 @@ class TestRefusesToStart:
             serve = start_serve(serve_setup, port=port)
             assert serve.wait_exit() == 1
         assert f"error: port {port} on 127.0.0.1 is not free; ComfyUI was not started" in serve.stderr
-        assert "TRELLIS_BOX_PORT / --port" in serve.stderr
+        # Its log lines and its error name the flag; the library, its setting (below).
+        assert "TRELLIS_BOX_PORT / --port" in serve.stderr and "`port`" not in serve.stderr
         assert serve.comfy_pid() is None
         assert_never_ready(serve, serve_setup)
 
@@ -464,6 +467,18 @@ class TestPieces:
         assert text.startswith(f"environment variable {name} is invalid")
         assert f"{name}={value!r}" in text and expected in text
         assert caught.value.facts["variable"] == name
+
+    def test_a_port_in_use_names_the_variable_and_the_setting(self, tmp_path: Path) -> None:
+        """The library's words; serve's own are its flags (test_port_taken_by_another_server)."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            s = settings.load({"TRELLIS_BOX_COMFY_ROOT": str(tmp_path), "TRELLIS_BOX_LISTEN": "127.0.0.1",
+                               "TRELLIS_BOX_PORT": str(taken.getsockname()[1])})
+            _, [result] = preflight.run(s, [step for step in preflight.PREFLIGHT if step.name == "port"],
+                                        fail_fast=False)
+        assert result.error is not None and result.error.fix is not None
+        assert result.error.fix.endswith("or choose another port: TRELLIS_BOX_PORT / `port`")
 
     def test_settings_defaults(self) -> None:
         s = settings.load({"HOME": "/home/u"})

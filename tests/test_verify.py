@@ -133,13 +133,18 @@ def test_partial_downloads_and_staging_leftovers_are_flagged(root: Path) -> None
     assert sorted((p.kind, p.path) for p in report.problems) == [("partial", stray), ("staging", left)]
 
 
-def test_full_without_any_lock_is_an_error_naming_where_it_looked(tmp_path: Path) -> None:
+def test_full_without_any_lock_is_an_error_naming_where_it_looked(tmp_path: Path, run_cli: RunCli) -> None:
     root = make_comfy_root(tmp_path / "bare")
     assert not verify(root).ok  # quick mode still reports every file as missing
     with pytest.raises(LockMissing) as caught:
         verify(root, full=True, lock_path=tmp_path / "absent.lock.json")
     assert f"looked for {tmp_path / 'absent.lock.json'}" in str(caught.value)
-    assert "fix: run `trellis-box models fetch`" in str(caught.value)
+    # The library names its parameter; the command line, its flag.
+    assert caught.value.fix == "run `trellis-box models fetch` (it writes both), or pass `lock_path` FILE"
+    result = run_cli("models", "verify", "--comfy-root", str(root), "--full", "--lock",
+                     str(tmp_path / "absent.lock.json"))
+    assert result.code == 1
+    assert "fix: run `trellis-box models fetch` (it writes both), or pass --lock FILE" in result.err
 
 
 def test_a_wrong_comfy_root_is_refused(tmp_path: Path, run_cli: RunCli) -> None:
@@ -149,6 +154,8 @@ def test_a_wrong_comfy_root_is_refused(tmp_path: Path, run_cli: RunCli) -> None:
     assert result.code == 2
     assert f"error: not a ComfyUI root: {tmp_path / 'nowhere'}" in result.err
     assert "does not exist" in result.err
+    assert "fix: pass the directory that holds ComfyUI's main.py: --comfy-root " in result.err
+    assert "`comfy_root`" not in result.err
 
 
 def test_stand_in_weights_fail_verification_unless_allowed_and_are_always_named(
@@ -165,8 +172,9 @@ def test_stand_in_weights_fail_verification_unless_allowed_and_are_always_named(
     assert report["weights_mode"] == "stand-in" and not report["ok"]
     assert [p["kind"] for p in report["problems"]] == ["stand-in"]
     assert "stand-in weights" in refused.err and "--allow-stand-in" in refused.err
-    with pytest.raises(WeightsNotVerified, match="are stand-in weights, not the real models"):
+    with pytest.raises(WeightsNotVerified, match="are stand-in weights, not the real models") as caught:
         verify(root).raise_for_problems()
+    assert caught.value.fix.endswith("for measurement only, pass `allow_stand_in`")
     allowed = run_cli("models", "verify", "--comfy-root", str(root), "--allow-stand-in")
     assert allowed.code == 0, allowed.text
     assert "ok: 23 files present: stand-in weights (random values" in " ".join(allowed.out.split())

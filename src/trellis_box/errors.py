@@ -7,8 +7,9 @@ Each error keeps its facts as attributes and renders in one shape::
       fix: <command or setting>
       note: <optional>
 
-Never put a token in any field. Subclasses set ``reference`` (kebab-case, stable, shown with
-``--json``) and ``exit_code``.
+Texts name a parameter in backticks (`comfy_root`); the command line spells it as the flag the
+user typed (``cli/_flags.py``). Never put a token in any field. Subclasses set ``reference``
+(kebab-case, stable, in :meth:`TrellisBoxError.to_dict`) and ``exit_code``.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class ConfigError(TrellisBoxError):
 
 # --- models: catalog, hub, fetch, lock, verify ---
 class NotAComfyRoot(UsageError):
-    """``--comfy-root`` does not point at a ComfyUI checkout."""
+    """``comfy_root`` does not point at a ComfyUI checkout."""
 
     reference = "not-a-comfy-root"
 
@@ -132,7 +133,7 @@ class HubTooSlow(HubUnavailable):
 
 
 class LocalSourceMissing(TrellisBoxError):
-    """``--from DIR`` lacks files the catalog needs."""
+    """The air-gapped local tree (``from_dir``) lacks files the catalog needs."""
 
     reference = "local-source-missing"
 
@@ -176,7 +177,7 @@ class LockInvalid(TrellisBoxError):
 
 
 class LockMissing(TrellisBoxError):
-    """``verify --full`` needs checksums and no lock was found."""
+    """A full verify needs checksums and no lock was found."""
 
     reference = "lock-missing"
 
@@ -196,7 +197,7 @@ class WorkflowInvalidError(UsageError):
 
         error: workflow does not match the node schemas: 1 problem; nothing was sent to ComfyUI
           prompt.6.inputs.seed: -1 is below the minimum 0 (rule: min)
-            fix: use an integer between 0 and 2147483647 (generate --seed, option `seed`)
+            fix: use an integer between 0 and 2147483647 (parameter `seed`)
           fix: correct each input named above
     """
 
@@ -452,7 +453,7 @@ class AwsCredentialsMissingError(TrellisBoxError):
 
 
 class EcrRepositoryMissingError(TrellisBoxError):
-    """The ECR repository does not exist and ``--create-repository`` was not given."""
+    """The ECR repository does not exist and ``create_repository`` was not asked for."""
 
     reference = "ecr-repository-missing"
 

@@ -226,7 +226,7 @@ async def run_items(server: str, items: list[Item], options: BatchOptions, *,
             run_options = run_options.replace(low_vram=profile.low_vram,
                                               resolution=profiles.choose_resolution(
                                                   run_options.resolution, profile,
-                                                  auto=options.auto_resolution))
+                                                  auto_resolution=options.auto_resolution))
         engine = _Engine(clients, options, facts, run_options, emit)
         return await engine.run(items)
 

@@ -1,18 +1,20 @@
 """The library names a command's parameters in backticks (`drain_timeout`, or ``parameter
 `texture_size``` through :func:`trellis_box.comfyui.workflow.mention`); a user of the command line
 reads them as what they typed (``--drain-timeout SECONDS``, ``--texture-size``, ``OUT``). The one
-place that translates, for every command."""
+place that translates, for every command (and for image/build_extensions.py, which runs where
+typer is not installed: typer is only named here for types)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from trellis_box.errors import TrellisBoxError, WorkflowInvalidError
+
+if TYPE_CHECKING:
+    import typer
 
 _MENTION = re.compile(r"(?:parameter )?`([A-Za-z_][A-Za-z0-9_]*)`")
 
@@ -52,6 +54,18 @@ def in_flags(exc: TrellisBoxError, flags: Mapping[str, str]) -> TrellisBoxError:
     elif exc.detail:
         exc.detail = _spell(exc.detail, flags)
     return exc
+
+
+def data_in_flags(data: Any, flags: Mapping[str, str]) -> Any:
+    """``data`` with each parameter its texts name spelled as in ``flags``: a record that carries
+    errors (a log line's fields, a check's detail), worded as :func:`in_flags` words an error."""
+    if isinstance(data, str):
+        return _spell(data, flags)
+    if isinstance(data, dict):
+        return {key: data_in_flags(value, flags) for key, value in data.items()}
+    if isinstance(data, list):
+        return [data_in_flags(value, flags) for value in data]
+    return data
 
 
 def _problems(problems: list[dict[str, Any]], flags: Mapping[str, str]) -> str:

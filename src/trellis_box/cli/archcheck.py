@@ -15,11 +15,13 @@ from rich.table import Table
 
 from trellis_box import pins
 from trellis_box.cli._errors import EXIT_USAGE, is_click_error, report
+from trellis_box.cli._flags import errors_in_flags
 from trellis_box.cli._output import JsonOption, emit
 from trellis_box.gpu import archcheck
 
 
 def arch(
+    ctx: typer.Context,
     paths: list[Path] = typer.Argument(
         None, help="Wheels, .so files or package directories \\[default: the installed "
                    + ", ".join(archcheck.EXTENSION_PACKAGES) + "]."),
@@ -30,8 +32,9 @@ def arch(
     as_json: bool = JsonOption,
 ) -> None:
     """Check that every CUDA extension carries cubin or PTX for every target architecture."""
-    targets = archcheck.parse_archs(archs or pins.load().cuda_archs)
-    reports = archcheck.check(paths or archcheck.installed_packages(python=python), targets)
+    with errors_in_flags(ctx):
+        targets = archcheck.parse_archs(archs or pins.load().cuda_archs)
+        reports = archcheck.check(paths or archcheck.installed_packages(python=python), targets)
 
     def render(out: Console) -> None:
         table = Table(title=f"GPU code for {' '.join(f'sm_{t}' for t in targets)}")

@@ -84,7 +84,7 @@ def generate(
         False, "--auto-resolution",
         help="Step down to the highest resolution the GPU holds (also after out of memory)."),
     steps: int | None = typer.Option(None, "--steps", help="Set all three step counts."),
-    timeout: float = typer.Option(3600.0, "--timeout", min=1.0,
+    job_timeout: float = typer.Option(3600.0, "--timeout", min=1.0,
                                   help="Seconds one image may run on the server."),
     as_json: bool = JsonOption,
     **parameters: Any,
@@ -102,7 +102,7 @@ def generate(
     with errors_in_flags(ctx, **set_by):
         options = workflow.WorkflowOptions(preset=preset, **given)
         batch = BatchOptions(out_dir=Path(out), workflow=options, auto_resolution=auto_resolution,
-                             job_timeout=timeout)
+                             job_timeout=job_timeout)
         with locations(inputs, out, batch) as (items, batch), _Display(err) as display:
             report, terminated = _run(server, items, batch, display.on_event)
     if report is None:

@@ -20,6 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from trellis_box.cli._errors import EXIT_ERROR, EXIT_INTERRUPTED
+from trellis_box.cli._flags import errors_in_flags
 from trellis_box.cli._output import JsonOption, emit, err
 from trellis_box.weights.verify import human_size
 
@@ -129,12 +130,13 @@ class _RichProgress:
 
 @app.command()
 def fetch(
+    ctx: typer.Context,
     comfy_root: Path = RootOption,
-    source_dir: Path | None = typer.Option(None, "--from", help="Air-gapped source: DIR/<repo_id>/<files>.",
-                                           file_okay=False),
+    from_dir: Path | None = typer.Option(None, "--from", help="Air-gapped source: DIR/<repo_id>/<files>.",
+                                         file_okay=False),
     token_file: Path | None = TokenFileOption,
     config: Path | None = ConfigOption,
-    lock: Path | None = LockOption,
+    lock_path: Path | None = LockOption,
     workers: int = typer.Option(4, "--workers", min=1, max=32, help="Parallel downloads."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -143,12 +145,13 @@ def fetch(
     from trellis_box.weights.fetch import source_for
     from trellis_box.weights.lock import package_lock_path
 
-    models = _models(config)
-    source = source_for(source_dir, token_file)
     try:
-        with Progress(*_BYTES_COLUMNS, console=err, disable=as_json, transient=True) as progress:
-            report = run(models, comfy_root, source, lock_path=lock,
-                         progress=_RichProgress(progress), workers=workers)
+        with errors_in_flags(ctx):
+            models = _models(config)
+            source = source_for(from_dir, token_file)
+            with Progress(*_BYTES_COLUMNS, console=err, disable=as_json, transient=True) as progress:
+                report = run(models, comfy_root, source, lock_path=lock_path,
+                             progress=_RichProgress(progress), workers=workers)
     except KeyboardInterrupt:
         # typer turns Ctrl-C into a silent exit 130: say what was kept and how to go on.
         err.print("interrupted: files already downloaded are kept (partial ones in models/.trellis-box/staging); "
@@ -167,7 +170,7 @@ def fetch(
         if report.lock_written:
             out.print(f"resolved lock written: {report.lock_written} (commit it to pin these weights)",
                       soft_wrap=True)
-        elif lock is None and not package_lock_path().is_file():
+        elif lock_path is None and not package_lock_path().is_file():
             out.print("to pin these weights, commit that file as src/trellis_box/data/weights.lock.json "
                       "(or keep it and pass --lock FILE)", soft_wrap=True)
         for note in report.notes:
@@ -178,6 +181,7 @@ def fetch(
 
 @app.command("lock")
 def lock_(
+    ctx: typer.Context,
     token_file: Path | None = TokenFileOption,
     config: Path | None = ConfigOption,
     lock: Path = LockOutOption,
@@ -189,7 +193,7 @@ def lock_(
     from trellis_box.weights.lock import write as write_lock
 
     path = lock
-    with err.status("resolving") as status:
+    with errors_in_flags(ctx), err.status("resolving") as status:
         resolved = lock_models(_models(config), Hub(find_token(token_file)),
                                on_file=lambda key: status.update(f"resolving {key}"))
     write_lock(path, resolved)
@@ -207,9 +211,10 @@ def lock_(
 
 @app.command()
 def verify(
+    ctx: typer.Context,
     comfy_root: Path = RootOption,
     full: bool = typer.Option(False, "--full", help="Also check every sha256 against the lock."),
-    lock: Path | None = VerifyLockOption,
+    lock_path: Path | None = VerifyLockOption,
     allow_stand_in: bool = typer.Option(
         False, "--allow-stand-in",
         help="Accept the GPU harness's random-weight stand-ins (for measurement only; still reported)."),
@@ -219,7 +224,8 @@ def verify(
     from trellis_box.weights.standin import LABEL
     from trellis_box.weights.verify import verify as run
 
-    with Progress(*_BYTES_COLUMNS, console=err, disable=as_json, transient=True) as progress:
+    with errors_in_flags(ctx), Progress(*_BYTES_COLUMNS, console=err, disable=as_json,
+                                        transient=True) as progress:
 
         def hashing(total: int) -> Callable[[int], None]:
             task = progress.add_task("hashing against the lock", total=total)
@@ -227,7 +233,7 @@ def verify(
                 err.print(f"hashing {human_size(total)} against the lock", markup=False, highlight=False)
             return lambda n: progress.advance(task, n)
 
-        report = run(comfy_root, full=full, lock_path=lock, on_hashing=hashing,
+        report = run(comfy_root, full=full, lock_path=lock_path, on_hashing=hashing,
                      allow_stand_in=allow_stand_in)
 
     def render(out: Console) -> None:

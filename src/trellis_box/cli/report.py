@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from trellis_box.cli._flags import errors_in_flags
 from trellis_box.cli._output import JsonOption, emit, err, styled
 from trellis_box.errors import ReportInputError, TrellisBoxError
 from trellis_box.report.build import ReportResult, build_report
@@ -35,6 +36,7 @@ app = typer.Typer()
 
 @app.command("report", epilog=EXAMPLES)
 def report(
+    ctx: typer.Context,
     location: str = typer.Argument(..., metavar="DIR",
                                    help="The --out folder or s3://bucket/prefix of a generate run."),
     serve: bool = typer.Option(False, "--serve",
@@ -60,7 +62,9 @@ def report(
     if not serve:
         emit(data, as_json=as_json, render=lambda out: render_report(out, location, result))
         return 0
-    with ReportServer(Path(location), port) as server:
+    with errors_in_flags(ctx):
+        server = ReportServer(Path(location), port)
+    with server:
         emit({**data, "url": server.url}, as_json=as_json,
              render=lambda out: out.print(styled(f"serving {location} at ", (server.url, "bold"),
                                                  " (Ctrl-C stops)"), highlight=False))

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from trellis_box.cli._flags import data_in_flags, errors_in_flags, flags_of, in_flags
 from trellis_box.cli._output import JsonOption, emit, err, styled
 from trellis_box.serve import settings as settings_mod
 from trellis_box.serve.doctor import doctor_steps
@@ -58,16 +59,25 @@ def serve_command(
     no_warmup: bool = typer.Option(False, "--no-warmup",
                                    help="Ready without a warm-up job [TRELLIS_BOX_WARMUP=0]."),
 ) -> int:
-    settings = _settings(comfy_root=comfy_root, listen=listen, port=port, state_path=state,
-                         warmup=False if no_warmup else None)
-    if ctx.args:
-        settings = dataclasses.replace(settings, comfy_args=settings.comfy_args + tuple(ctx.args))
-    return Server(settings, _log).run()
+    # The library names the setting `warmup`; the option that sets it is --no-warmup.
+    flags = flags_of(ctx)
+    flags["warmup"] = flags["no_warmup"]
+
+    def log(event: str, **fields: Any) -> None:
+        _log(event, **data_in_flags(fields, flags))
+
+    with errors_in_flags(ctx, warmup=flags["no_warmup"]):
+        settings = _settings(comfy_root=comfy_root, listen=listen, port=port, state_path=state,
+                             warmup=False if no_warmup else None)
+        if ctx.args:
+            settings = dataclasses.replace(settings, comfy_args=settings.comfy_args + tuple(ctx.args))
+        return Server(settings, log).run()
 
 
 @app.command("doctor", help="Check this machine for the image: GPU, driver, CUDA arch, weights, "
                             "node imports, and with --server a test job.")
 def doctor_command(
+    ctx: typer.Context,
     comfy_root: Path = typer.Option(None, "--comfy-root", help="ComfyUI root [TRELLIS_BOX_COMFY_ROOT]."),
     server: str = typer.Option(None, "--server", help="Run a test job against this ComfyUI, "
                                                       "e.g. http://127.0.0.1:8188."),
@@ -82,6 +92,9 @@ def doctor_command(
             err.print(styled((f"{result.name}: {_status(result)}", "dim")), highlight=False)
 
     _, results = run_checks(settings, steps, fail_fast=False, on_step=progress)
+    flags = flags_of(ctx)
+    results = [dataclasses.replace(r, detail=data_in_flags(r.detail, flags),
+                                   error=in_flags(r.error, flags) if r.error else None) for r in results]
     ok = all(r.ok for r in results)
     emit({"ok": ok, "checks": [r.as_dict() for r in results]}, as_json=as_json,
          render=lambda console: _render(console, results, ok))

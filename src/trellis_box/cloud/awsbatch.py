@@ -177,7 +177,7 @@ def container_resources(instance_type: str, workflow: WorkflowOptions, *, auto_r
                          fix=f"use one of {', '.join(INSTANCES)} (the compute environment's type)",
                          instance_type=instance_type)
     profile = profiles.profile_for(int(instance.gpu_gib * profiles.GIB))
-    profiles.choose_resolution(workflow.resolution, profile, auto=auto_resolution)
+    profiles.choose_resolution(workflow.resolution, profile, auto_resolution=auto_resolution)
     memory = int(instance.memory_mib * (1 - HOST_RESERVE))
     if profile.low_vram and memory < LOW_VRAM_HOST_MIB:
         bigger = next(n for n, i in INSTANCES.items()

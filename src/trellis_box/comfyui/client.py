@@ -228,7 +228,7 @@ class ComfyClient:
                         raise JobTimeoutError(
                             f"prompt {prompt_id} ran {ran:.1f} s, over its limit of {limit:g} s, "
                             "and was interrupted",
-                            fix="raise the limit (--timeout) or lower --resolution / --steps",
+                            fix="raise the limit (`job_timeout`), or lower `resolution` or the step counts",
                             prompt_id=prompt_id, timeout=limit, seconds=round(ran, 1))
                     wait_for = min(wait_for, left)
                 # Woken by the start too, so the limit counts from it and not from the last poll.

@@ -160,7 +160,7 @@ def _package_dirs_of(python: str, names: tuple[str, ...]) -> dict[str, list[str]
         raise ExtensionNotFoundError(
             f"cannot list the packages of the Python at {python}",
             detail=str(exc),
-            fix="pass --python the interpreter ComfyUI runs with, e.g. /opt/venv/bin/python",
+            fix="pass `python` the interpreter ComfyUI runs with, e.g. /opt/venv/bin/python",
             python=python,
         ) from exc
 

@@ -55,7 +55,7 @@ def clone(url: str, commit: str, dest: Path) -> None:
             raise ExtensionBuildError(
                 f"cannot get {url} at {commit}",
                 detail=f"git {' '.join(args)}: {done.stderr.strip()}",
-                fix="check the network, or pass --sources DIR with the sources laid out as pins.toml "
+                fix="check the network, or pass `sources` DIR with the sources laid out as pins.toml "
                     "[extensions] names them (dir = the folder name)",
                 repo=url, commit=commit,
             )
@@ -73,7 +73,7 @@ def prepare_sources(work: Path, sources: Path | None, extensions: dict[str, pins
                     f"no {name} sources in {sources}",
                     detail=f"{given / 'setup.py'} does not exist",
                     fix=f"put {repo.repo} at {repo.commit} (its {repo.subdir or 'top'} folder) in "
-                        f"{given}, or leave out --sources to clone it",
+                        f"{given}, or leave out `sources` to clone it",
                     extension=name,
                 )
             # The build writes build/ and *.egg-info into the tree: never into the given sources.

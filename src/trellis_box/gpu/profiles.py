@@ -97,8 +97,9 @@ def lowered(profile: Profile, top: str) -> Profile:
                    lowered_from=profile.max_resolution)
 
 
-def choose_resolution(requested: str, profile: Profile, *, auto: bool = False) -> str:
-    """``requested`` if the GPU holds it; with ``auto``, the highest resolution below it that fits.
+def choose_resolution(requested: str, profile: Profile, *, auto_resolution: bool = False) -> str:
+    """``requested`` if the GPU holds it; with ``auto_resolution``, the highest resolution below it
+    that fits.
 
     Raises :class:`ResolutionUnsupportedError` otherwise, saying what fits and how to ask for it.
     """
@@ -113,7 +114,7 @@ def choose_resolution(requested: str, profile: Profile, *, auto: bool = False) -
             fix="run on a GPU with at least 24 GB (A10G, L4, L40S, A100)",
             resolution=requested, vram_bytes=profile.vram_bytes,
         )
-    if auto:
+    if auto_resolution:
         lower: str | None = requested
         while lower is not None and lower not in profile.allowed_resolutions:
             lower = next_lower(lower)
@@ -125,7 +126,7 @@ def choose_resolution(requested: str, profile: Profile, *, auto: bool = False) -
             f"resolution {requested} is above this server's limit of {top}",
             detail=f"The server's TRELLIS_BOX_MAX_RESOLUTION={top} lowers its highest resolution "
                    f"below what its GPU holds: {profile.describe()}.",
-            fix=f"use --resolution {top}, or --auto-resolution to step down to it; for {requested}, "
+            fix=f"use `resolution` {top}, or `auto_resolution` to step down to it; for {requested}, "
                 f"restart the server with TRELLIS_BOX_MAX_RESOLUTION={requested} (or unset)",
             resolution=requested, max_resolution=top, vram_bytes=profile.vram_bytes,
             lowered_from=profile.lowered_from,
@@ -134,7 +135,7 @@ def choose_resolution(requested: str, profile: Profile, *, auto: bool = False) -
         f"resolution {requested} does not fit on this GPU",
         detail=f"Resolution {requested} needs about {NEEDS_GB[requested]} GB of VRAM; the GPU reports "
                f"{profile.describe()}.",
-        fix=f"use --resolution {top}, or --auto-resolution to step down to what fits",
+        fix=f"use `resolution` {top}, or `auto_resolution` to step down to what fits",
         note="a 23 GB A10G was seen running out of memory at 1024/1536 cascade (microsoft/TRELLIS.2#188)",
         resolution=requested, max_resolution=top, vram_bytes=profile.vram_bytes,
     )

@@ -57,13 +57,13 @@ def build_report(store: Storage, *, folder: str, render_thumbnails: bool = True,
         raise ReportInputError(
             f"no per-input reports in {store.url('')}",
             detail="a batch output folder holds a <name>.json beside each <name>.glb",
-            fix="name the --out folder of a `trellis-box generate` run")
+            fix="name the output folder of a generate run (`trellis-box generate ... --out DIR`)")
     viewer = _copy_viewer(store)
     previews = {e.name: _preview(store, e) for e in entries}
     missing = [e for e in entries if e.glb and _stale(store, e.glb, thumbnail_name(e))]
     unrendered = None
     if missing and not render_thumbnails:
-        unrendered = f"{len(missing)} not rendered (--no-thumbnails)"
+        unrendered = f"{len(missing)} not rendered (skipped; `trellis-box report {folder}` renders them)"
     elif missing:
         try:
             thumbnails.check_available()

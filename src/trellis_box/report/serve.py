@@ -36,7 +36,7 @@ class ReportServer:
             raise PortInUseError(
                 f"cannot serve the report on 127.0.0.1:{port}",
                 detail=str(exc.strerror or exc),
-                fix="choose another --port, or 0 for any free one", port=port) from exc
+                fix="choose another `port`, or 0 for any free one", port=port) from exc
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="report-server",
                                         daemon=True)

@@ -363,7 +363,7 @@ def _port(settings: ServeSettings, found: Findings) -> str:
     # and serve would then register and warm up that server instead of its own.
     ports = settings.worker_ports(found.workers)
     for port in ports:
-        variable = "TRELLIS_BOX_PORT / --port" if port == settings.port else "TRELLIS_BOX_WORKER_PORT"
+        variable = "TRELLIS_BOX_PORT / `port`" if port == settings.port else "TRELLIS_BOX_WORKER_PORT"
         for address in settings.listen_addresses:
             family = socket.AF_INET6 if ":" in address else socket.AF_INET
             with socket.socket(family, socket.SOCK_STREAM) as sock:

@@ -79,7 +79,7 @@ class ServeSettings:
 
     @property
     def listen_addresses(self) -> tuple[str, ...]:
-        """ComfyUI's ``--listen`` takes a comma-separated list (``0.0.0.0,::``)."""
+        """ComfyUI's listen address is a comma-separated list (``0.0.0.0,::``)."""
         return tuple(a.strip() for a in self.listen.split(",") if a.strip()) or ("0.0.0.0",)
 
     @property

@@ -537,7 +537,7 @@ class Server:
                 await asyncio.gather(*(self._warm_up(c, w, low_vram=found.profile.low_vram)
                                        for c, w in zip(clients, self.workers, strict=True)))
             else:
-                self.emit("warmup_skipped", reason="disabled (--no-warmup / TRELLIS_BOX_WARMUP=0)")
+                self.emit("warmup_skipped", reason="disabled (TRELLIS_BOX_WARMUP=0 / `warmup`)")
         for worker in self.workers:
             worker.ready = True
         self._publish_workers()
@@ -604,7 +604,7 @@ class Server:
                 detail=str(exc),
                 fix="read ComfyUI's log above for the node's traceback, and run `trellis-box doctor` "
                     "on this machine (GPU, driver, weights, node packs)",
-                note="--no-warmup (TRELLIS_BOX_WARMUP=0) starts without it; the first request then "
+                note="TRELLIS_BOX_WARMUP=0 (`warmup`) starts without it; the first request then "
                      "loads the models",
                 cause=exc.reference,
             ) from exc

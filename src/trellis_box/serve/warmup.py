@@ -1,7 +1,7 @@
 """The warm-up job: the default workflow at 512 on a bundled photo.
 
 serve runs it before it reports ready, so the models are loaded when the first request comes;
-``doctor --server`` runs it against a running server as a test job.
+doctor runs it against a running server as a test job.
 """
 
 from __future__ import annotations

@@ -154,8 +154,8 @@ def comfy_root(path: Path) -> Path:
             f"not a ComfyUI root: {root}",
             detail=f"{root} {seen}{hint}; fetch and verify place files relative to ComfyUI's main.py.",
             fix=("pass the directory that holds ComfyUI's main.py: "
-                 + (f"--comfy-root {found[0]}" if found else
-                    "--comfy-root DIR (or TRELLIS_BOX_COMFY_ROOT); none was found in the current directory, "
+                 + (f"`comfy_root` {found[0]}" if found else
+                    "`comfy_root` DIR (or TRELLIS_BOX_COMFY_ROOT); none was found in the current directory, "
                     "~/ComfyUI or /opt/comfyui. Without ComfyUI on this machine, run the command inside the "
                     "image, e.g. `docker compose exec comfyui-trellis2 trellis-box doctor`")),
             path=root,
@@ -182,10 +182,11 @@ def staging_dir(root: Path) -> Path:
 
 
 def fetch_record_path(root: Path) -> Path:
-    """What the last fetch was run with (``--from``, ``--lock``, ``--config``): verify's fix repeats it."""
+    """What the last fetch was run with (its local tree, lock and source overrides): verify's fix
+    repeats it."""
     return state_dir(root) / "fetch.json"
 
 
 def baked_sources_path(root: Path) -> Path:
-    """The last fetch's per-model source overrides, as a ``--config`` file."""
+    """The last fetch's per-model source overrides, as a file :func:`apply_sources` reads."""
     return state_dir(root) / "sources.toml"

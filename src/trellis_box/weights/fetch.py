@@ -220,7 +220,7 @@ def _check_writable(root: Path, models: tuple[Model, ...], lock_path: Path | Non
             detail=(f"not writable by {user}:\n" + "\n".join(str(p) for p in refused)
                     + "\nNothing was resolved or downloaded."),
             fix=(f"run the fetch as a user who can write there, or give {user} write access to "
-                 "those directories (a --lock FILE must be in a writable directory)"),
+                 "those directories (a `lock_path` FILE must be in a writable directory)"),
             paths=[str(p) for p in refused], user=user,
         )
 
@@ -286,7 +286,7 @@ def _fetch(models: tuple[Model, ...], root: Path, source: Source, lock_path: Pat
 
 def _record_inputs(root: Path, models: tuple[Model, ...], lock_path: Path | None, source: Source) -> None:
     """Keep what this fetch was run with in the tree, so that verify's fix is the command that
-    repairs it (the --config file may be gone by then: a docker build deletes its copy)."""
+    repairs it (the source-override file may be gone by then: a docker build deletes its copy)."""
     overrides = {m.name: m.pin for m in models if m.pin != RepoPin(m.repo, m.revision)}
     config = baked_sources_path(root)
     if overrides:
@@ -319,7 +319,8 @@ def _plan(model: Model, root: Path, source: Source, lock: Lock | None) -> _Plan:
                     f"{resolved.repo}/{path} differs from the weights lock",
                     detail=f"the lock says {want.size} bytes, the source has {remote.size} bytes",
                     fix=("if the change upstream is intended, run `trellis-box models lock --lock FILE` and "
-                         "commit the new lock; otherwise pin the locked commit or fix the source (--from / --config)"),
+                         "commit the new lock; otherwise pin the locked commit or fix the source "
+                         "(`from_dir` / `config`)"),
                     path=path, repo=resolved.repo,
                 )
             expected = want.sha256
@@ -542,7 +543,7 @@ def _lock_of(plans: list[_Plan]) -> Lock:
 
 
 def _merged(old: Lock | None, resolved: Lock) -> Lock:
-    """What was resolved, keeping the old lock's commit where a local tree (--from) has none.
+    """What was resolved, keeping the old lock's commit where a local tree has none.
     Every file matched the old lock's checksum where it had one, or the fetch refused it."""
     out = dict(resolved.models)
     for name, model in resolved.models.items():

@@ -52,8 +52,8 @@ SECRET_ENV = "TRELLIS_BOX_HF_TOKEN_SECRET"  # where the BuildKit secret is mount
 READ_TIMEOUT_ENV = "TRELLIS_BOX_HUB_READ_TIMEOUT"  # seconds without a byte before a download is retried
 _DEFAULT_READ_TIMEOUT = 120.0
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
-_TOKEN_HOW = ("--token-file FILE, a BuildKit secret mounted at /run/secrets/hf_token\n"
-              "(docker build --secret id=hf_token,src=FILE), or the HF_TOKEN environment variable")
+_TOKEN_HOW = ("`token_file` FILE, a BuildKit secret mounted at /run/secrets/hf_token\n"
+              "(`docker build --secret id=hf_token,src=FILE`), or the HF_TOKEN environment variable")
 
 
 class Token:
@@ -82,7 +82,7 @@ def find_token(token_file: Path | None = None) -> Token | None:
         if not value:
             raise UsageError(f"token file {token_file} is empty",
                              fix="write the Hugging Face token into it, on one line", path=token_file)
-        return Token(value, f"--token-file {token_file}")
+        return Token(value, f"`token_file` {token_file}")
     secret = Path(os.environ.get(SECRET_ENV) or DEFAULT_SECRET)
     try:
         value = secret.read_text(encoding="utf-8").strip()
@@ -128,7 +128,7 @@ class Hub:
             raise HubFilesMissing(
                 f"{pin.repo} at {revision} lacks files the nodes need",
                 detail=f"commit {commit}: missing " + ", ".join(missing),
-                fix=(f"pin a revision that has them (revision = \"<commit>\" in the {model.name} table of --config), "
+                fix=(f"pin a revision that has them (revision = \"<commit>\" in the {model.name} table of `config`), "
                      "or update the catalog if upstream renamed them"),
                 repo=pin.repo, revision=revision, commit=commit, missing=missing,
             )
@@ -191,7 +191,7 @@ class Hub:
                         "Nothing was downloaded."),
                 fix=(f"request access at {page} (approved by hand; can take days), then run again;\n"
                      f"or point {model.name} at a mirror that serves it "
-                     f"(repo, endpoint in the {model.name} table of --config)"),
+                     f"(repo, endpoint in the {model.name} table of `config`)"),
                 note=licence, repo=pin.repo, access_url=page,
             )
         if isinstance(exc, RevisionNotFoundError):
@@ -200,7 +200,7 @@ class Hub:
             return HubFilesMissing(
                 f"{pin.repo} at {revision}: a file the nodes need is gone",
                 detail=str(exc).splitlines()[0], repo=pin.repo,
-                fix=f"pin a revision that has it (revision = \"<commit>\" in the {model.name} table of --config)",
+                fix=f"pin a revision that has it (revision = \"<commit>\" in the {model.name} table of `config`)",
             )
         if isinstance(exc, RepositoryNotFoundError):
             # Some mirrors answer RepoNotFound for an unknown revision: tell them apart by the refs.
@@ -210,7 +210,7 @@ class Hub:
                 return HubRepoNotFound(
                     f"repository {pin.repo} not found on {endpoint}",
                     detail="the Hub answered 'repository not found' (a private repo looks the same without a token)",
-                    fix=(f"check the repo id, HF_ENDPOINT, or the {model.name} table of --config; "
+                    fix=(f"check the repo id, HF_ENDPOINT, or the {model.name} table of `config`; "
                          f"for a private repo pass a token ({_TOKEN_HOW.splitlines()[0]} ...)"),
                     repo=pin.repo,
                 )
@@ -260,7 +260,7 @@ class Hub:
             f"revision {revision!r} not found in {pin.repo}",
             detail=f"branches and tags on {endpoint_for(pin)}: {names}",
             fix=(f"use an existing branch, tag or full commit (revision = \"...\" in the {model.name} table "
-                 "of --config), or fix the commit in the weights lock"),
+                 "of `config`), or fix the commit in the weights lock"),
             repo=pin.repo, revision=revision,
         )
 

@@ -12,7 +12,7 @@ from trellis_box.weights.sources import Body, RemoteFile, Resolved
 
 
 class LocalTree:
-    """``--from DIR``: an air-gapped copy laid out like the repositories, ``DIR/<repo_id>/<file>``."""
+    """An air-gapped copy laid out like the repositories, ``DIR/<repo_id>/<file>``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.expanduser().resolve()
@@ -22,7 +22,7 @@ class LocalTree:
         missing = [f for f in model.files if not (base / f).is_file()]
         if missing:
             raise LocalSourceMissing(
-                f"--from {self.root} lacks files of {model.pin.repo}",
+                f"`from_dir` {self.root} lacks files of {model.pin.repo}",
                 detail="missing: " + ", ".join(str(base / f) for f in missing),
                 fix=f"copy the repository's files to {base}/ (same relative paths as on the Hub)",
                 missing=[str(base / f) for f in missing],

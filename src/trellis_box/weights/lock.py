@@ -6,7 +6,7 @@ a baked tree, never by fetch) and, after a fetch, in the baked tree
 
     {"version": 1,
      "models": {"dinov3": {"repo": "facebook/dinov3-vitl16-pretrain-lvd1689m",
-                           "revision": "main", "commit": "<40 hex or null for --from>",
+                           "revision": "main", "commit": "<40 hex, or null from a local tree>",
                            "files": {"config.json": {"size": 693, "sha256": "<64 hex>"}}}}}
 """
 

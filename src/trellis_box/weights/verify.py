@@ -73,7 +73,7 @@ class VerifyReport:
     files: int
     bytes: int
     problems: tuple[Problem, ...]
-    lock_given: bool = False  # --lock was passed, rather than found
+    lock_given: bool = False  # the lock was given, rather than found
     weights_mode: standin.WeightsMode = "real"
 
     @property
@@ -110,7 +110,7 @@ class VerifyReport:
                 f"weights under {self.root} are {standin.LABEL}, not the real models",
                 detail=self.problems[0].detail,
                 fix=f"fetch the real weights (`trellis-box models fetch --comfy-root {self.root}`) and "
-                    f"delete {self.problems[0].path}; for measurement only, pass --allow-stand-in",
+                    f"delete {self.problems[0].path}; for measurement only, pass `allow_stand_in`",
                 kinds=kinds,
             )
         raise WeightsNotVerified(
@@ -123,7 +123,7 @@ class VerifyReport:
 
 
 def repair_command(root: Path, lock: Path | None = None) -> str:
-    """``models fetch`` for ``root`` with the ``--from``, ``--config`` and ``--lock`` its last fetch
+    """``models fetch`` for ``root`` with the local tree, source overrides and lock its last fetch
     used (``lock``, when given, wins: the lock the tree was just checked against)."""
     try:
         record = json.loads(fetch_record_path(root).read_text(encoding="utf-8"))
@@ -177,7 +177,7 @@ def verify(comfy_root_dir: Path, *, full: bool = False, lock_path: Path | None =
         raise LockMissing(
             f"no weights lock to check {root} against",
             detail="looked for " + " and ".join(str(p) for p in looked),
-            fix="run `trellis-box models fetch` (it writes both), or pass --lock FILE",
+            fix="run `trellis-box models fetch` (it writes both), or pass `lock_path` FILE",
             root=root,
         )
     problems: list[Problem] = []
@@ -208,7 +208,7 @@ def verify(comfy_root_dir: Path, *, full: bool = False, lock_path: Path | None =
     if weights_mode == "stand-in" and not allow_stand_in:
         problems.insert(0, Problem("stand-in", standin.marker_path(root),
                                    f"{standin.LABEL}: random values, not the real models (the GPU harness "
-                                   "wrote them); accepted only with --allow-stand-in"))
+                                   "wrote them)"))
     return VerifyReport(root=root, full=full, lock=lock_path if lock else None, files=files, bytes=total,
                         problems=tuple(problems), lock_given=given, weights_mode=weights_mode)
 

@@ -414,6 +414,27 @@ async def test_an_interrupted_batch_keeps_what_finished_and_resumes(
     assert len(list(out.glob("*.glb"))) == 5
 
 
+async def test_a_cancel_while_a_prompt_is_being_queued_withdraws_that_prompt_too(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """The server has queued the prompt, its answer (the prompt's id) is on its way: a cancel
+    then must not leave that prompt to run for nobody."""
+    server = _start(comfy_standin, tmp_path, exec_seconds=60, queue_reply_delay=2.0)
+    _photos(tmp_path / "in", 1)
+
+    async def queued() -> bool:
+        assert not task.done(), task.result()
+        return not await _queue_empty(server.url)
+
+    task = asyncio.create_task(batch.run_batch(server.url, [tmp_path / "in"],
+                                               _opts(tmp_path / "out"), timeouts=FAST))
+    await _eventually(queued)
+    task.cancel()
+    report = await task
+    assert report.interrupted
+    assert [o.status for o in report.outcomes] == ["interrupted"]
+    await _eventually(lambda: _queue_empty(server.url), deadline=10)
+
+
 @dataclass
 class _HeldUpload:
     server: StandinServer

@@ -31,7 +31,7 @@ class StandinServer:
 
     ``options`` are stand-in options by field name (``exec_seconds``, ``post_seconds``, ``glb_bytes``,
     ``fail_node``, ``fail_kind``, ``fail_message``, ``fail_when``, ``drop_ws_after``,
-    ``view_delay``, ``gpu_name``, ``vram_bytes``, ``startup_delay``, ``progress_steps``),
+    ``view_delay``, ``queue_reply_delay``, ``gpu_name``, ``vram_bytes``, ``startup_delay``, ``progress_steps``),
     passed as ``--standin-*`` flags.
     """
 

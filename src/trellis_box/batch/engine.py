@@ -63,6 +63,8 @@ from trellis_box.storage.local import LocalStorage
 #: Attempts per input when the server forgets a prompt (restart) or runs out of memory with
 #: ``auto_resolution`` (each retry one rung lower).
 MAX_ATTEMPTS = 3
+#: How long a cancelled submission still waits for the server's answer to its POST /prompt.
+QUEUE_ANSWER_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -354,8 +356,7 @@ class _Engine:
             try:
                 name = await comfy.http.upload_bytes(job.image.png, ".png")
                 job.graph = workflow.build(job.options, name)
-                job.prompt_id = await comfy.queue_prompt(
-                    job.graph, on_message=functools.partial(self._progress, job))
+                job.prompt_id = await self._queue(comfy, job)
                 job.queued_at = time.monotonic()
                 self.ours.add(job.prompt_id)
                 self.emit(Queued(job.item))
@@ -364,6 +365,20 @@ class _Engine:
                 if attempt == MAX_ATTEMPTS - 1:
                     raise
                 await comfy.wait_connected()
+
+    async def _queue(self, comfy: ComfyClient, job: _Job) -> str:
+        """POST the prompt; a cancel meanwhile waits for the answer (briefly): the server may have
+        queued the prompt already, and the withdrawal can only find it ours by its id."""
+        queueing = asyncio.ensure_future(comfy.queue_prompt(
+            job.graph, on_message=functools.partial(self._progress, job)))
+        try:
+            return await asyncio.shield(queueing)
+        except asyncio.CancelledError:
+            done, _ = await asyncio.wait({queueing}, timeout=QUEUE_ANSWER_GRACE_S)
+            if queueing in done and not queueing.cancelled() and queueing.exception() is None:
+                self.ours.add(queueing.result())
+            queueing.cancel()
+            raise
 
     def _progress(self, job: _Job, msg: protocol.PromptMessage) -> None:
         node = getattr(msg, "node", None)

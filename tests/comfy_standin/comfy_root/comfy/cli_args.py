@@ -69,6 +69,8 @@ standin.add_argument("--standin-drop-ws-after", type=int, default=None,
                      help="abort each websocket after it carried this many messages")
 standin.add_argument("--standin-view-delay", type=float, default=None,
                      help="seconds /view waits before answering")
+standin.add_argument("--standin-queue-reply-delay", type=float, default=None,
+                     help="seconds POST /prompt waits, the prompt queued, before answering")
 standin.add_argument("--standin-gpu-name", type=str, default=None)
 standin.add_argument("--standin-vram-bytes", type=int, default=None)
 standin.add_argument("--standin-startup-delay", type=float, default=None,

@@ -6,6 +6,7 @@ Bodies and statuses are the recorded server's; ``/standin/options`` is the stand
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -135,6 +136,8 @@ class Api:
             return _refused(verdict.error or {}, verdict.node_errors)
         self._queue.submit(Job(number, prompt_id, body["prompt"], extra_data, verdict.outputs))
         log.info("queued prompt %s", prompt_id)
+        if options.current.queue_reply_delay > 0:
+            await asyncio.sleep(options.current.queue_reply_delay)
         return web.json_response({"prompt_id": prompt_id, "number": number,
                                   "node_errors": verdict.node_errors})
 

@@ -27,6 +27,9 @@ class Options:
     fail_when: str | None = None
     drop_ws_after: int = 0
     view_delay: float = 0.0
+    #: Seconds between queueing a prompt and answering its POST: a client cancelled meanwhile
+    #: has a prompt on the server whose id it never read.
+    queue_reply_delay: float = 0.0
     gpu_name: str | None = None
     vram_bytes: int | None = None
     startup_delay: float = 0.0

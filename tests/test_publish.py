@@ -212,7 +212,8 @@ def test_absent_local_image_is_named(aws_env: EcrApi, capsys: pytest.CaptureFixt
 @pytest.mark.docker
 def test_unreachable_registry_is_not_called_a_refusal(
         aws_env: EcrApi, labelled_image: str, capsys: pytest.CaptureFixture[str]) -> None:
-    closed = _closed_port()
+    # A port whose digits hold a 403: the engine's message names it, and it is no refusal.
+    closed = _closed_port(range(40300, 40400))
     code, _, err = run_cli(capsys, "publish", labelled_image, "--repository", repo_name(),
                            "--create-repository", "--registry", f"127.0.0.1:{closed}")
     assert code == 1
@@ -221,8 +222,14 @@ def test_unreachable_registry_is_not_called_a_refusal(
     assert "refused the ECR login" not in err
 
 
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _closed_port(candidates: range | None = None) -> int:
+    """A loopback port nothing listens on (bound, then released): any, or the first of
+    ``candidates`` that is free."""
+    for port in candidates or [0]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise AssertionError(f"no free port in {candidates}")

@@ -39,8 +39,9 @@ ECR = AwsService(
                 "DescribeRepositories, CreateRepository, and the push actions)",
     endpoint="`ecr_endpoint_url` or AWS_ENDPOINT_URL_ECR",
     region="pass `region` us-west-2, or set AWS_REGION or AWS_DEFAULT_REGION, or region in ~/.aws/config")
-# How the engine words a registry's refusal, as opposed to not reaching it.
-_REFUSALS = ("401", "403", "unauthorized", "denied", "authentication required")
+# How the engine words a registry's refusal, as opposed to not reaching it. Whole words: the
+# message names the registry's port, and port 44039 is not a 403.
+_REFUSAL = re.compile(r"\b(?:401|403|unauthorized|denied|authentication required)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ def _login(client: docker.DockerClient, host: str, username: str, password: str)
         client.login(username=username, password=password, registry=host, reauth=True)
     except docker.errors.APIError as exc:
         said = str(exc.explanation or exc)
-        if not any(word in said.lower() for word in _REFUSALS):
+        if not _REFUSAL.search(said):
             raise RegistryUnreachableError(
                 f"the Docker engine could not reach registry {host}",
                 detail=f"the engine said: {said}",

@@ -34,8 +34,10 @@ def shell_like(decoded: torch.Tensor) -> torch.Tensor:
 def patch() -> int:
     patched = 0
     for name, module in list(sys.modules.items()):
-        cls = getattr(module, "SparseStructureDecoder", None) if name.endswith(
-            "trellis2.models.sparse_structure_vae") else None
+        # ``trellis2.models`` imports its model modules lazily, at a job's first model load (after
+        # this prompt hook has run): asking the package for the class loads the decoder's module now.
+        # Looking only for an already-loaded ``sparse_structure_vae`` missed it on every first job.
+        cls = getattr(module, "SparseStructureDecoder", None) if name.endswith("trellis2.models") else None
         if cls is None or getattr(cls, "_trellis_box_shell", False):
             continue
         original = cls.forward

@@ -93,11 +93,23 @@ class Run:
                    data["cpu_cores_busy"])
 
 
+def announce(label: str, start: float) -> batch.Observer:
+    """Prints each image as it finishes, on the run's clock: a run cut off before its end (the GPU
+    machine's call ran out) still leaves the figures of the images it finished."""
+    def on_event(event: batch.Event) -> None:
+        if isinstance(event, batch.Done):
+            timings = event.outcome.report.timings if event.outcome.report else None
+            what = (f"server {timings.server_ms / 1000:.1f} s" if timings and timings.server_ms is not None
+                    else event.outcome.status)
+            print(f"  {label}: {event.item.name} {what}, at +{time.monotonic() - start:.1f} s", flush=True)
+    return on_event
+
+
 async def run_once(label: str, url: str, inputs: list[Path], out: Path, options: WorkflowOptions,
                    max_workers: int | None, gpu: GpuSampler, cpu: CpuSampler) -> Run:
     start = time.monotonic()
     report = await batch.run_batch(url, inputs, batch.BatchOptions(
-        out, workflow=options, max_workers=max_workers))
+        out, workflow=options, max_workers=max_workers), on_event=announce(label, start))
     end = time.monotonic()
     failed = [o for o in report.outcomes if o.status != "ok"]
     for outcome in failed:
@@ -160,7 +172,8 @@ async def measure(args: argparse.Namespace, url: str, work: Path,
             # Untimed, one image per worker (slots go round): each loads the resolution's models
             # (serve's warm-up loaded 512's).
             await batch.run_batch(url, (inputs * workers)[:workers], batch.BatchOptions(
-                work / "prime", workflow=base.replace(seed=1001)))
+                work / "prime", workflow=base.replace(seed=1001)),
+                on_event=announce("prime", time.monotonic()))
             print(f"primed {workers} workers", flush=True)
         if not runs:
             runs.append(await run_once("one worker", url, inputs, work / "one",

@@ -42,6 +42,18 @@ def test_a_complete_tree_passes_quick_and_full(root: Path, run_cli: RunCli) -> N
     assert f"hashing {full.bytes / 1e6:.1f} MB against the lock" in result.err  # the progress, off a terminal
 
 
+def test_the_root_can_come_from_the_variable_serve_reads(
+        root: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRELLIS_BOX_COMFY_ROOT", str(root))
+    result = run_cli("models", "verify")
+    assert result.code == 0, result.text
+    assert "ok: 23 files (" in result.out
+    monkeypatch.setenv("TRELLIS_BOX_COMFY_ROOT", str(root / "models"))
+    wrong = run_cli("models", "verify")
+    assert wrong.code != 0
+    assert f"it looks like the models/ folder of {root}" in " ".join(wrong.text.split())
+
+
 def test_quick_verify_says_it_checked_sizes_only(root: Path, run_cli: RunCli) -> None:
     result = run_cli("models", "verify", "--comfy-root", str(root))
     assert result.code == 0, result.text

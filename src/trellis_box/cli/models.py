@@ -42,7 +42,9 @@ VerifyLockOption = typer.Option(None, "--lock", dir_okay=False,
                                 help="Lock file to check against (default: the one fetch baked into the "
                                      "tree, else the package's weights.lock.json).")
 TokenFileOption = typer.Option(None, "--token-file", help="File holding a Hugging Face token.", dir_okay=False)
-RootOption = typer.Option(..., "--comfy-root", help="The ComfyUI root (the directory with main.py).")
+# The same variable serve reads, so one setting serves both (and the not-a-root fix can name it).
+RootOption = typer.Option(..., "--comfy-root", envvar="TRELLIS_BOX_COMFY_ROOT",
+                          help="The ComfyUI root (the directory with main.py).")
 
 
 _BYTES_COLUMNS = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),

@@ -564,6 +564,33 @@ async def test_a_failed_inputs_report_upload_held_in_s3_stops_no_other_input(
     assert landed["status"] == "failed" and landed["error"]["error"] == "image-invalid"
 
 
+async def test_inputs_that_failed_on_the_server_free_their_slots_before_their_reports_land(
+        aws: Aws, comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """A failed input's report may take long to reach the output storage: the worker it ran on
+    takes the next input meanwhile. Every report upload is held here; with the slots (two per
+    worker) waiting on them, only two of the four inputs would ever reach the server."""
+    server = _start(comfy_standin, tmp_path, exec_seconds=0.1, fail_node=GENERATOR)
+    _photos(tmp_path / "in", 4)
+    bucket = aws.bucket()
+    with HeldRequest(aws.endpoint_url, f"PUT /{bucket}/out/object-".encode()) as relay:
+        outputs = S3Storage(bucket, "out", client=Aws(relay.url).client("s3"))
+        task = asyncio.create_task(batch.run_batch(
+            server.url, [tmp_path / "in"], _opts(tmp_path / "staging", outputs=outputs),
+            timeouts=FAST))
+
+        async def all_ran() -> bool:
+            assert not relay.ran_out.is_set(), "inputs waited for the held report uploads"
+            with urllib.request.urlopen(f"{server.url}/history", timeout=10) as response:
+                return len(json.load(response)) == 4
+
+        await _eventually(all_ran, deadline=15)
+        assert aws.keys(bucket, "out/") == [] and not task.done()
+        relay.let_through()
+        report = await task
+    assert [o.status for o in report.outcomes] == ["failed"] * 4
+    assert len(aws.keys(bucket, "out/")) == 4
+
+
 async def test_a_cancel_during_a_failed_inputs_report_upload_withdraws_at_once_and_lets_it_land(
         aws: Aws, comfy_standin: StartStandin, tmp_path: Path) -> None:
     """As for a finished input's files: our prompts go without waiting for the upload, the run

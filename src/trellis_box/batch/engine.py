@@ -423,7 +423,12 @@ class _Engine:
             self._done(Outcome(job.item, "ok", report=report,
                                seconds=time.monotonic() - job.queued_at))
         except TrellisBoxError as exc:
-            await self._failed_job(job, exc)
+            failing = self._failed_job(job, exc)  # a server found gone counts before the release
+            if slot_held:
+                # The worker takes the next input while the failure's report goes to storage.
+                self.slots.release(_on(job))
+                slot_held = False
+            await failing
         except asyncio.CancelledError:
             # Resume skips an input whose report is in place: the interrupted run says so too.
             if job.committed is not None:

@@ -106,7 +106,7 @@ def announce(label: str, start: float) -> batch.Observer:
 
 
 async def run_once(label: str, url: str, inputs: list[Path], out: Path, options: WorkflowOptions,
-                   max_workers: int | None, gpu: GpuSampler, cpu: CpuSampler) -> Run:
+                   max_workers: int, gpu: GpuSampler, cpu: CpuSampler) -> Run:
     start = time.monotonic()
     report = await batch.run_batch(url, inputs, batch.BatchOptions(
         out, workflow=options, max_workers=max_workers), on_event=announce(label, start))
@@ -119,8 +119,7 @@ async def run_once(label: str, url: str, inputs: list[Path], out: Path, options:
     timings = [o.report.timings for o in report.outcomes
                if o.status == "ok" and o.report and o.report.timings]
     window = gpu.window(start, end)
-    used = len(report.server["workers"]) if max_workers is None else max_workers
-    run = Run(label, used, end - start, [o.item.name for o in failed],
+    run = Run(label, max_workers, end - start, [o.item.name for o in failed],
               [t.server_ms / 1000 for t in timings if t.server_ms is not None],
               [t.client_seconds for t in timings], window.busy_share, window.peak_used_bytes,
               cpu.window(start, end).cores_busy)
@@ -145,16 +144,25 @@ def inputs_for(args: argparse.Namespace, folder: Path) -> list[Path]:
 
 
 def baseline_run(path: str, args: argparse.Namespace) -> Run:
-    """The one-worker run of an earlier run's ``--json-out``, when it measured the same batch."""
+    """The one-worker run of an earlier run's ``--json-out`` at the same resolution and preset.
+
+    One worker runs the batch's images one after another, so its wall time is its images' times
+    added up: an earlier run of fewer (or more) images is scaled to this batch's count, and the
+    label says so. Its per-image times, busy share and cores are per image already."""
     earlier = json.loads(Path(path).read_text())
-    same = {k: earlier.get(k) for k in ("images", "resolution", "preset")}
-    if same != {"images": args.images, "resolution": args.resolution, "preset": args.preset}:
-        raise SystemExit(f"{path}: measured {same}, not this batch: run with the same --images, "
+    same = {k: earlier.get(k) for k in ("resolution", "preset")}
+    if same != {"resolution": args.resolution, "preset": args.preset}:
+        raise SystemExit(f"{path}: measured {same}, not this batch: run with the same "
                          "--resolution and --preset, or without --baseline")
     single = next((r for r in earlier["runs"] if r["workers"] == 1), None)
     if single is None:
         raise SystemExit(f"{path}: has no one-worker run (it was itself run with --baseline)")
-    return Run.from_dict(single, f"one worker ({Path(path).name})")
+    measured = len(single["server_s"]) + len(single["failed"])
+    label = f"one worker ({Path(path).name}"
+    if measured != args.images:
+        single = {**single, "wall_s": single["wall_s"] * args.images / measured}
+        label += f", {measured} images, wall scaled to {args.images}"
+    return Run.from_dict(single, label + ")")
 
 
 async def measure(args: argparse.Namespace, url: str, work: Path,
@@ -179,8 +187,9 @@ async def measure(args: argparse.Namespace, url: str, work: Path,
             runs.append(await run_once("one worker", url, inputs, work / "one",
                                        base.replace(seed=1), 1, gpu, cpu))
             progress(runs, facts)
-        runs.append(await run_once(f"{workers} workers", url, inputs, work / "all",
-                                   base.replace(seed=2), None, gpu, cpu))
+        used = min(workers, args.max_workers or workers)
+        runs.append(await run_once(f"{used} workers", url, inputs, work / "all",
+                                   base.replace(seed=2), used, gpu, cpu))
     for sampler in (gpu, cpu):
         if sampler.reason:
             print(f"{type(sampler).__name__}: {sampler.reason}")
@@ -250,6 +259,8 @@ def main() -> None:
                         "as soon as it is done)")
     parser.add_argument("--baseline", metavar="JSON", help="take the one-worker run from an "
                         "earlier --json-out of the same batch instead of running it")
+    parser.add_argument("--max-workers", type=int, help="feed only this many of the server's "
+                        "workers in the every-worker run (a smaller design on the same server)")
     parser.add_argument("--prime", action=argparse.BooleanOptionalAction, default=True,
                         help="first one untimed image per worker, to load the resolution's models")
     args = parser.parse_args()

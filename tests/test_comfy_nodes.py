@@ -55,6 +55,18 @@ def test_pack_imports_without_comfyui_and_without_aiohttp() -> None:
     assert result.stdout.strip() == "['TrellisBoxGLBOutput'] False False"
 
 
+
+def test_importing_the_package_from_a_comfyui_root_leaves_comfyuis_server_alone(tmp_path: Path) -> None:
+    # `python -m trellis_box.cli.app serve` run in the ComfyUI root (the GPU harness does) has the
+    # root on sys.path: importing ComfyUI's server.py there pulled torch and a CUDA context into
+    # serve itself. This server.py records that it was imported.
+    (tmp_path / "server.py").write_text("import pathlib\npathlib.Path('server-imported').touch()\n")
+    code = "import sys, trellis_box.cli.app; print('server' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=tmp_path)
+    assert result.stdout.strip() == "False"
+    assert not (tmp_path / "server-imported").exists()
+
 def test_schema_declares_a_forced_string_input_and_an_output_node() -> None:
     node = NODE_CLASS_MAPPINGS["TrellisBoxGLBOutput"]
     assert node.INPUT_TYPES() == {"required": {"glb_path": ("STRING", {"forceInput": True})}}

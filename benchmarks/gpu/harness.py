@@ -126,7 +126,7 @@ def up(args: argparse.Namespace) -> dict[str, Any]:
         # ComfyUI's interpreter with our src on the path too (the wrapper would replace PYTHONPATH).
         done = subprocess.run([args.python, str(REPO / "benchmarks" / "gpu" / "standin_weights.py"),
                                "--comfy-root", str(root), "--configs", str(args.sources / CONFIGS_DIR),
-                               "--checkpoints", args.checkpoints],
+                               "--checkpoints", args.checkpoints, "--device", args.standin_device],
                               env={**base_env, "PYTHONPATH": ":".join([str(REPO / "src"), *map(str, comfy_path)])},
                               capture_output=True, text=True)
         (args.out / "standin-weights.json").write_text(done.stdout)
@@ -236,6 +236,9 @@ def parser() -> argparse.ArgumentParser:
                            help="a ComfyUI root holding the real weights (default: stand-in weights)")
             s.add_argument("--checkpoints", choices=("empty", "full"), default="empty",
                            help="stand-in TRELLIS.2 checkpoints without tensors or with them (see standin_weights.py)")
+            # cpu: a dry run on a machine without a GPU (fake nvidia-smi, --comfy-arg --cpu) that
+            # checks the carried packages and the packs' imports before GPU time is spent.
+            s.add_argument("--standin-device", default="cuda", help="where stand-in weights are built")
             s.add_argument("--archs", help="CUDA_ARCHS to build for (default: this GPU's)")
             s.add_argument("--python", default=sys.executable, help="ComfyUI's interpreter (with torch)")
             s.add_argument("--comfy-path", action="append", default=[], type=Path)

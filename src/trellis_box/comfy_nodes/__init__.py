@@ -7,6 +7,8 @@ before the server starts.
 
 from __future__ import annotations
 
+import sys
+
 from .glb_output import GLBOutputError, TrellisBoxGLBOutput
 from .glb_stats import GLBFormatError, GLBStats, glb_stats
 
@@ -25,13 +27,17 @@ __all__ = [
 
 
 def _register_routes() -> None:
-    try:
-        from server import PromptServer
-    except ImportError:  # not running inside ComfyUI
+    # Only when ComfyUI loads the pack: it imports its ``server`` and builds the PromptServer before
+    # any custom node. Importing ``server`` here instead would, wherever ComfyUI's root is on
+    # sys.path (``python -m trellis_box...`` run there), pull all of ComfyUI, torch and a CUDA
+    # context into whatever process imported trellis-box (serve held 518 MiB of the GPU that way).
+    server = sys.modules.get("server")
+    prompt_server = getattr(getattr(server, "PromptServer", None), "instance", None)
+    if prompt_server is None:
         return
     from .routes import register
 
-    register(PromptServer.instance.routes)
+    register(prompt_server.routes)
 
 
 _register_routes()

@@ -112,7 +112,7 @@ def up(args: argparse.Namespace) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     base_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     comfy_path = list(args.comfy_path)
-    archs = args.archs or gpu_archs(args.python, {**base_env, "PYTHONPATH": ":".join(comfy_path)})
+    archs = args.archs or gpu_archs(args.python, {**base_env, "PYTHONPATH": ":".join(map(str, comfy_path))})
     started = time.monotonic()
     comfy_path = install_extensions(args, base_env, archs) + comfy_path
     extensions_s = time.monotonic() - started

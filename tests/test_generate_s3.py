@@ -110,3 +110,17 @@ def test_no_credentials_for_s3_inputs(aws: Aws, tmp_path: Path, monkeypatch: pyt
     code = main(["generate", f"s3://{bucket}/in/", "--out", str(tmp_path / "out")])
     assert code == 1
     assert f"no AWS credentials to list s3://{bucket}/in" in capsys.readouterr().err
+
+
+def test_a_local_batch_never_reads_the_aws_configuration(
+        comfy_standin: StartStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Local in, local out: a broken AWS config file (or no boto3 at all) is none of its business.
+    broken = tmp_path / "aws-config"
+    broken.write_text("[default\nregion = \n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(broken))
+    server = _start(comfy_standin, tmp_path)
+    code, data = _generate(capsys, str(_photos(tmp_path / "p", 1)), "--server", server.url,
+                           "--out", str(tmp_path / "out"))
+    assert code == 0, data
+    assert [p.name for p in (tmp_path / "out").glob("*.glb")] == ["item-0.glb"]

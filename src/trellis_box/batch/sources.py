@@ -60,6 +60,10 @@ def fetch(items: Sequence[Item]) -> None:
     """Copy the remote inputs among ``items`` to their ``source``. One that is gone stays
     missing locally and fails as that input (its report says so); the others go on."""
 
+    remote = [i for i in items if i.origin is not None]
+    if not remote:
+        # A local batch never touches AWS: no client, no read of the AWS config files.
+        return
     client = s3_client()  # thread-safe, and one is much cheaper than one per object
 
     def one(item: Item) -> None:
@@ -73,7 +77,6 @@ def fetch(items: Sequence[Item]) -> None:
         item.source.parent.mkdir(parents=True, exist_ok=True)
         item.source.write_bytes(data)
 
-    remote = [i for i in items if i.origin is not None]
     with ThreadPoolExecutor(FETCHERS) as pool:
         list(pool.map(one, remote))
 

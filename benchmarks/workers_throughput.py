@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -49,6 +48,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean, median
 from typing import Any
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -128,8 +130,11 @@ async def run_once(label: str, url: str, inputs: list[Path], out: Path, options:
 
 
 def inputs_for(args: argparse.Namespace, folder: Path) -> list[Path]:
-    """``--images`` files: the photos taken in turn, each copy under its own name (the batch's
-    outputs and resume records are per name)."""
+    """``--images`` files: the photos taken in turn, each copy under its own name and with its own
+    bytes. Uploads are named by their content, so two equal copies are one ComfyUI input: a worker
+    given the copy of the photo it just made would answer from ComfyUI's cache in 0 s (the H200
+    run of 2026-12-04 had 6 such answers in 20). A PNG text chunk tells the copies apart; the
+    pixels stay the photo's."""
     photos = (sorted(p for p in Path(args.photos).iterdir()
                      if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
               if args.photos else sample_images())
@@ -137,8 +142,11 @@ def inputs_for(args: argparse.Namespace, folder: Path) -> list[Path]:
     inputs = []
     for i in range(args.images):
         source = photos[i % len(photos)]
-        copy = folder / f"{i:02d}-{source.name}"
-        shutil.copyfile(source, copy)
+        copy = folder / f"{i:02d}-{source.stem}.png"
+        info = PngInfo()
+        info.add_text("trellis-box-benchmark-copy", str(i))
+        with Image.open(source) as image:
+            image.save(copy, pnginfo=info)
         inputs.append(copy)
     return inputs
 

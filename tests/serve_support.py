@@ -168,6 +168,10 @@ def make_setup(base: Path, **gpu: Any) -> ServeSetup:
         "TRELLIS_BOX_LISTEN": "127.0.0.1",
         # The stand-in's generator takes 0.5 s by default; the warm-up need not wait for it.
         "COMFY_STANDIN_EXEC_SECONDS": "0.05",
+        # serve's default (auto) sizes by the cores of the machine the tests run on; one worker
+        # keeps every test the same on 2 cores and on 64. Tests of auto and of several workers
+        # set it themselves.
+        "TRELLIS_BOX_WORKERS": "1",
     })
     return ServeSetup(base, root, bin_dir, state, env)
 

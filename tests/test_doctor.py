@@ -114,8 +114,7 @@ def test_a_mistyped_root_is_named_and_nothing_is_created_under_it(
 def test_a_24gb_card_gets_low_vram_and_1024_at_most(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     setup = make_setup(tmp_path / "doctor", name="NVIDIA L4", memory_mib=23034)
-    monkeypatch.setenv("TRELLIS_BOX_WORKERS", "auto")
-    code, report = doctor(setup, monkeypatch, capsys)
+    code, report = doctor(setup, monkeypatch, capsys, env=setup.environment(TRELLIS_BOX_WORKERS="auto"))
     assert code == 0
     # One worker: a second one's measured 1024 peak (22.5 GB) does not fit beside the first.
     assert by_name(report)["profile"]["detail"].startswith(

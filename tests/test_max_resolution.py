@@ -17,6 +17,7 @@ from tests.serve_support import L4_MIB, ServeSetup, free_port, make_setup
 from tests.test_doctor import by_name, doctor
 from tests.test_serve import StartServe, get, read_state
 from trellis_box.cli.app import main
+from trellis_box.gpu.profiles import CORES_PER_WORKER
 
 H200_MIB = 143771  # nvidia-smi's memory.total of an H200 (141 GB card)
 
@@ -40,11 +41,11 @@ def test_a_cap_at_1024_sizes_auto_at_1024_and_every_client_sees_it(
 
     # Memory is planned at 1024's peak: 6 fit (3 at 1536's); the cores here then decide.
     cores = len(os.sched_getaffinity(0))
-    workers = max(1, min(6, cores // 4, 4))
+    workers = max(1, min(6, cores // CORES_PER_WORKER, 4))
     assert profile_step(serve.events())["detail"] == (
         "80gb-class: low_vram off, resolutions 512, 1024 (TRELLIS_BOX_MAX_RESOLUTION), "
         f"{workers} ComfyUI worker{'s' if workers > 1 else ''} (auto: 6 fit in memory at 1024's peak, "
-        f"{cores} cores allow {cores // 4}, at most 4, at least 1)")
+        f"{cores} cores allow {cores // CORES_PER_WORKER}, at most 4, at least 1)")
     assert len(read_state(setup)["workers"]) == workers
     status, info = get(f"{serve.url}/trellis-box/info")
     assert status == 200 and info["allowed_resolutions"] == ["512", "1024"]

@@ -491,9 +491,9 @@ class TestPieces:
         assert both.listen_addresses == ("::1", "127.0.0.1")
         assert both.base_url == "http://[::1]:9"
         assert s.cuda_archs == pins.load().cuda_archs
-        # One worker until several are measured on a GPU; auto sizes them at start (None); the
-        # others follow 8188.
-        assert (s.workers, s.worker_restarts, s.worker_ports(3)) == (1, 3, [8188, 8189, 8190])
+        # auto by default: sized at start from the profile and the cores (None); the others
+        # follow 8188.
+        assert (s.workers, s.worker_restarts, s.worker_ports(3)) == (None, 3, [8188, 8189, 8190])
         assert settings.load({"TRELLIS_BOX_WORKERS": "auto"}).workers is None
         # The VRAM profile's own top unless lowered.
         assert s.max_resolution is None

@@ -5,7 +5,8 @@ peaks at 14.7 GB of device memory at 512, 22.5 GB at 1024 and 39.1 GB at 1536. T
 below rest on those peaks, and ``tests/test_profiles.py`` checks every class against them: 24 GB
 cards (A10G, L4: about 22 GiB reported) hold 1024 but not 1536, so they top out at 1024; 40 and
 48 GB cards (A100 40 GB, L40S) hold 1536. ``low_vram`` (models parked on the CPU between stages)
-only lowers the peak, so the measured peaks bound it; it goes off only where the largest allowed
+only lowers the peak (measured: 4.2 / 11.6 / 34.4 GB at 512 / 1024 / 1536 with it on), so the
+measured peaks with it off bound it; it goes off only where the largest allowed
 peak fits with :data:`UNPARKED_HEADROOM` to spare, which a 40 or 48 GB card does not (39.1 GB x 1.25),
 so only 80 GB-class cards run without it. Other cards than the H200 are projections from these
 figures, not measurements. Upstream reports (research/upstream-facts.md §3.8, §5): about 24 GB
@@ -144,11 +145,14 @@ def choose_resolution(requested: str, profile: Profile, *, auto_resolution: bool
 
 #: Device memory kept free beside the workers' measured peaks (the driver's own, fragmentation).
 WORKER_MARGIN_BYTES = 4 * GIB
-#: A worker's post-process (remesh, simplify, UV unwrap, bake) is CPU-bound: a worker per this many
-#: cores, so the CPU stages of N workers do not just queue behind each other (a g6e.xlarge's 4
-#: vCPUs keep one).
-CORES_PER_WORKER = 4
-#: The H200 figures motivate 2 to 4 (GPU busy 18 % of a warm 1024 job); more is unmeasured.
+#: A worker's post-process (remesh, simplify, UV unwrap, bake) is CPU work: a worker per this many
+#: cores, so the CPU stages of N workers do not just queue behind each other. Measured on the H200
+#: with serve pinned to 4 cores (a g6e.xlarge's vCPUs; benchmarks/results/h200-2026-12-04-workers.md):
+#: one warm 1024 worker keeps 1.35 cores busy and ran as fast as on 16 (0.97x); two ran 4 images
+#: in 0.48x one worker's wall time at 0.95x its per-image time, 2.36 of the 4 cores busy.
+CORES_PER_WORKER = 2
+#: Measured up to 4 on the H200 (20 images at 1024: 0.28x one worker's wall time, the GPU busy
+#: 46 %); more is unmeasured.
 MAX_WORKERS = 4
 
 

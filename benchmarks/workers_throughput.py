@@ -108,10 +108,10 @@ def announce(label: str, start: float) -> batch.Observer:
 
 
 async def run_once(label: str, url: str, inputs: list[Path], out: Path, options: WorkflowOptions,
-                   max_workers: int, gpu: GpuSampler, cpu: CpuSampler) -> Run:
+                   max_workers: int, gpu: GpuSampler, cpu: CpuSampler, stagger_s: float = 0.0) -> Run:
     start = time.monotonic()
     report = await batch.run_batch(url, inputs, batch.BatchOptions(
-        out, workflow=options, max_workers=max_workers), on_event=announce(label, start))
+        out, workflow=options, max_workers=max_workers, stagger_s=stagger_s), on_event=announce(label, start))
     end = time.monotonic()
     failed = [o for o in report.outcomes if o.status != "ok"]
     for outcome in failed:
@@ -196,8 +196,9 @@ async def measure(args: argparse.Namespace, url: str, work: Path,
                                        base.replace(seed=1), 1, gpu, cpu))
             progress(runs, facts)
         used = min(workers, args.max_workers or workers)
-        runs.append(await run_once(f"{used} workers", url, inputs, work / "all",
-                                   base.replace(seed=2), used, gpu, cpu))
+        label = f"{used} workers" + (f", staggered {args.stagger:g} s" if args.stagger else "")
+        runs.append(await run_once(label, url, inputs, work / "all", base.replace(seed=2), used, gpu, cpu,
+                                   args.stagger))
     for sampler in (gpu, cpu):
         if sampler.reason:
             print(f"{type(sampler).__name__}: {sampler.reason}")
@@ -269,6 +270,9 @@ def main() -> None:
                         "earlier --json-out of the same batch instead of running it")
     parser.add_argument("--max-workers", type=int, help="feed only this many of the server's "
                         "workers in the every-worker run (a smaller design on the same server)")
+    parser.add_argument("--stagger", type=float, default=0.0, metavar="SECONDS",
+                        help="start worker k's first job k x SECONDS in (BatchOptions.stagger_s): "
+                        "their GPU stages take turns instead of sharing the GPU in step")
     parser.add_argument("--prime", action=argparse.BooleanOptionalAction, default=True,
                         help="first one untimed image per worker, to load the resolution's models")
     args = parser.parse_args()

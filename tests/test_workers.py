@@ -354,3 +354,36 @@ def test_a_worker_whose_port_is_not_reachable_is_left_out_and_named(
     assert report.server["workers_unreachable"] == [f"http://127.0.0.1:{hidden}"]
     saved = json.loads((tmp_path / "out" / "p0.json").read_text())
     assert saved["server"]["workers_unreachable"] == [f"http://127.0.0.1:{hidden}"]
+
+
+class TestStagger:
+    def test_a_staggered_batch_gives_each_worker_its_first_prompt_in_turn(
+            self, serve_setup: ServeSetup, start_serve: StartServe, tmp_path: Path) -> None:
+        env, port1 = two_workers(serve_setup)
+        # Each job outlasts the stagger, so a free worker 0 cannot explain the gap.
+        serve = start_serve(serve_setup, "--no-warmup", env={**env, "COMFY_STANDIN_EXEC_SECONDS": "3"})
+        serve.wait_event("phase", phase="ready")
+
+        def queued_times(out: Path, stagger_s: float, first: int) -> dict[str, float]:
+            # Photos of their own: ComfyUI would answer the other run's from its cache at once.
+            inputs = [object_photo(out.parent / f"in-{out.name}" / f"p{i}.png", first + i) for i in range(2)]
+            times: dict[str, float] = {}
+
+            def on_event(event: batch.Event) -> None:
+                if isinstance(event, batch.Queued):
+                    times[event.item.name] = time.monotonic()
+            report = asyncio.run(batch.run_batch(serve.url, inputs, batch.BatchOptions(
+                out, depth=1, stagger_s=stagger_s), on_event=on_event))
+            assert [o.status for o in report.outcomes] == ["ok"] * 2
+            return times
+
+        # Unstaggered, both go out at once (one to each worker, the one with most free slots).
+        at_once = queued_times(tmp_path / "at-once", 0.0, 0)
+        assert abs(at_once["p0"] - at_once["p1"]) < 1.0
+        # Staggered by 2 s: worker 1's turn comes 2 s in, and the second input waits for it
+        # rather than queueing behind the first on worker 0.
+        staggered = queued_times(tmp_path / "staggered", 2.0, 2)
+        assert staggered["p1"] - staggered["p0"] >= 1.9
+        ran = [set(history(url)) for url in (serve.url, f"http://127.0.0.1:{port1}")]
+        ids = [json.loads((tmp_path / "staggered" / f"p{i}.json").read_text())["prompt_id"] for i in range(2)]
+        assert ids[0] in ran[0] and ids[1] in ran[1]

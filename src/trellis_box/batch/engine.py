@@ -5,7 +5,8 @@ Scheduling: up to ``1 + depth`` of our prompts sit on each ComfyUI worker at onc
 one's files and upload the next image. A slot frees when a prompt *ends on the server*, not when
 its files are home. A container running several workers lists them in ``/trellis-box/info``
 (``comfyui/workers.py``): each gets its own client and slots, and the next input goes to whichever
-worker frees a slot first; a plain ComfyUI is one worker.
+worker frees a slot first; a plain ComfyUI is one worker. ``stagger_s`` spaces the workers' first
+prompts, one worker's turn after the other.
 
 Every input gets one outcome and a ``<name>.json`` report; ``<name>.glb`` and
 ``<name>.cutout.png`` beside it on success. Files are renamed into place whole, the report last:
@@ -79,6 +80,11 @@ class BatchOptions:
     depth: int = 2
     #: Feed at most this many of the server's ComfyUI workers (None: every one it lists).
     max_workers: int | None = None
+    #: Worker k gets its first prompt ``k * stagger_s`` seconds after the batch starts. Workers
+    #: started together stay in step (measured on an H200: their generators shared the GPU at the
+    #: start of every round, then all post-processed while it idled); a stagger near one job's GPU
+    #: time lets them take turns. 0: off, until a GPU run measures it.
+    stagger_s: float = 0.0
     #: Downloads at once (each streams a GLB of tens of MB).
     downloads: int = 4
     #: Where finished files go from ``out_dir`` (report last; S3); ``None``: they stay there.
@@ -235,12 +241,16 @@ async def run_items(server: str, items: list[Item], options: BatchOptions, *,
 
 class _Slots:
     """``1 + depth`` slots per worker; :meth:`acquire` takes one on a worker that has one free
-    (the one with most free: a batch smaller than the slots still spreads over every worker)."""
+    (the one with most free: a batch smaller than the slots still spreads over every worker), and
+    not before that worker's turn when the batch staggers its workers' starts."""
 
-    def __init__(self, workers: list[ComfyClient], per_worker: int) -> None:
+    def __init__(self, workers: list[ComfyClient], per_worker: int, stagger_s: float = 0.0) -> None:
         self._free = {id(w): per_worker for w in workers}
+        self._per_worker = per_worker
         self._workers = workers
         self._waiters: list[asyncio.Future[None]] = []
+        start = time.monotonic()
+        self._opens = {id(w): start + k * stagger_s for k, w in enumerate(workers)}
 
     async def acquire(self, worker: ComfyClient | None = None) -> ComfyClient:
         """A slot on any worker, or on ``worker`` (a job that must go back where its cached
@@ -248,13 +258,22 @@ class _Slots:
         candidates = self._workers if worker is None else [worker]
         while True:
             free = [w for w in candidates if self._free[id(w)] > 0]
-            if free:
-                got = max(free, key=lambda w: self._free[id(w)])
+            now = time.monotonic()
+            # Until every worker's turn has come, an open worker takes no prompt beyond the one it
+            # runs: the next input waits for the next worker's turn instead of queueing there.
+            waiting_turns = any(opens > now for opens in self._opens.values())
+            open_now = [w for w in free if self._opens[id(w)] <= now
+                        and (not waiting_turns or self._free[id(w)] == self._per_worker)]
+            if open_now:
+                got = max(open_now, key=lambda w: self._free[id(w)])
                 self._free[id(got)] -= 1
                 return got
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
-            await waiter
+            # A free worker whose turn is still to come: wake at its turn, or at a release first.
+            turn = min((self._opens[id(w)] for w in free if self._opens[id(w)] > now), default=None)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(waiter), None if turn is None else turn - now)
 
     def release(self, worker: ComfyClient) -> None:
         self._free[id(worker)] += 1
@@ -288,7 +307,7 @@ class _Engine:
         # The key keeps the *requested* options: a downgrade must not make a re-run miss.
         self.requested = options.workflow
         self.run_options = run_options
-        self.slots = _Slots(workers, 1 + max(options.depth, 1))
+        self.slots = _Slots(workers, 1 + max(options.depth, 1), options.stagger_s)
         self.downloads = asyncio.Semaphore(options.downloads)
         self.ours: set[str] = set()
         self.outcomes: dict[Item, Outcome] = {}

@@ -267,7 +267,8 @@ def main() -> None:
     parser.add_argument("--json-out", help="write the figures here as JSON (the one-worker run "
                         "as soon as it is done)")
     parser.add_argument("--baseline", metavar="JSON", help="take the one-worker run from an "
-                        "earlier --json-out of the same batch instead of running it")
+                        "earlier --json-out at the same --resolution and --preset instead of running it "
+                        "(its wall time scaled to --images)")
     parser.add_argument("--max-workers", type=int, help="feed only this many of the server's "
                         "workers in the every-worker run (a smaller design on the same server)")
     parser.add_argument("--stagger", type=float, default=0.0, metavar="SECONDS",

@@ -55,7 +55,6 @@ def test_pack_imports_without_comfyui_and_without_aiohttp() -> None:
     assert result.stdout.strip() == "['TrellisBoxGLBOutput'] False False"
 
 
-
 def test_importing_the_package_from_a_comfyui_root_leaves_comfyuis_server_alone(tmp_path: Path) -> None:
     # `python -m trellis_box.cli.app serve` run in the ComfyUI root (the GPU harness does) has the
     # root on sys.path: importing ComfyUI's server.py there pulled torch and a CUDA context into
@@ -66,6 +65,7 @@ def test_importing_the_package_from_a_comfyui_root_leaves_comfyuis_server_alone(
                             cwd=tmp_path)
     assert result.stdout.strip() == "False"
     assert not (tmp_path / "server-imported").exists()
+
 
 def test_schema_declares_a_forced_string_input_and_an_output_node() -> None:
     node = NODE_CLASS_MAPPINGS["TrellisBoxGLBOutput"]

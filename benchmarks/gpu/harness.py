@@ -236,7 +236,7 @@ def parser() -> argparse.ArgumentParser:
                            help="a ComfyUI root holding the real weights (default: stand-in weights)")
             s.add_argument("--checkpoints", choices=("empty", "full"), default="empty",
                            help="stand-in TRELLIS.2 checkpoints without tensors or with them (see standin_weights.py)")
-            # cpu: a dry run on a machine without a GPU (fake nvidia-smi, --comfy-arg --cpu) that
+            # cpu: a dry run on a machine without a GPU (fake nvidia-smi, --comfy-arg=--cpu) that
             # checks the carried packages and the packs' imports before GPU time is spent.
             s.add_argument("--standin-device", default="cuda", help="where stand-in weights are built")
             s.add_argument("--archs", help="CUDA_ARCHS to build for (default: this GPU's)")

@@ -151,8 +151,8 @@ WORKER_MARGIN_BYTES = 4 * GIB
 #: one warm 1024 worker keeps 1.35 cores busy and ran as fast as on 16 (0.97x); two ran 4 images
 #: in 0.48x one worker's wall time at 0.95x its per-image time, 2.36 of the 4 cores busy.
 CORES_PER_WORKER = 2
-#: Measured up to 4 on the H200 (20 images at 1024: 0.28x one worker's wall time, the GPU busy
-#: 46 %); more is unmeasured.
+#: Measured up to 4 on the H200 (1024: 0.34-0.40x one worker's wall time, the GPU busy 46-56 %);
+#: more is unmeasured.
 MAX_WORKERS = 4
 
 

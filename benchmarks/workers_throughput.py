@@ -104,6 +104,9 @@ def announce(label: str, start: float) -> batch.Observer:
             what = (f"server {timings.server_ms / 1000:.1f} s" if timings and timings.server_ms is not None
                     else event.outcome.status)
             print(f"  {label}: {event.item.name} {what}, at +{time.monotonic() - start:.1f} s", flush=True)
+        elif isinstance(event, batch.Queued) and event.moved_from:
+            print(f"  {label}: {event.item.name} taken from {event.moved_from}'s queue by an idle worker, "
+                  f"at +{time.monotonic() - start:.1f} s", flush=True)
     return on_event
 
 

@@ -24,6 +24,7 @@ from trellis_box.errors import (
     PromptLostError,
     PromptNodeError,
     PromptRejectedError,
+    PromptWithdrawnError,
     UsageError,
 )
 
@@ -351,6 +352,27 @@ async def test_queue_control_removes_only_what_it_is_asked_to(comfy_standin: Sta
             await comfy.wait(ids[0])
     assert after_delete.running == (ids[0],) and after_delete.pending == (ids[1],)
     assert after_clear.pending == ()
+
+
+async def test_a_waiting_prompt_is_withdrawn_and_a_running_one_is_not(
+        comfy_standin: StartStandin, tmp_path: Path) -> None:
+    """What the batch engine moves a prompt to an idle worker with: a prompt still in the queue
+    comes out and never runs; one that started goes on to its result."""
+    server = comfy_standin(exec_seconds=1.5)
+    seen = _Seen()
+    async with ComfyClient(server.url, timeouts=FAST) as comfy:
+        running = await comfy.queue_prompt(await _graph(comfy, tmp_path, 0), on_message=seen)
+        waiting = await comfy.queue_prompt(await _graph(comfy, tmp_path, 1))
+        await seen.until(protocol.ExecutionStart)
+        assert await comfy.withdraw(running) is False
+        assert await comfy.withdraw(waiting) is True
+        with pytest.raises(PromptWithdrawnError, match=f"prompt {waiting} was taken back"):
+            await comfy.wait(waiting)
+        result = await comfy.wait(running)
+        assert await comfy.withdraw(running) is False  # ended: nothing to take back
+        queue, gone = await comfy.http.queue(), await comfy.http.history(waiting)
+    assert result.files(workflow.GLB_OUTPUT_NODE, "3d")
+    assert waiting not in queue and gone is None
 
 
 async def test_an_unreachable_server_is_named_with_the_fix() -> None:

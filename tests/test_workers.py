@@ -387,3 +387,40 @@ class TestStagger:
         ran = [set(history(url)) for url in (serve.url, f"http://127.0.0.1:{port1}")]
         ids = [json.loads((tmp_path / "staggered" / f"p{i}.json").read_text())["prompt_id"] for i in range(2)]
         assert ids[0] in ran[0] and ids[1] in ran[1]
+
+
+def set_standin(url: str, **options: float) -> None:
+    request = urllib.request.Request(f"{url}/standin/options", data=json.dumps(options).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+
+
+class TestTail:
+    def test_an_idle_worker_takes_the_prompt_waiting_behind_a_busy_one(
+            self, serve_setup: ServeSetup, start_serve: StartServe, tmp_path: Path) -> None:
+        env, port1 = two_workers(serve_setup)
+        serve = start_serve(serve_setup, "--no-warmup", env=env)
+        serve.wait_event("phase", phase="ready")
+        urls = [serve.url, f"http://127.0.0.1:{port1}"]
+        # Worker 0 slow, worker 1 fast: p0 runs on 0, p1 on 1, p2 queues behind p0 (the
+        # tie goes to the first worker); worker 1 is then idle with p2 still waiting on 0.
+        set_standin(urls[0], exec_seconds=8)
+        set_standin(urls[1], exec_seconds=0.3)
+        inputs = [object_photo(tmp_path / "in" / f"p{i}.png", 40 + i) for i in range(3)]
+        queued: list[batch.Queued] = []
+
+        def on_event(event: batch.Event) -> None:
+            if isinstance(event, batch.Queued):
+                queued.append(event)
+        report = asyncio.run(batch.run_batch(serve.url, inputs, batch.BatchOptions(
+            tmp_path / "out", depth=1), on_event=on_event))
+
+        assert [o.status for o in report.outcomes] == ["ok"] * 3
+        prompt_of = {i: json.loads((tmp_path / "out" / f"p{i}.json").read_text())["prompt_id"]
+                     for i in range(3)}
+        ran = [set(history(url)) for url in urls]
+        assert ran[0] == {prompt_of[0]}, "p2 must not have run on the busy worker"
+        assert ran[1] == {prompt_of[1], prompt_of[2]}
+        moved = [(e.item.name, e.moved_from) for e in queued if e.moved_from is not None]
+        assert moved == [("p2", urls[0])]

@@ -287,6 +287,13 @@ class PromptLostError(TrellisBoxError):
     reference = "prompt-lost"
 
 
+class PromptWithdrawnError(TrellisBoxError):
+    """A queued prompt was taken back before it started (:meth:`ComfyClient.withdraw`): it will
+    not run there. The batch engine withdraws to move a prompt to a worker gone idle."""
+
+    reference = "prompt-withdrawn"
+
+
 class OutputMissingError(TrellisBoxError):
     """The prompt finished but ``/history`` names no file for an expected output."""
 

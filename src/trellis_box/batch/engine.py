@@ -6,7 +6,9 @@ one's files and upload the next image. A slot frees when a prompt *ends on the s
 its files are home. A container running several workers lists them in ``/trellis-box/info``
 (``comfyui/workers.py``): each gets its own client and slots, and the next input goes to whichever
 worker frees a slot first; a plain ComfyUI is one worker. ``stagger_s`` spaces the workers' first
-prompts, one worker's turn after the other.
+prompts, one worker's turn after the other. Once every input is out, a worker left with nothing
+takes over the last prompt still waiting in another worker's queue (withdrawn there before it
+starts): the batch's tail runs on every worker, not behind one busy worker.
 
 Every input gets one outcome and a ``<name>.json`` report; ``<name>.glb`` and
 ``<name>.cutout.png`` beside it on success. Files are renamed into place whole, the report last:
@@ -17,6 +19,7 @@ input is done, and a re-run skips it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import time
@@ -55,6 +58,7 @@ from trellis_box.errors import (
     OutputGoneError,
     OutputMissingError,
     PromptLostError,
+    PromptWithdrawnError,
     TrellisBoxError,
 )
 from trellis_box.gpu import profiles
@@ -134,6 +138,8 @@ class Planned:
 @dataclass(frozen=True)
 class Queued:
     item: Item
+    #: Set when the prompt was taken back from this worker's queue to run on an idle one.
+    moved_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -275,6 +281,19 @@ class _Slots:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(waiter), None if turn is None else turn - now)
 
+    def idle(self) -> list[ComfyClient]:
+        """Workers whose turn has come and that hold none of our prompts."""
+        now = time.monotonic()
+        return [w for w in self._workers
+                if self._free[id(w)] == self._per_worker and self._opens[id(w)] <= now]
+
+    def take(self, worker: ComfyClient) -> bool:
+        """A slot on ``worker`` if it has one free now (never waits)."""
+        if self._free[id(worker)] == 0:
+            return False
+        self._free[id(worker)] -= 1
+        return True
+
     def release(self, worker: ComfyClient) -> None:
         self._free[id(worker)] += 1
         waiters, self._waiters = self._waiters, []
@@ -294,6 +313,12 @@ class _Job:
     graph: dict[str, Any] = field(default_factory=dict)
     prompt_id: str | None = None
     queued_at: float = 0.0
+    #: The server has sent a message about its prompt: it runs (pending prompts get none).
+    started: bool = False
+    #: The idle worker it is being moved to (a slot taken there), while the move is tried.
+    moving_to: ComfyClient | None = None
+    #: A move found it started: it stays.
+    stays: bool = False
     #: Set when a stale cached answer named a deleted file and the export was run again.
     export_rerun: ExportRerun | None = None
     #: Its report is in place (files first): the input is done even if a cancel lands now.
@@ -311,6 +336,11 @@ class _Engine:
         self.downloads = asyncio.Semaphore(options.downloads)
         self.ours: set[str] = set()
         self.outcomes: dict[Item, Outcome] = {}
+        #: Jobs queued on a worker and not yet ended there.
+        self.on_servers: list[_Job] = []
+        #: Every input has been queued (or skipped, or failed): idle workers may take queued ones.
+        self.dispatched = False
+        self.moves: set[asyncio.Task[None]] = set()
         #: Set once the server stays unreachable: the rest of the batch fails fast with it.
         self.broken: ComfyUnreachableError | None = None
 
@@ -323,13 +353,15 @@ class _Engine:
                 rest = await self._start(item)
                 if rest is not None:
                     tasks.append(asyncio.create_task(rest, name=f"job {item.name}"))
+            self.dispatched = True
+            self._rebalance()
             await asyncio.gather(*tasks)
         except asyncio.CancelledError:
             interrupted = True
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()  # the cancel is handled here: clean up, then report
-            for task in tasks:
+            for task in [*tasks, *self.moves]:
                 task.cancel()
             # Before the jobs end: one letting its upload land must not keep the GPU on prompts
             # nobody will collect.
@@ -369,16 +401,20 @@ class _Engine:
             return self._failed_job(job, exc)
         return self._follow(job)
 
-    async def _submit(self, job: _Job) -> None:
+    async def _submit(self, job: _Job, *, moved_from: str | None = None) -> None:
         comfy = _on(job)
         for attempt in range(MAX_ATTEMPTS):
             try:
                 name = await comfy.http.upload_bytes(job.image.png, ".png")
                 job.graph = workflow.build(job.options, name)
+                job.started = job.stays = False
                 job.prompt_id = await self._queue(comfy, job)
-                job.queued_at = time.monotonic()
+                if moved_from is None:
+                    job.queued_at = time.monotonic()
                 self.ours.add(job.prompt_id)
-                self.emit(Queued(job.item))
+                if job not in self.on_servers:
+                    self.on_servers.append(job)
+                self.emit(Queued(job.item, moved_from))
                 return
             except ComfyUnreachableError:
                 if attempt == MAX_ATTEMPTS - 1:
@@ -400,6 +436,7 @@ class _Engine:
             raise
 
     def _progress(self, job: _Job, msg: protocol.PromptMessage) -> None:
+        job.started = True
         node = getattr(msg, "node", None)
         node_class = (job.graph.get(node) or {}).get("class_type") if node else None
         self.emit(NodeEvent(job.item, msg, node_class=node_class))
@@ -422,7 +459,7 @@ class _Engine:
         slot_held = True
         try:
             result = await self._finish_on_server(job)
-            self.slots.release(_on(job))
+            self._release(_on(job))
             slot_held = False
             try:
                 report = await self._collect(job, result)
@@ -436,7 +473,7 @@ class _Engine:
                 job.options = _fresh_export_names(job.options, result.prompt_id)
                 await self._submit(job)
                 result = await self._finish_on_server(job)
-                self.slots.release(_on(job))
+                self._release(_on(job))
                 slot_held = False
                 report = await self._collect(job, result)
             self._done(Outcome(job.item, "ok", report=report,
@@ -445,7 +482,7 @@ class _Engine:
             failing = self._failed_job(job, exc)  # a server found gone counts before the release
             if slot_held:
                 # The worker takes the next input while the failure's report goes to storage.
-                self.slots.release(_on(job))
+                self._release(_on(job))
                 slot_held = False
             await failing
         except asyncio.CancelledError:
@@ -456,7 +493,7 @@ class _Engine:
             raise
         finally:
             if slot_held:
-                self.slots.release(_on(job))
+                self._release(_on(job))
 
     async def _finish_on_server(self, job: _Job) -> JobResult:
         """Wait for the queued prompt to end, queueing the job again while :meth:`_retry` says."""
@@ -465,16 +502,66 @@ class _Engine:
             try:
                 result = await _on(job).wait(job.prompt_id or "",
                                                timeout=self.options.job_timeout)
+            except PromptWithdrawnError:
+                # Taken back by _move for the idle worker whose slot it holds.
+                self.ours.discard(job.prompt_id or "")
+                old, job.comfy, job.moving_to = _on(job), job.moving_to, None
+                self._release(old)
+                await self._submit(job, moved_from=old.base_url)
+                continue
             except TrellisBoxError as exc:
                 # Not on cancellation: Ctrl-C must still find the prompt ours to withdraw.
                 self.ours.discard(job.prompt_id or "")
                 if not self._retry(job, exc, attempt):
+                    self._ended_on_server(job)
                     raise
                 attempt += 1
                 await self._submit(job)
                 continue
             self.ours.discard(job.prompt_id or "")
+            self._ended_on_server(job)
             return result
+
+    def _ended_on_server(self, job: _Job) -> None:
+        with contextlib.suppress(ValueError):
+            self.on_servers.remove(job)
+
+    def _release(self, worker: ComfyClient) -> None:
+        self.slots.release(worker)
+        self._rebalance()
+
+    def _rebalance(self) -> None:
+        """Once every input is out: give each idle worker the prompt that would start last
+        elsewhere, if it still waits in a queue."""
+        if not self.dispatched:
+            return
+        for idle in self.slots.idle():
+            waiting = [j for j in self.on_servers if j.comfy is not idle and not j.started
+                       and not j.stays and j.moving_to is None and j.prompt_id is not None]
+            if not waiting:
+                return
+            # The last queued on the worker with the longest queue starts last.
+            queued_on = collections.Counter(id(j.comfy) for j in waiting)
+            job = max(waiting, key=lambda j: (queued_on[id(j.comfy)], j.queued_at))
+            if not self.slots.take(idle):
+                continue
+            job.moving_to = idle
+            task = asyncio.create_task(self._move(job), name=f"move {job.item.name}")
+            self.moves.add(task)
+            task.add_done_callback(self.moves.discard)
+
+    async def _move(self, job: _Job) -> None:
+        """Withdraw ``job``'s prompt from its worker's queue; its follower then queues it on
+        ``job.moving_to``. Where it started first, it stays and the idle worker's slot is freed."""
+        to = job.moving_to
+        assert to is not None
+        try:
+            moved = await _on(job).withdraw(job.prompt_id or "")
+        except TrellisBoxError:
+            moved = False
+        if not moved:
+            job.moving_to, job.stays = None, True
+            self._release(to)
 
     def _retry(self, job: _Job, exc: TrellisBoxError, attempt: int) -> bool:
         """Whether to queue the job again: the server forgot it, or (with auto resolution) it

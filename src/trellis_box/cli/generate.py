@@ -224,7 +224,8 @@ class _Display:
         elif isinstance(event, Connection):
             self._connection(event)
         elif isinstance(event, Queued):
-            self._line(f"{event.item.name}: queued")
+            moved = f" (taken from {event.moved_from}'s queue)" if event.moved_from else ""
+            self._line(f"{event.item.name}: queued{moved}")
         elif isinstance(event.message, protocol.Progress):
             self._status(f"{event.item.name}: {event.node_class} "
                          f"step {event.message.value}/{event.message.max}", log=False)

@@ -29,7 +29,13 @@ import aiohttp
 from trellis_box.comfyui import protocol
 from trellis_box.comfyui.explain import execution_failure, given_up, interrupted, lost, rejected
 from trellis_box.comfyui.http import ComfyHttp, OutputRef, QueueState, Timeouts
-from trellis_box.errors import ComfyResponseError, ComfyUnreachableError, JobTimeoutError, TrellisBoxError
+from trellis_box.errors import (
+    ComfyResponseError,
+    ComfyUnreachableError,
+    JobTimeoutError,
+    PromptWithdrawnError,
+    TrellisBoxError,
+)
 
 __all__ = ["ComfyClient", "ComfyHttp", "Connection", "JobResult", "OutputRef", "QueueState",
            "Timeouts"]
@@ -243,6 +249,24 @@ class ComfyClient:
             return await self._result(tracker)
         finally:
             self._trackers.pop(prompt_id, None)
+
+    async def withdraw(self, prompt_id: str) -> bool:
+        """Take a prompt back while it waits in the queue. True: it is out of the queue and will
+        not run here, and its :meth:`wait` raises :class:`PromptWithdrawnError`. False: it had
+        started (or ended) first, and runs to its end as if nothing was asked."""
+        tracker = self._trackers.get(prompt_id)
+        if tracker is None or tracker.started_at is not None or tracker.done.is_set():
+            return False
+        await self.http.delete_pending([prompt_id])
+        # ComfyUI moves a prompt from pending to running under one lock: read after the delete,
+        # a prompt in neither list was deleted, unless it had already ended.
+        state = await self.http.queue()
+        if prompt_id in state or _finished(await self.http.history(prompt_id)):
+            return False
+        tracker.finish(PromptWithdrawnError(
+            f"prompt {prompt_id} was taken back from {self.base_url} before it started",
+            fix="queue it again where it should run", prompt_id=prompt_id))
+        return True
 
     async def run(self, graph: dict[str, Any], *, timeout: float | None = None,
                   on_message: MessageCallback | None = None) -> JobResult:

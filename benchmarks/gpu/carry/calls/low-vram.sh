@@ -1,7 +1,9 @@
-# Third call (at once after pinned.sh): one worker with low_vram on, bench 1024 (cold, warm)
-# then pytest -m gpu against it.
+# At once after workers.sh (or pinned.sh): follow what runs to its end (the throughput run up to
+# THROUGHPUT_UNTIL s), then one worker with low_vram on, bench RES (cold, warm), then pytest -m gpu
+# against it.
 T0=$(date +%s); . benchmarks/gpu/carry/calls/common.sh
-follow $R/throughput.log $R/throughput.done 200; follow $R/pinned.log $R/pinned.done 200
+follow $R/throughput.log $R/throughput.done ${THROUGHPUT_UNTIL:-200}
+[ -f $R/pinned.log ] && follow $R/pinned.log $R/pinned.done 200
 pkill -f workers_throughput; PYTHONPATH=$BOX python3 benchmarks/gpu/harness.py down --work /tmp/hw
 for i in $(seq 30); do pgrep -f "main.py" >/dev/null || break; sleep 1; done; echo "old serve gone at +$(el) s"
 L=$R/lowvram; mkdir -p $L

@@ -1,7 +1,8 @@
-# First call: serve with W workers (auto at max resolution 1024 by default), the throughput run in its
-# own session (it outlives this call while the machine stays warm), followed until ~565 s.
+# First call: serve with W workers (auto at max resolution 1024 by default), the throughput run
+# (first jobs STAGGER s apart, 0 by default) in its own session (it outlives this call while the
+# machine stays warm), followed until ~565 s.
 T0=$(date +%s); . benchmarks/gpu/carry/calls/common.sh
-W=${W:-auto}; IMAGES=${IMAGES:-20}
+W=${W:-auto}; IMAGES=${IMAGES:-20}; STAGGER=${STAGGER:-0}
 [ -d $D/ext ] || { echo "no $D/ext: run benchmarks/gpu/carry/prepare.py --extensions sm_90 first"; exit 1; }
 mkdir -p $R /tmp/g
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc; python3 -c 'import torch;print(torch.__version__)'
@@ -18,7 +19,7 @@ PYTHONPATH=$BOX python3 benchmarks/gpu/harness.py up --sources /tmp/g/src --work
 echo "serve started at +$(el) s"
 setsid nohup bash -c "cd $REPO; . benchmarks/gpu/carry/calls/common.sh; until ready_url; do sleep 2; done; echo ready at +\$(el) s; \
   PYTHONPATH=$BOX python3 benchmarks/workers_throughput.py --server http://127.0.0.1:8188 --images $IMAGES \
-  --resolution 1024 --baseline $BASELINE --json-out $R/throughput.json; echo exit \$? > $R/throughput.done" \
+  --resolution 1024 --baseline $BASELINE --stagger $STAGGER --json-out $R/throughput.json; echo exit \$? > $R/throughput.done" \
   > $R/throughput.log 2>&1 < /dev/null &
 follow $R/throughput.log $R/throughput.done ${UNTIL:-560}
 # Carried back: the next lease seeds its caches with it (first-use compilation, about 45 MB of Triton).

@@ -50,13 +50,13 @@ from statistics import fmean, median
 from typing import Any
 
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from tests.serve_support import H200_MIB, ServeProcess, free_port, make_setup  # noqa: E402
 from trellis_box.batch import engine as batch  # noqa: E402
+from trellis_box.batch import images  # noqa: E402
 from trellis_box.bench.runner import sample_images  # noqa: E402
 from trellis_box.bench.sampler import CpuSampler, GpuSampler  # noqa: E402
 from trellis_box.comfyui.client import ComfyClient  # noqa: E402
@@ -134,10 +134,11 @@ async def run_once(label: str, url: str, inputs: list[Path], out: Path, options:
 
 def inputs_for(args: argparse.Namespace, folder: Path) -> list[Path]:
     """``--images`` files: the photos taken in turn, each copy under its own name and with its own
-    bytes. Uploads are named by their content, so two equal copies are one ComfyUI input: a worker
-    given the copy of the photo it just made would answer from ComfyUI's cache in 0 s (the H200
-    run of 2026-12-04 had 6 such answers in 20). A PNG text chunk tells the copies apart; the
-    pixels stay the photo's."""
+    pixels. Uploads are named by the hash of the normalised pixels (``batch.images``), so two equal
+    copies are one ComfyUI input, and a worker given the copy of the photo it just made answers
+    from ComfyUI's cache in 0 s (the H200 runs of 2026-12-04 had 6 and 5 such answers in 20: a PNG
+    text chunk, tried first, does not survive normalising). Each copy's top-left pixel is its own
+    opaque colour; the copies are checked distinct as the batch engine sees them."""
     photos = (sorted(p for p in Path(args.photos).iterdir()
                      if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
               if args.photos else sample_images())
@@ -146,11 +147,13 @@ def inputs_for(args: argparse.Namespace, folder: Path) -> list[Path]:
     for i in range(args.images):
         source = photos[i % len(photos)]
         copy = folder / f"{i:02d}-{source.stem}.png"
-        info = PngInfo()
-        info.add_text("trellis-box-benchmark-copy", str(i))
         with Image.open(source) as image:
-            image.save(copy, pnginfo=info)
+            marked = image.convert("RGBA")
+        marked.putpixel((0, 0), (i % 256, i // 256 % 256, 255 - i % 256, 255))
+        marked.save(copy)
         inputs.append(copy)
+    if len({images.normalise(p).sha256 for p in inputs}) != len(inputs):
+        raise SystemExit(f"the {len(inputs)} copies in {folder} are not all distinct once normalised")
     return inputs
 
 

@@ -384,6 +384,18 @@ def test_progress_counts_against_every_input_known() -> None:
     assert MofNCompleteColumn().render(task).plain == "1/3"
 
 
+def test_a_prompt_moved_to_an_idle_worker_says_from_where() -> None:
+    from trellis_box.batch import engine
+    from trellis_box.batch.files import Item
+
+    display, stream = _display(terminal=False)
+    item = Item(Path("a.png"), "a")
+    display.on_event(engine.Queued(item))
+    display.on_event(engine.Queued(item, moved_from="http://127.0.0.1:8189"))
+    lines = stream.getvalue().splitlines()
+    assert lines == ["a: queued", "a: queued (taken from http://127.0.0.1:8189's queue)"]
+
+
 def test_off_a_terminal_each_input_and_node_gets_a_line(
         comfy_standin: StartStandin, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     server = _start(comfy_standin, tmp_path, exec_seconds=0.1)

@@ -6,23 +6,28 @@ Worker sizing from the VRAM profile is pure and checked against the measured pea
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import signal
 import socket
+import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image, ImageChops
 
 from tests.comfy_standin.fixtures import StartStandin
 from tests.photos import object_photo
 from tests.serve_support import H200_MIB, ServeProcess, ServeSetup, free_port
 from tests.test_serve import StartServe, get, phases, process_gone, read_state
 from trellis_box.batch import engine as batch
+from trellis_box.batch.images import normalise
 from trellis_box.comfyui.client import ComfyClient
 from trellis_box.comfyui.workers import worker_urls
 from trellis_box.comfyui.workflow import build
@@ -81,10 +86,10 @@ class TestSizing:
         assert workers_for(profile_for(8 * GIB), 64) == 1
 
     @pytest.mark.parametrize(("card", "vram", "top", "in_memory", "workers"), [
-        ("H200", H200_BYTES, "1536", 3, 3), ("H200", H200_BYTES, "1024", 6, 4),
-        ("H200", H200_BYTES, "512", 9, 4),
+        ("H200", H200_BYTES, "1536", 3, 3), ("H200", H200_BYTES, "1024", 6, 6),
+        ("H200", H200_BYTES, "512", 9, 6),
         ("H100 80GB", H100_BYTES, "1536", 2, 2), ("H100 80GB", H100_BYTES, "1024", 3, 3),
-        ("H100 80GB", H100_BYTES, "512", 5, 4),
+        ("H100 80GB", H100_BYTES, "512", 5, 5),
         ("L40S", L40S_BYTES, "1536", 1, 1), ("L40S", L40S_BYTES, "1024", 1, 1),
         ("L40S", L40S_BYTES, "512", 2, 2),
         ("L4", L4_BYTES, "1024", 0, 1), ("L4", L4_BYTES, "512", 1, 1),
@@ -424,3 +429,20 @@ class TestTail:
         assert ran[1] == {prompt_of[1], prompt_of[2]}
         moved = [(e.item.name, e.moved_from) for e in queued if e.moved_from is not None]
         assert moved == [("p2", urls[0])]
+
+
+def test_the_throughput_benchmarks_copies_are_distinct_uploads_of_the_same_photos(tmp_path: Path) -> None:
+    """Equal copies would be one upload, answered from ComfyUI's cache (twice on the H200)."""
+    spec = importlib.util.spec_from_file_location(
+        "workers_throughput", Path(__file__).resolve().parent.parent / "benchmarks" / "workers_throughput.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # its dataclasses look their module up
+    spec.loader.exec_module(bench)
+    copies = bench.inputs_for(argparse.Namespace(images=7, photos=None), tmp_path)
+    photos = bench.sample_images()
+    assert len({normalise(p).sha256 for p in copies}) == 7 > len(photos)
+    for i, copy in enumerate(copies):
+        with Image.open(copy) as made, Image.open(photos[i % len(photos)]) as photo:
+            bbox = ImageChops.difference(made.convert("RGB"), photo.convert("RGB")).getbbox()
+        assert bbox == (0, 0, 1, 1), f"{copy.name} differs from its photo beyond one pixel: {bbox}"

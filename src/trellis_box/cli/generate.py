@@ -86,6 +86,10 @@ def generate(
     steps: int | None = typer.Option(None, "--steps", help="Set all three step counts."),
     job_timeout: float = typer.Option(3600.0, "--timeout", min=1.0,
                                   help="Seconds one image may run on the server."),
+    stagger: float = typer.Option(
+        0.0, "--stagger", min=0.0, metavar="SECONDS",
+        help="On a server with several workers, start worker k's first image k x SECONDS in, so "
+             "their GPU stages take turns (measured on an H200: 10 s for 6 workers at 1024)."),
     as_json: bool = JsonOption,
     **parameters: Any,
 ) -> int:
@@ -102,7 +106,7 @@ def generate(
     with errors_in_flags(ctx, **set_by):
         options = workflow.WorkflowOptions(preset=preset, **given)
         batch = BatchOptions(out_dir=Path(out), workflow=options, auto_resolution=auto_resolution,
-                             job_timeout=job_timeout)
+                             job_timeout=job_timeout, stagger_s=stagger)
         with locations(inputs, out, batch) as (items, batch), _Display(err) as display:
             report, terminated = _run(server, items, batch, display.on_event)
     if report is None:

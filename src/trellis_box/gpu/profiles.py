@@ -151,9 +151,11 @@ WORKER_MARGIN_BYTES = 4 * GIB
 #: one warm 1024 worker keeps 1.35 cores busy and ran as fast as on 16 (0.97x); two ran 4 images
 #: in 0.48x one worker's wall time at 0.95x its per-image time, 2.36 of the 4 cores busy.
 CORES_PER_WORKER = 2
-#: Measured up to 4 on the H200 (1024: 0.34-0.40x one worker's wall time, the GPU busy 46-56 %);
-#: more is unmeasured.
-MAX_WORKERS = 4
+#: Measured up to 6 on the H200 at 1024 (benchmarks/results/h200-2026-12-04-six-workers.md): four
+#: gave 0.34-0.40x one worker's wall time with the GPU busy 46-56 %, six 0.26x, busy 69 % (80 % while
+#: the queue lasted) and 135.4 GB of device memory, the plan's six peaks. More is unmeasured, and no
+#: card holds seven at 1024.
+MAX_WORKERS = 6
 
 
 def workers_for(profile: Profile, cores: int) -> int:
@@ -161,7 +163,7 @@ def workers_for(profile: Profile, cores: int) -> int:
     peak of the profile's highest resolution (every model resident), never found by running out.
 
     ``floor((VRAM - margin) / peak)``, capped by ``cores // CORES_PER_WORKER`` and
-    :data:`MAX_WORKERS`, at least 1 (a 24 GB or 48 GB card keeps one; an H200 gets 3, or 4 with
+    :data:`MAX_WORKERS`, at least 1 (a 24 GB or 48 GB card keeps one; an H200 gets 3, or 6 with
     its top lowered to 1024 by :func:`lowered`).
     """
     return max(1, min(workers_in_memory(profile), cores // CORES_PER_WORKER, MAX_WORKERS))

@@ -17,7 +17,7 @@ from tests.serve_support import L4_MIB, ServeSetup, free_port, make_setup
 from tests.test_doctor import by_name, doctor
 from tests.test_serve import StartServe, get, read_state
 from trellis_box.cli.app import main
-from trellis_box.gpu.profiles import CORES_PER_WORKER
+from trellis_box.gpu.profiles import CORES_PER_WORKER, MAX_WORKERS
 
 H200_MIB = 143771  # nvidia-smi's memory.total of an H200 (141 GB card)
 
@@ -33,7 +33,7 @@ def profile_step(events: list[dict[str, object]]) -> dict[str, object]:
 def test_a_cap_at_1024_sizes_auto_at_1024_and_every_client_sees_it(
         tmp_path: Path, start_serve: StartServe, capsys: pytest.CaptureFixture[str]) -> None:
     setup = h200(tmp_path)
-    # On a machine with 16 cores auto starts 4 workers: their ports away from serve's neighbours.
+    # On a machine with 16 cores auto starts 6 workers: their ports away from serve's neighbours.
     serve = start_serve(setup, "--no-warmup", env=setup.environment(
         TRELLIS_BOX_WORKERS="auto", TRELLIS_BOX_MAX_RESOLUTION="1024",
         TRELLIS_BOX_WORKER_PORT=str(free_port())))
@@ -41,11 +41,11 @@ def test_a_cap_at_1024_sizes_auto_at_1024_and_every_client_sees_it(
 
     # Memory is planned at 1024's peak: 6 fit (3 at 1536's); the cores here then decide.
     cores = len(os.sched_getaffinity(0))
-    workers = max(1, min(6, cores // CORES_PER_WORKER, 4))
+    workers = max(1, min(6, cores // CORES_PER_WORKER, MAX_WORKERS))
     assert profile_step(serve.events())["detail"] == (
         "80gb-class: low_vram off, resolutions 512, 1024 (TRELLIS_BOX_MAX_RESOLUTION), "
         f"{workers} ComfyUI worker{'s' if workers > 1 else ''} (auto: 6 fit in memory at 1024's peak, "
-        f"{cores} cores allow {cores // CORES_PER_WORKER}, at most 4, at least 1)")
+        f"{cores} cores allow {cores // CORES_PER_WORKER}, at most {MAX_WORKERS}, at least 1)")
     assert len(read_state(setup)["workers"]) == workers
     status, info = get(f"{serve.url}/trellis-box/info")
     assert status == 200 and info["allowed_resolutions"] == ["512", "1024"]

@@ -26,6 +26,7 @@ from tests.comfy_standin.fixtures import StartStandin
 from tests.photos import object_photo
 from tests.serve_support import H200_MIB, ServeProcess, ServeSetup, free_port
 from tests.test_serve import StartServe, get, phases, process_gone, read_state
+from tests.test_swap import set_standin
 from trellis_box.batch import engine as batch
 from trellis_box.batch.images import normalise
 from trellis_box.comfyui.client import ComfyClient
@@ -57,6 +58,15 @@ def two_workers(setup: ServeSetup, **extra: str) -> tuple[dict[str, str], int]:
     port = free_port()
     return setup.environment(TRELLIS_BOX_WORKERS="2", TRELLIS_BOX_WORKER_PORT=str(port),
                              **extra), port
+
+
+def ready_two_workers(setup: ServeSetup, start_serve: StartServe, *args: str,
+                      **extra: str) -> tuple[ServeProcess, list[str]]:
+    """serve with two workers (``extra`` in its environment), ready; the workers' URLs."""
+    env, port = two_workers(setup, **extra)
+    serve = start_serve(setup, *args, env=env)
+    serve.wait_event("phase", phase="ready")
+    return serve, [serve.url, f"http://127.0.0.1:{port}"]
 
 
 def worker_pids(serve: ServeProcess, worker: int) -> list[int]:
@@ -183,9 +193,7 @@ class TestServe:
 
     def test_a_plain_client_on_the_public_port_still_runs_a_workflow(
             self, serve_setup: ServeSetup, start_serve: StartServe) -> None:
-        env, _ = two_workers(serve_setup)
-        serve = start_serve(serve_setup, "--no-warmup", env=env)
-        serve.wait_event("phase", phase="ready")
+        serve, _ = ready_two_workers(serve_setup, start_serve, "--no-warmup")
 
         async def run() -> Any:
             async with ComfyClient(serve.url) as client:
@@ -252,18 +260,16 @@ def wait_phase_count(serve: ServeProcess, phase: str, count: int, timeout: float
 class TestClients:
     def test_generate_feeds_both_workers_and_writes_every_output_once(
             self, serve_setup: ServeSetup, start_serve: StartServe, tmp_path: Path) -> None:
-        env, port1 = two_workers(serve_setup)
-        serve = start_serve(serve_setup, "--no-warmup", env=env)
-        serve.wait_event("phase", phase="ready")
+        serve, urls = ready_two_workers(serve_setup, start_serve, "--no-warmup")
         inputs = [object_photo(tmp_path / "in" / f"p{i}.png", i) for i in range(6)]
         out = tmp_path / "out"
 
         report = asyncio.run(batch.run_batch(serve.url, inputs, batch.BatchOptions(out, depth=1)))
 
         assert [o.status for o in report.outcomes] == ["ok"] * 6
-        assert report.server["workers"] == [serve.url, f"http://127.0.0.1:{port1}"]
+        assert report.server["workers"] == urls
         assert sorted(p.name for p in out.glob("*.glb")) == [f"p{i}.glb" for i in range(6)]
-        ran = [set(history(url)) for url in (serve.url, f"http://127.0.0.1:{port1}")]
+        ran = [set(history(url)) for url in urls]
         assert all(ran) and not (ran[0] & ran[1])
         reports = {json.loads(p.read_text())["prompt_id"] for p in out.glob("*.json")}
         assert reports == ran[0] | ran[1]
@@ -273,10 +279,8 @@ class TestClients:
 
     def test_status_and_drain_count_and_cut_both_queues(
             self, serve_setup: ServeSetup, start_serve: StartServe, tmp_path: Path) -> None:
-        env, port1 = two_workers(serve_setup, COMFY_STANDIN_EXEC_SECONDS="120")
-        serve = start_serve(serve_setup, "--no-warmup", env=env)
-        serve.wait_event("phase", phase="ready")
-        urls = [serve.url, f"http://127.0.0.1:{port1}"]
+        serve, urls = ready_two_workers(serve_setup, start_serve, "--no-warmup",
+                                        COMFY_STANDIN_EXEC_SECONDS="120")
 
         async def queue_two_each() -> list[str]:
             ids = []
@@ -301,9 +305,8 @@ class TestClients:
 
     def test_an_interrupted_batch_withdraws_from_both_workers_and_resumes(
             self, serve_setup: ServeSetup, start_serve: StartServe, tmp_path: Path) -> None:
-        env, port1 = two_workers(serve_setup, COMFY_STANDIN_EXEC_SECONDS="1")
-        serve = start_serve(serve_setup, "--no-warmup", env=env)
-        serve.wait_event("phase", phase="ready")
+        serve, urls = ready_two_workers(serve_setup, start_serve, "--no-warmup",
+                                        COMFY_STANDIN_EXEC_SECONDS="1")
         inputs = [object_photo(tmp_path / "in" / f"p{i}.png", i) for i in range(8)]
         out = tmp_path / "out"
 
@@ -326,7 +329,7 @@ class TestClients:
         assert finished and len(finished) < 8
         with Probes(poll_seconds=0.05) as probes:
             assert probes.drain(serve.url, timeout=30) == type(probes.queue(serve.url))((), ())
-        ran = [h["status"]["status_str"] for url in (serve.url, f"http://127.0.0.1:{port1}")
+        ran = [h["status"]["status_str"] for url in urls
                for h in history(url).values()]
         # Queued prompts were withdrawn from both workers and the running ones interrupted.
         assert ran.count("success") <= len(finished) + 2 and len(ran) < 8
@@ -364,10 +367,9 @@ def test_a_worker_whose_port_is_not_reachable_is_left_out_and_named(
 class TestStagger:
     def test_a_staggered_batch_gives_each_worker_its_first_prompt_in_turn(
             self, serve_setup: ServeSetup, start_serve: StartServe, tmp_path: Path) -> None:
-        env, port1 = two_workers(serve_setup)
         # Each job outlasts the stagger, so a free worker 0 cannot explain the gap.
-        serve = start_serve(serve_setup, "--no-warmup", env={**env, "COMFY_STANDIN_EXEC_SECONDS": "3"})
-        serve.wait_event("phase", phase="ready")
+        serve, urls = ready_two_workers(serve_setup, start_serve, "--no-warmup",
+                                        COMFY_STANDIN_EXEC_SECONDS="3")
 
         def queued_times(out: Path, stagger_s: float, first: int) -> dict[str, float]:
             # Photos of their own: ComfyUI would answer the other run's from its cache at once.
@@ -389,25 +391,16 @@ class TestStagger:
         # rather than queueing behind the first on worker 0.
         staggered = queued_times(tmp_path / "staggered", 2.0, 2)
         assert staggered["p1"] - staggered["p0"] >= 1.9
-        ran = [set(history(url)) for url in (serve.url, f"http://127.0.0.1:{port1}")]
+        ran = [set(history(url)) for url in urls]
         ids = [json.loads((tmp_path / "staggered" / f"p{i}.json").read_text())["prompt_id"] for i in range(2)]
         assert ids[0] in ran[0] and ids[1] in ran[1]
 
-
-def set_standin(url: str, **options: float) -> None:
-    request = urllib.request.Request(f"{url}/standin/options", data=json.dumps(options).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30):
-        pass
 
 
 class TestTail:
     def test_an_idle_worker_takes_the_prompt_waiting_behind_a_busy_one(
             self, serve_setup: ServeSetup, start_serve: StartServe, tmp_path: Path) -> None:
-        env, port1 = two_workers(serve_setup)
-        serve = start_serve(serve_setup, "--no-warmup", env=env)
-        serve.wait_event("phase", phase="ready")
-        urls = [serve.url, f"http://127.0.0.1:{port1}"]
+        serve, urls = ready_two_workers(serve_setup, start_serve, "--no-warmup")
         # Worker 0 slow, worker 1 fast: p0 runs on 0, p1 on 1, p2 queues behind p0 (the
         # tie goes to the first worker); worker 1 is then idle with p2 still waiting on 0.
         set_standin(urls[0], exec_seconds=8)

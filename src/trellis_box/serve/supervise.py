@@ -399,8 +399,11 @@ class Server:
 
     def _set_readiness(self, phase: Phase, **fields: Any) -> None:
         if phase is not self.phase:
-            self._enter(phase, **fields)
-        self._publish_workers(**fields)
+            # One write with the workers: whoever reads the state on seeing the phase's event
+            # finds the workers that made it.
+            self._enter(phase, workers=[w.as_state() for w in self.workers], **fields)
+        else:
+            self._publish_workers(**fields)
 
     async def _run_then(self, then: Job, stop: asyncio.Future[int]) -> int:
         job = asyncio.ensure_future(then())

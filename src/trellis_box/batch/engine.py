@@ -356,17 +356,20 @@ class _Engine:
             self.dispatched = True
             self._rebalance()
             await asyncio.gather(*tasks)
+            # A move that found its prompt started may still be reading the queue.
+            await asyncio.gather(*self.moves)
         except asyncio.CancelledError:
             interrupted = True
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()  # the cancel is handled here: clean up, then report
+            self.dispatched = False  # the jobs' slots, freed as they end, start no more moves
             for task in [*tasks, *self.moves]:
                 task.cancel()
             # Before the jobs end: one letting its upload land must not keep the GPU on prompts
             # nobody will collect.
             await self._withdraw()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self.moves, return_exceptions=True)
         outcomes = [self.outcomes.get(i) or Outcome(i, "interrupted") for i in items]
         return BatchReport(outcomes, self.run_options.resolution, self.facts, interrupted,
                            time.monotonic() - started)

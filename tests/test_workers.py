@@ -400,17 +400,20 @@ class TestStagger:
 class TestTail:
     def test_an_idle_worker_takes_the_prompt_waiting_behind_a_busy_one(
             self, serve_setup: ServeSetup, start_serve: StartServe, tmp_path: Path) -> None:
-        serve, urls = ready_two_workers(serve_setup, start_serve, "--no-warmup")
-        # Worker 0 slow, worker 1 fast: p0 runs on 0, p1 on 1, p2 queues behind p0 (the
-        # tie goes to the first worker); worker 1 is then idle with p2 still waiting on 0.
-        set_standin(urls[0], exec_seconds=8)
-        set_standin(urls[1], exec_seconds=0.3)
+        serve, urls = ready_two_workers(serve_setup, start_serve, "--no-warmup",
+                                        COMFY_STANDIN_EXEC_SECONDS="60")
+        # Both workers slow while the inputs go out: p0 runs on 0, p1 on 1, p2 queues behind p0
+        # (the tie goes to the first worker). Then worker 1 speeds up and ends p1 with p2 still
+        # waiting on worker 0; once p2 has moved, worker 0 speeds up too. The options act on
+        # the running prompts' next progress step.
         inputs = [object_photo(tmp_path / "in" / f"p{i}.png", 40 + i) for i in range(3)]
         queued: list[batch.Queued] = []
 
         def on_event(event: batch.Event) -> None:
             if isinstance(event, batch.Queued):
                 queued.append(event)
+                if event.item.name == "p2":
+                    set_standin(urls[1 if event.moved_from is None else 0], exec_seconds=0.2)
         report = asyncio.run(batch.run_batch(serve.url, inputs, batch.BatchOptions(
             tmp_path / "out", depth=1), on_event=on_event))
 

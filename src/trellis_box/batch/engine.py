@@ -495,6 +495,8 @@ class _Engine:
                                    seconds=time.monotonic() - job.queued_at))
             raise
         finally:
+            # Ended on the server however it ended (a failed re-queue too): never a move's pick.
+            self._ended_on_server(job)
             if slot_held:
                 self._release(_on(job))
 

@@ -157,6 +157,12 @@ def inputs_for(args: argparse.Namespace, folder: Path) -> list[Path]:
     return inputs
 
 
+def _shown(path: Path) -> str:
+    """A path as a results file records it: relative to the repository where it lies inside."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(REPO_ROOT)) if resolved.is_relative_to(REPO_ROOT) else str(path)
+
+
 def baseline_run(path: str, args: argparse.Namespace) -> Run:
     """The one-worker run of an earlier run's ``--json-out`` at the same resolution and preset.
 
@@ -218,7 +224,7 @@ def figures(runs: list[Run], facts: dict[str, Any], args: argparse.Namespace) ->
         "images": args.images, "resolution": args.resolution, "preset": args.preset,
         "weights": weights, "cpu_cores": facts["cpu_cores"], "runs": [r.as_dict() for r in runs],
         "goal": {"busy_share": GOAL_BUSY, "wall_ratio": GOAL_WALL, "latency_ratio": GOAL_LATENCY},
-        "server": facts["server"], "baseline": args.baseline}
+        "server": facts["server"], "baseline": args.baseline and _shown(Path(args.baseline))}
     if len(runs) == 2:
         single, every = runs
         out["wall_ratio"] = round(every.wall_s / single.wall_s, 3)

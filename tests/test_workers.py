@@ -29,6 +29,7 @@ from tests.test_serve import StartServe, get, phases, process_gone, read_state
 from tests.test_swap import set_standin
 from trellis_box.batch import engine as batch
 from trellis_box.batch.images import normalise
+from trellis_box.cli.app import main
 from trellis_box.comfyui.client import ComfyClient
 from trellis_box.comfyui.workers import worker_urls
 from trellis_box.comfyui.workflow import build
@@ -395,6 +396,23 @@ class TestStagger:
         ids = [json.loads((tmp_path / "staggered" / f"p{i}.json").read_text())["prompt_id"] for i in range(2)]
         assert ids[0] in ran[0] and ids[1] in ran[1]
 
+    def test_generate_staggers_with_its_option(
+            self, serve_setup: ServeSetup, start_serve: StartServe, tmp_path: Path) -> None:
+        serve, urls = ready_two_workers(serve_setup, start_serve, "--no-warmup",
+                                        COMFY_STANDIN_EXEC_SECONDS="3")
+        inputs = tmp_path / "in"
+        for i in range(2):
+            object_photo(inputs / f"p{i}.png", 60 + i)
+        code = main(["generate", str(inputs), "--server", serve.url, "--out", str(tmp_path / "out"),
+                     "--stagger", "2", "--json"])
+        assert code == 0
+
+        def started_ms(url: str) -> int:
+            entry, = history(url).values()
+            return next(data["timestamp"] for kind, data in entry["status"]["messages"]
+                        if kind == "execution_start")
+        # One input each; worker 1's begins at its turn, not with worker 0's.
+        assert started_ms(urls[1]) - started_ms(urls[0]) >= 1900
 
 
 class TestTail:

@@ -59,8 +59,8 @@ class ServeSettings:
     #: e.g. to keep an 80 GB card's footprint small beside another process, or to measure it.
     low_vram: bool | None = None
     #: ``TRELLIS_BOX_WORKERS``: ComfyUI processes serve runs (None: ``auto``, the default, sized by
-    #: :func:`trellis_box.gpu.profiles.workers_for` from the VRAM profile and the CPU cores; measured
-    #: on an H200: 4 workers ran a 1024 batch in 0.34-0.40x one worker's wall time).
+    #: :func:`trellis_box.gpu.profiles.workers_for` from the VRAM profile and the CPU cores; the H200
+    #: measurements behind it at :data:`trellis_box.gpu.profiles.MAX_WORKERS`).
     workers: int | None = None
     #: ``TRELLIS_BOX_WORKER_PORT``: worker 1's port (worker i: this + i - 1); None: ``port + 1``.
     worker_base_port: int | None = None
